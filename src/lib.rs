@@ -1,4 +1,16 @@
 //! sum-golden-path: run Django/Wagtail sites on one Debian/Ubuntu VPS,
 //! with systemd as the only supervisor.
+//!
+//! The library holds everything; the binaries in `src/bin/` only parse
+//! arguments, call one function here and map its result to an exit code.
 
+pub mod accounts;
+pub mod caddy;
 pub mod calendar;
+pub mod ctl;
+pub mod fsutil;
+pub mod generator;
+pub mod layout;
+pub mod site;
+pub mod sites;
+pub mod units;

@@ -1,0 +1,34 @@
+//! The per-site system user and group `sum-<site>`: app code never runs as root.
+
+use std::process::Command;
+
+use nix::unistd::{Gid, Group, User};
+
+use crate::layout::SiteLayout;
+
+/// Creates the site's system user and group if they do not exist yet
+/// (idempotent) and returns the group id.
+pub fn ensure_site_account(site: &str, layout: &SiteLayout) -> std::io::Result<Gid> {
+    let name = &layout.user;
+    let lookup = |e: nix::Error| std::io::Error::other(format!("failed to look up {name}: {e}"));
+    if User::from_name(name).map_err(lookup)?.is_none() {
+        let status = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--home-dir", &layout.home, "--shell", "/usr/sbin/nologin"])
+            .args(["--comment", &format!("sum-golden-path site {site}")])
+            .arg(name)
+            .status()
+            .map_err(|e| std::io::Error::other(format!("failed to run useradd: {e}")))?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "useradd {name} failed ({status})"
+            )));
+        }
+    }
+    match Group::from_name(name).map_err(lookup)? {
+        Some(g) => Ok(g.gid),
+        None => Err(std::io::Error::other(format!(
+            "user {name} exists but group {name} does not; create it with `groupadd --system {name}`"
+        ))),
+    }
+}

@@ -1,0 +1,75 @@
+//! sumctl: the operator's front door to sum-golden-path. See sumctl(8).
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sum::ctl::{self, NewSite};
+use sum::layout::Root;
+
+#[derive(Parser)]
+#[command(
+    name = "sumctl",
+    version,
+    about = "Run Django/Wagtail sites with systemd and Caddy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate site files without changing anything (all sites when none given)
+    Check { files: Vec<PathBuf> },
+    /// Print every unit the generator makes for a site, and its Caddy snippet
+    Render { site: String },
+    /// Write a commented site file and a .env skeleton with a fresh SECRET_KEY
+    New {
+        site: String,
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        git: String,
+        /// Another host name redirected to the domain (repeatable)
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// Write the Caddy snippets of every site (run by caddy.service before start and reload)
+    CaddyRender,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { ctl::exit::USAGE } else { 0 });
+        }
+    };
+    let root = Root::from_env();
+    let (mut out, mut err) = (io::stdout(), io::stderr());
+    let code = match &cli.command {
+        Command::Check { files } => ctl::check(&root, files, &mut out, &mut err),
+        Command::Render { site } => ctl::render(&root, site, &mut out, &mut err),
+        Command::New {
+            site,
+            domain,
+            git,
+            aliases,
+        } => ctl::new_site(
+            &root,
+            &NewSite {
+                name: site,
+                domain,
+                git,
+                aliases,
+            },
+            &mut out,
+            &mut err,
+        ),
+        Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
+    };
+    ExitCode::from(code)
+}

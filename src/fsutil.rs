@@ -1,0 +1,65 @@
+//! Atomic file-system writes: never a half-written unit, snippet or link.
+//!
+//! Write to a temporary name in the same directory, set the mode, fsync,
+//! rename over the final name, fsync the directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use fs_err as fs;
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = format!(".{}.tmp-{}", name.unwrap_or_default(), std::process::id());
+    path.with_file_name(tmp)
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Atomically replaces `path` with `contents`, created with `mode`.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = temp_name(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| with_path(e, "create", &tmp))?;
+        // The umask may have narrowed the mode; set it exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(contents)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| with_path(e, "write", &tmp))?;
+        fs::rename(&tmp, path)?;
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Atomically points the symlink `link` at `target`.
+pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
+    let tmp = temp_name(link);
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| with_path(e, "create symlink", &tmp))?;
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(link.parent().unwrap_or(Path::new(".")))
+}
+
+/// Adds the verb and the path to an I/O error, as fs-err does.
+pub fn with_path(e: std::io::Error, verb: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("failed to {verb} {}: {e}", path.display()),
+    )
+}

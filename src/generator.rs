@@ -1,0 +1,125 @@
+//! The systemd generator (systemd.generator(7)): site files in, units out.
+//!
+//! Rules it keeps: one or three output directories; only units and `.wants/`
+//! symlinks, written into the first (normal) directory; nothing spawned, no
+//! user or group look-ups; every site validated fully before any of its files
+//! is written; a bad site is skipped and reported while good sites are still
+//! generated; exit 1 if any site failed; nothing at all in the initrd.
+
+use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{symlink_atomic, write_atomic};
+use crate::layout::Root;
+use crate::sites;
+use crate::units::{self, Rendered};
+
+/// Where problems are reported: the kernel log under systemd (the only log a
+/// generator has that early), stderr when run by hand.
+pub enum Log {
+    Kmsg(std::fs::File),
+    Stderr,
+}
+
+impl Log {
+    /// Uses /dev/kmsg only when systemd runs us and it is a real character
+    /// device: in a container writing to it would create a plain file.
+    pub fn detect() -> Log {
+        let under_systemd = std::env::var_os("SYSTEMD_SCOPE").is_some();
+        let is_char_device = std::fs::metadata("/dev/kmsg")
+            .map(|m| m.file_type().is_char_device())
+            .unwrap_or(false);
+        if under_systemd && is_char_device {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+                return Log::Kmsg(f);
+            }
+        }
+        Log::Stderr
+    }
+
+    pub fn error(&mut self, msg: &str) {
+        for line in msg.lines() {
+            match self {
+                // <3> is LOG_ERR; one write per line keeps kmsg records whole.
+                Log::Kmsg(f) => {
+                    let _ = f.write_all(format!("<3>sum-generator: {line}\n").as_bytes());
+                }
+                Log::Stderr => eprintln!("sum-generator: {line}"),
+            }
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub generated_sites: usize,
+    pub failed_sites: usize,
+}
+
+/// True inside the initrd, where our sites and their paths do not exist yet.
+pub fn in_initrd(root: &Root) -> bool {
+    std::env::var_os("SYSTEMD_IN_INITRD").is_some_and(|v| v == "1")
+        || root.path("/etc/initrd-release").exists()
+}
+
+/// Generates the units of every valid site of `root` into `normal_dir`.
+pub fn run(root: &Root, normal_dir: &Path, log: &mut Log) -> Outcome {
+    let mut outcome = Outcome::default();
+    if in_initrd(root) {
+        return outcome;
+    }
+    let loaded = match sites::load_all(root) {
+        Ok(l) => l,
+        Err(e) => {
+            log.error(&format!(
+                "failed to read {}: {e}",
+                root.sites_dir().display()
+            ));
+            outcome.failed_sites = 1;
+            return outcome;
+        }
+    };
+    for errors in &loaded.errors {
+        log.error(&format!("skipping site: {errors}"));
+        log.error("run `sumctl check` for details");
+        outcome.failed_sites += 1;
+    }
+    for site in &loaded.sites {
+        let rendered = units::render(site);
+        match write_site(normal_dir, &rendered) {
+            Ok(()) => outcome.generated_sites += 1,
+            Err(e) => {
+                log.error(&format!("site {}: {e}", site.name));
+                outcome.failed_sites += 1;
+            }
+        }
+    }
+    outcome
+}
+
+fn write_site(dir: &Path, rendered: &Rendered) -> std::io::Result<()> {
+    for unit in &rendered.units {
+        write_atomic(&dir.join(&unit.name), unit.contents.as_bytes(), 0o644)?;
+    }
+    for (target, unit) in &rendered.wants {
+        let wants_dir = dir.join(format!("{target}.wants"));
+        fs_err::create_dir_all(&wants_dir)?;
+        symlink_atomic(&PathBuf::from("..").join(unit), &wants_dir.join(unit))?;
+    }
+    Ok(())
+}
+
+/// Picks the normal output directory from the arguments systemd passes:
+/// one directory, or three (normal, early, late).
+pub fn normal_dir_from_args(args: &[String]) -> Result<PathBuf, String> {
+    match args {
+        [normal] | [normal, _, _] if !normal.is_empty() => Ok(PathBuf::from(normal)),
+        _ => Err(format!(
+            "expected 1 or 3 output directories, got {}\n\
+             usage: sum-generator NORMAL_DIR [EARLY_DIR LATE_DIR]  (systemd.generator(7))",
+            args.len()
+        )),
+    }
+}

@@ -1,0 +1,94 @@
+//! Where everything lives: the canonical paths of SPEC §4, and the one root
+//! every path the programs read or write hangs off.
+//!
+//! Generated files always name the canonical paths (`/srv/sum/acme/...`);
+//! the programs touch `root.path(canonical)`, which is the same path on a real
+//! system and a path inside a temporary tree in tests (`SUM_ROOT`).
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that points every program at another root (tests).
+pub const ROOT_ENV: &str = "SUM_ROOT";
+
+/// Directory of the Caddy snippets written by the render step.
+pub const CADDY_RUN_DIR: &str = "/run/sum/caddy";
+/// The Caddy root file shipped by the package.
+pub const CADDY_ROOT_FILE: &str = "/usr/share/sum-golden-path/caddy/Caddyfile";
+
+/// The file-system root the programs work under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root(PathBuf);
+
+impl Root {
+    pub fn new(path: impl Into<PathBuf>) -> Root {
+        Root(path.into())
+    }
+
+    /// `/`, or `$SUM_ROOT` when set.
+    pub fn from_env() -> Root {
+        match std::env::var_os(ROOT_ENV) {
+            Some(p) if !p.is_empty() => Root(PathBuf::from(p)),
+            _ => Root(PathBuf::from("/")),
+        }
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.0 == Path::new("/")
+    }
+
+    /// Maps a canonical absolute path to where it lives under this root.
+    pub fn path(&self, canonical: impl AsRef<Path>) -> PathBuf {
+        let c = canonical.as_ref();
+        self.0.join(c.strip_prefix("/").unwrap_or(c))
+    }
+
+    pub fn sites_dir(&self) -> PathBuf {
+        self.path(crate::site::SITES_DIR)
+    }
+}
+
+/// Canonical paths of one site (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteLayout {
+    pub user: String,
+    pub home: String,
+    pub env_file: String,
+    pub app: String,
+    pub venv: String,
+    pub releases: String,
+    pub venvs: String,
+    pub static_dir: String,
+    pub media_dir: String,
+    pub shared_dir: String,
+    pub backups: String,
+    pub state: String,
+    pub beat_dir: String,
+    pub maintenance_flag: String,
+    pub run_dir: String,
+    pub socket: String,
+}
+
+impl SiteLayout {
+    pub fn new(site: &str) -> SiteLayout {
+        let home = format!("/srv/sum/{site}");
+        let run_dir = format!("/run/sum/{site}");
+        SiteLayout {
+            user: format!("sum-{site}"),
+            env_file: format!("{home}/.env"),
+            app: format!("{home}/app"),
+            venv: format!("{home}/venv"),
+            releases: format!("{home}/releases"),
+            venvs: format!("{home}/venvs"),
+            static_dir: format!("{home}/static"),
+            media_dir: format!("{home}/media"),
+            shared_dir: format!("{home}/shared"),
+            backups: format!("{home}/backups"),
+            state: format!("{home}/state"),
+            beat_dir: format!("{home}/state/beat"),
+            maintenance_flag: format!("{home}/maintenance"),
+            socket: format!("{run_dir}/gunicorn.sock"),
+            run_dir,
+            home,
+        }
+    }
+}

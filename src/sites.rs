@@ -1,0 +1,147 @@
+//! Reading every site file of a root, and the checks that span sites.
+//!
+//! Two sites claiming the same host name would make Caddy refuse its whole
+//! configuration, taking every site down; so the later site (by name) is
+//! rejected here, where the generator, the Caddy render step and `sumctl
+//! check` all see it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::layout::Root;
+use crate::site::{Site, SiteError, SiteErrors};
+
+/// The valid sites of a root and the errors of the invalid ones.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub sites: Vec<Site>,
+    pub errors: Vec<SiteErrors>,
+}
+
+fn file_error(path: &Path, key: &str, problem: String, allowed: &str) -> SiteErrors {
+    SiteErrors(vec![SiteError {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        key: key.into(),
+        problem,
+        allowed: allowed.into(),
+    }])
+}
+
+/// Reads and validates one site file; the site name is the file stem.
+pub fn load_file(path: &Path) -> Result<Site, SiteErrors> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+        return Err(file_error(
+            path,
+            "(file name)",
+            "site files must end in .toml".into(),
+            "name it /etc/sum/sites/<site>.toml",
+        ));
+    }
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(file_error(
+                    path,
+                    "(file)",
+                    "is not valid UTF-8".into(),
+                    "save the file as UTF-8",
+                ))
+            }
+        },
+        Err(e) => {
+            return Err(file_error(
+                path,
+                "(file)",
+                format!("cannot be read: {e}"),
+                "",
+            ))
+        }
+    };
+    Site::parse(stem, path, &text)
+}
+
+/// The site files of a directory: regular `*.toml` files, sorted, no hidden files.
+pub fn site_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        if std::fs::metadata(&path)
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads the given files, then rejects sites whose host names another,
+/// earlier site already claims.
+pub fn load_files(files: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut owners: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in files {
+        let site = match load_file(path) {
+            Ok(site) => site,
+            Err(e) => {
+                loaded.errors.push(e);
+                continue;
+            }
+        };
+        if let Some(other) = names.get(&site.name) {
+            loaded.errors.push(file_error(
+                path,
+                "(file name)",
+                format!(
+                    "site `{}` is already defined by {}",
+                    site.name,
+                    other.display()
+                ),
+                "each site needs its own name",
+            ));
+            continue;
+        }
+        let clash = site.hosts().find_map(|h| owners.get(h).map(|o| (h, o)));
+        if let Some((host, (owner, owner_path))) = clash {
+            loaded.errors.push(file_error(
+                path,
+                "domain",
+                format!(
+                    "host `{host}` is already served by site `{owner}` ({})",
+                    owner_path.display()
+                ),
+                "every domain and alias may belong to one site only",
+            ));
+            continue;
+        }
+        for h in site.hosts() {
+            owners.insert(h.to_string(), (site.name.clone(), path.clone()));
+        }
+        names.insert(site.name.clone(), path.clone());
+        loaded.sites.push(site);
+    }
+    loaded
+}
+
+/// Loads every site of a root.
+pub fn load_all(root: &Root) -> std::io::Result<Loaded> {
+    let files = site_files(&root.sites_dir())?;
+    Ok(load_files(&files))
+}
