@@ -193,7 +193,7 @@ pub fn render_all(root: &Root) -> std::io::Result<RenderOutcome> {
         let Some(name) = snippet_site_name(&path) else {
             continue;
         };
-        if outcome.written.iter().any(|w| *w == name) {
+        if outcome.written.contains(&name) {
             continue;
         }
         if sites_dir.join(format!("{name}.toml")).exists() {

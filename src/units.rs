@@ -87,7 +87,7 @@ fn header(site: &Site, what: &str) -> String {
 
 /// Sandboxing shared by every app service: what CPython, gunicorn and celery
 /// need and nothing more. `writable` are the only paths the app may write.
-fn hardening(site: &Site, writable: &[String]) -> String {
+fn hardening(site: &Site, writable: &[&str]) -> String {
     let mut s = String::from(
         "NoNewPrivileges=yes\n\
          CapabilityBoundingSet=\n\
@@ -245,7 +245,7 @@ pub fn render(site: &Site) -> Rendered {
                 &site.django.wsgi,
             ]),
             stop = graceful + 15,
-            hardening = hardening(site, &[l.media_dir.clone(), l.shared_dir.clone()]),
+            hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
         ),
     });
 
@@ -283,7 +283,7 @@ pub fn render(site: &Site) -> Rendered {
                     "--concurrency",
                     &concurrency,
                 ]),
-                hardening = hardening(site, &[l.media_dir.clone(), l.shared_dir.clone()]),
+                hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
             ),
         });
         wants.push(("multi-user.target".to_string(), celery.clone()));
@@ -319,7 +319,7 @@ pub fn render(site: &Site) -> Rendered {
                     "--schedule",
                     &schedule,
                 ]),
-                hardening = hardening(site, &[l.beat_dir.clone()]),
+                hardening = hardening(site, &[&l.beat_dir]),
             ),
         });
         wants.push(("multi-user.target".to_string(), beat.clone()));
