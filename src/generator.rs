@@ -20,6 +20,8 @@ use crate::units::{self, Rendered};
 pub enum Log {
     Kmsg(std::fs::File),
     Stderr,
+    /// Keeps the lines, for tests and callers that report them themselves.
+    Capture(Vec<String>),
 }
 
 impl Log {
@@ -46,6 +48,7 @@ impl Log {
                     let _ = f.write_all(format!("<3>sum-generator: {line}\n").as_bytes());
                 }
                 Log::Stderr => eprintln!("sum-generator: {line}"),
+                Log::Capture(lines) => lines.push(line.to_string()),
             }
         }
     }
@@ -83,8 +86,10 @@ pub fn run(root: &Root, normal_dir: &Path, log: &mut Log) -> Outcome {
     };
     for errors in &loaded.errors {
         log.error(&format!("skipping site: {errors}"));
-        log.error("run `sumctl check` for details");
         outcome.failed_sites += 1;
+    }
+    if !loaded.errors.is_empty() {
+        log.error("good sites were still generated; `sumctl check` shows every error");
     }
     for site in &loaded.sites {
         let rendered = units::render(site);

@@ -880,6 +880,8 @@ fn describe_toml_error(path: &str, message: &str) -> (String, String, String) {
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let key = if path.is_empty() || path == "." {
             field.to_string()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path.to_string()
         } else {
             format!("{path}.{field}")
         };

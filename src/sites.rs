@@ -120,15 +120,24 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
         }
         let clash = site.hosts().find_map(|h| owners.get(h).map(|o| (h, o)));
         if let Some((host, (owner, owner_path))) = clash {
-            loaded.errors.push(file_error(
+            let key = if host == site.domain {
+                "domain"
+            } else {
+                "aliases"
+            };
+            let mut e = file_error(
                 path,
-                "domain",
+                key,
                 format!(
                     "host `{host}` is already served by site `{owner}` ({})",
                     owner_path.display()
                 ),
                 "every domain and alias may belong to one site only",
-            ));
+            );
+            if let Some((line, col)) = position_of(path, &format!("\"{host}\"")) {
+                (e.0[0].line, e.0[0].col) = (line, col);
+            }
+            loaded.errors.push(e);
             continue;
         }
         for h in site.hosts() {
@@ -138,6 +147,18 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
         loaded.sites.push(site);
     }
     loaded
+}
+
+/// Line and column of the first `needle` in a file, for errors found after parsing.
+fn position_of(path: &Path, needle: &str) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let offset = text.find(needle)?;
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    ))
 }
 
 /// Loads every site of a root.
