@@ -900,7 +900,7 @@ fn describe_toml_error(path: &str, message: &str) -> (String, String, String) {
     };
     let allowed = match message.split_once(", expected ") {
         Some((_, exp)) => format!("expected {}", friendly_type(exp)),
-        None => String::new(),
+        None => "expected TOML: `key = value` lines under [table] headers, strings in double quotes (see sum-site.toml(5))".to_string(),
     };
     let problem = message
         .split_once(", expected ")

@@ -1,0 +1,273 @@
+//! The generated output checked by the real tools that will read it:
+//! `systemd-analyze verify` and `security`, and `caddy validate`/`adapt` run
+//! as the `caddy` user (as root it would leave root-owned files behind that
+//! break caddy.service).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use sum::caddy::{self, Served};
+use sum::generator::{self, Log};
+use sum::layout::Root;
+use sum::sites;
+
+/// The exposure budget of every generated service (issue target: 2.0).
+const MAX_EXPOSURE: f64 = 2.0;
+
+/// Generates the `full` and `basic` golden fixtures into one root laid out
+/// for `systemd-analyze --root`: our units in etc/systemd/system, systemd's
+/// own units beside them, and the venv commands a deploy would have built.
+fn verify_root() -> (tempfile::TempDir, Vec<String>) {
+    let root = tempfile::tempdir().unwrap();
+    let sites_root = tempfile::tempdir().unwrap();
+    for case in ["basic", "full"] {
+        common::copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/golden")
+                .join(case)
+                .join("sites"),
+            &sites_root.path().join("etc/sum/sites"),
+        );
+    }
+    let units_dir = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units_dir).unwrap();
+    let outcome = generator::run(
+        &Root::new(sites_root.path()),
+        &units_dir,
+        &mut Log::Capture(Vec::new()),
+    );
+    assert_eq!(outcome.generated_sites, 2);
+    for system_dir in ["/usr/lib/systemd/system", "/lib/systemd/system"] {
+        if Path::new(system_dir).is_dir() {
+            common::copy_tree(
+                Path::new(system_dir),
+                &root.path().join("usr/lib/systemd/system"),
+            );
+            break;
+        }
+    }
+    let loaded = sites::load_all(&Root::new(sites_root.path())).unwrap();
+    for site in &loaded.sites {
+        let bin = root.path().join(format!("srv/sum/{}/venv/bin", site.name));
+        std::fs::create_dir_all(&bin).unwrap();
+        for cmd in ["gunicorn", "celery"] {
+            std::fs::write(bin.join(cmd), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(bin.join(cmd), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+    }
+    let mut units: Vec<String> = std::fs::read_dir(&units_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sum-"))
+        .collect();
+    units.sort();
+    (root, units)
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_every_generated_unit() {
+    if !common::require_tool("systemd-analyze") {
+        return;
+    }
+    let (root, units) = verify_root();
+    assert_eq!(units.len(), 8, "{units:?}");
+    let paths: Vec<String> = units
+        .iter()
+        .map(|u| format!("etc/systemd/system/{u}"))
+        .collect();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "--generators=no", "--root=."])
+        .args(&paths)
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
+    assert!(
+        err.trim().is_empty(),
+        "systemd-analyze verify warned:\n{err}"
+    );
+
+    // The check can fail: a unit whose command is missing is reported.
+    std::fs::remove_file(root.path().join("srv/sum/acme/venv/bin/gunicorn")).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "--generators=no", "--root=."])
+        .arg("etc/systemd/system/sum-gunicorn@acme.service")
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Prints the exposure table (copied into docs/hardening.md) and gates it.
+#[test]
+fn systemd_analyze_security_is_within_budget() {
+    if !common::require_tool("systemd-analyze") {
+        return;
+    }
+    let (root, units) = verify_root();
+    let mut checked = 0;
+    for unit in units.iter().filter(|u| u.ends_with(".service")) {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager", "--root=."])
+            .arg(format!("etc/systemd/system/{unit}"))
+            .current_dir(root.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exposure level for {unit}:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        println!("exposure {unit}: {score}");
+        assert!(
+            score <= MAX_EXPOSURE,
+            "{unit} scores {score} > {MAX_EXPOSURE}:\n{text}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
+fn caddy_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn as_caddy(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "caddy", "--", "caddy"])
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", cwd)
+        .env("XDG_DATA_HOME", cwd.join("data"))
+        .env("XDG_CONFIG_HOME", cwd.join("config"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn caddy_validates_every_snippet_next_to_the_admins_caddyfile() {
+    if !common::require_tool("caddy") || !common::require_tool("runuser") {
+        return;
+    }
+    let dir = caddy_dir();
+    let snippets = dir.path().join("snippets");
+    std::fs::create_dir(&snippets).unwrap();
+    let mut count = 0;
+    for case in ["basic", "full", "mixed"] {
+        let root = tempfile::tempdir().unwrap();
+        common::copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/golden")
+                .join(case)
+                .join("sites"),
+            &root.path().join("etc/sum/sites"),
+        );
+        for site in sites::load_all(&Root::new(root.path())).unwrap().sites {
+            // One site may be served only once, so each state gets its own run.
+            for deployed in [false, true] {
+                let text = caddy::snippet(&site, &Served::defaults(&site, deployed)).unwrap();
+                let name = format!("{case}-{}-{deployed}.caddy", site.name);
+                std::fs::write(snippets.join(&name), &text).unwrap();
+                let rootfile = dir.path().join("Caddyfile");
+                let admin = dir.path().join("admin.Caddyfile");
+                std::fs::write(&admin, ":80 {\n\trespond \"admin\"\n}\n").unwrap();
+                std::fs::write(
+                    &rootfile,
+                    format!(
+                        "import {}\nimport {}\n",
+                        admin.display(),
+                        snippets.join(&name).display()
+                    ),
+                )
+                .unwrap();
+                let out = as_caddy(
+                    &[
+                        "validate",
+                        "--config",
+                        &rootfile.to_string_lossy(),
+                        "--adapter",
+                        "caddyfile",
+                    ],
+                    dir.path(),
+                );
+                assert!(
+                    out.status.success(),
+                    "caddy validate rejected {name}:\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                count += 1;
+            }
+        }
+    }
+    assert_eq!(count, 8);
+}
+
+#[test]
+fn caddy_adapts_the_snippet_to_what_the_spec_asks() {
+    if !common::require_tool("caddy") || !common::require_tool("runuser") {
+        return;
+    }
+    let dir = caddy_dir();
+    let root = common::root_with_sites(&[(
+        "acme.toml",
+        "domain = \"acme.example.com\"\naliases = [\"www.acme.example.com\"]\n[git]\nurl = \"https://x.example/a.git\"\n",
+    )]);
+    let site = sites::load_all(&Root::new(root.path()))
+        .unwrap()
+        .sites
+        .remove(0);
+    let text = caddy::snippet(&site, &Served::defaults(&site, true)).unwrap();
+    let file = dir.path().join("acme.caddy");
+    std::fs::write(&file, &text).unwrap();
+    let out = as_caddy(
+        &[
+            "adapt",
+            "--config",
+            &file.to_string_lossy(),
+            "--adapter",
+            "caddyfile",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "\"dial\":\"unix//run/sum/acme/gunicorn.sock\"",
+        "\"try_duration\":30000000000",
+        "\"Strict-Transport-Security\":[\"max-age=31536000\"]",
+        "\"encodings\":{\"gzip\":{},\"zstd\":{}}",
+        "\"try_files\":[\"/srv/sum/acme/maintenance\"]",
+        "\"Retry-After\":[\"120\"]",
+        "\"root\":\"/srv/sum/acme/static\"",
+        "\"root\":\"/srv/sum/acme/media\"",
+        "\"Location\":[\"https://acme.example.com{http.request.uri}\"]",
+        "\"status_code\":301",
+    ] {
+        assert!(
+            json.contains(needle),
+            "adapted config lacks {needle}:\n{json}"
+        );
+    }
+}

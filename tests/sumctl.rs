@@ -1,0 +1,214 @@
+//! `sumctl` as the operator runs it: check, render, new and caddy-render,
+//! against a temporary root (`SUM_ROOT`).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sumctl");
+
+fn sumctl(root: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SUM_ROOT", root)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const BROKEN: &str =
+    "domain = \"b.example.com\"\n[git]\nurl = \"https://x.example/b.git\"\n[gunicorn]\nworkers = 0\n";
+
+#[test]
+fn check_all_sites_names_file_line_and_column() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL), ("broken.toml", BROKEN)]);
+    let out = sumctl(root.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).contains("ok: "), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("acme.toml (site acme, acme.example.com)"));
+    let err = text(&out.stderr);
+    assert!(err.contains("etc/sum/sites/broken.toml:5:11: gunicorn.workers: 0 is out of range; expected a whole number from 1 to 64"), "{err}");
+    assert!(err.contains("1 of 2 site files have errors"), "{err}");
+}
+
+#[test]
+fn check_given_files_and_no_files() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL), ("broken.toml", BROKEN)]);
+    let acme = root.path().join("etc/sum/sites/acme.toml");
+    let out = sumctl(root.path(), &["check", &acme.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = sumctl(empty.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("no site files"));
+
+    let out = sumctl(root.path(), &["check", "/nonexistent/x.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/x.toml:1:1: (file): cannot be read"));
+}
+
+#[test]
+fn check_changes_nothing() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL), ("broken.toml", BROKEN)]);
+    let before = common::snapshot(root.path());
+    sumctl(root.path(), &["check"]);
+    assert_eq!(common::snapshot(root.path()), before);
+}
+
+#[test]
+fn render_prints_units_and_snippet() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let out = sumctl(root.path(), &["render", "acme"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = text(&out.stdout);
+    for needle in [
+        "# /run/systemd/generator/sum-gunicorn@acme.socket",
+        "# /run/systemd/generator/sum-gunicorn@acme.service",
+        "# /run/systemd/generator/sum-backup@acme.timer",
+        "# /run/systemd/generator/sockets.target.wants/sum-gunicorn@acme.socket -> ../sum-gunicorn@acme.socket",
+        "# /run/sum/caddy/acme.caddy",
+        "acme.example.com {",
+        "has not been deployed yet",
+    ] {
+        assert!(s.contains(needle), "missing {needle}:\n{s}");
+    }
+    let out = sumctl(root.path(), &["render", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("sumctl new nosuch"));
+    let out = sumctl(root.path(), &["render", "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn new_writes_a_valid_site_and_a_private_env_and_never_overwrites() {
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        "new",
+        "acme",
+        "--domain",
+        "acme.example.com",
+        "--git",
+        "https://git.example.com/acme.git",
+        "--alias",
+        "www.acme.example.com",
+    ];
+    let out = sumctl(root.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let site_file = root.path().join("etc/sum/sites/acme.toml");
+    let env_file = root.path().join("srv/sum/acme/.env");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&site_file), 0o644);
+    assert_eq!(mode(&env_file), 0o640);
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    let secret = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SECRET_KEY="))
+        .unwrap();
+    assert_eq!(secret.len(), 50);
+    assert!(secret
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    assert!(env.contains("ALLOWED_HOSTS=acme.example.com,www.acme.example.com"));
+    let out = sumctl(root.path(), &["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the written site file is invalid: {}",
+        text(&out.stderr)
+    );
+
+    // A second run refuses and changes nothing.
+    let before = common::snapshot(root.path());
+    let out = sumctl(root.path(), &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already exists; not overwriting"));
+    assert_eq!(common::snapshot(root.path()), before);
+
+    // Two runs never produce the same secret.
+    let other = tempfile::tempdir().unwrap();
+    sumctl(other.path(), &args);
+    let env2 = std::fs::read_to_string(other.path().join("srv/sum/acme/.env")).unwrap();
+    assert_ne!(env, env2);
+}
+
+#[test]
+fn new_rejects_bad_input_before_writing() {
+    let root = tempfile::tempdir().unwrap();
+    for args in [
+        vec![
+            "new",
+            "Acme",
+            "--domain",
+            "a.example.com",
+            "--git",
+            "https://x.example/a.git",
+        ],
+        vec![
+            "new",
+            "acme",
+            "--domain",
+            "not a host",
+            "--git",
+            "https://x.example/a.git",
+        ],
+        vec![
+            "new",
+            "acme",
+            "--domain",
+            "a.example.com",
+            "--git",
+            "http://x.example/a.git",
+        ],
+        vec!["new", "acme", "--domain", "a.example.com"],
+    ] {
+        let out = sumctl(root.path(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).is_empty());
+    }
+    assert!(common::snapshot(root.path()).is_empty());
+}
+
+#[test]
+fn caddy_render_writes_removes_and_keeps_last_good() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let snippets = root.path().join("run/sum/caddy");
+    let out = sumctl(root.path(), &["caddy-render"]);
+    assert_eq!(out.status.code(), Some(0));
+    let acme = std::fs::read_to_string(snippets.join("acme.caddy")).unwrap();
+    assert!(acme.contains("has not been deployed yet"));
+
+    // After a first deploy (the app symlink exists) the site is proxied.
+    std::fs::create_dir_all(root.path().join("srv/sum/acme/releases/r1")).unwrap();
+    std::os::unix::fs::symlink("releases/r1", root.path().join("srv/sum/acme/app")).unwrap();
+    sumctl(root.path(), &["caddy-render"]);
+    let acme = std::fs::read_to_string(snippets.join("acme.caddy")).unwrap();
+    assert!(acme.contains("reverse_proxy unix//run/sum/acme/gunicorn.sock"));
+
+    // A typo keeps the last good snippet and says so.
+    std::fs::write(root.path().join("etc/sum/sites/acme.toml"), BROKEN).unwrap();
+    let out = sumctl(root.path(), &["caddy-render"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("keeps serving its last good snippet"));
+    assert_eq!(
+        std::fs::read_to_string(snippets.join("acme.caddy")).unwrap(),
+        acme
+    );
+
+    // A deleted site loses its snippet; foreign files are left alone.
+    std::fs::write(snippets.join("README"), "mine").unwrap();
+    std::fs::remove_file(root.path().join("etc/sum/sites/acme.toml")).unwrap();
+    sumctl(root.path(), &["caddy-render"]);
+    assert!(!snippets.join("acme.caddy").exists());
+    assert!(snippets.join("README").exists());
+}
