@@ -162,6 +162,42 @@ fn app_service_common(site: &Site, l: &SiteLayout) -> String {
     )
 }
 
+/// A celery unit (worker or beat): `Type=exec` running celery directly, not
+/// `celery multi`, so systemd supervises the real process.
+fn celery_unit(
+    site: &Site,
+    l: &SiteLayout,
+    what: &str,
+    args: &[&str],
+    stop: &str,
+    writable: &[&str],
+) -> String {
+    let celery_bin = format!("{}/bin/celery", l.venv);
+    let mut cmd = vec![celery_bin.as_str(), "--app", &site.celery.app];
+    cmd.extend_from_slice(args);
+    format!(
+        "{head}\
+         After=network.target postgresql.service redis-server.service\n\
+         Wants=redis-server.service\n\
+         # Skipped until the first deploy has built the virtualenv.\n\
+         ConditionPathExists={celery_bin}\n\
+         \n\
+         [Service]\n\
+         Type=exec\n\
+         {common}\
+         ExecStart={cmd}\n\
+         {stop}\
+         Restart=on-failure\n\
+         RestartSec=5\n\
+         {hardening}",
+        head = header(site, what),
+        celery_bin = escape_value(&celery_bin),
+        common = app_service_common(site, l),
+        cmd = exec(&cmd),
+        hardening = hardening(site, writable),
+    )
+}
+
 /// Renders every unit of a site, sorted by name, and the links that enable them.
 pub fn render(site: &Site) -> Rendered {
     let l = SiteLayout::new(&site.name);
@@ -249,41 +285,23 @@ pub fn render(site: &Site) -> Rendered {
         ),
     });
 
-    let celery_bin = format!("{}/bin/celery", l.venv);
     let concurrency = site.celery.concurrency.to_string();
     if site.celery.worker {
         units.push(UnitFile {
             name: celery.clone(),
-            contents: format!(
-                "{head}\
-                 After=network.target postgresql.service redis-server.service\n\
-                 Wants=redis-server.service\n\
-                 # Skipped until the first deploy has built the virtualenv.\n\
-                 ConditionPathExists={celery_bin}\n\
-                 \n\
-                 [Service]\n\
-                 Type=exec\n\
-                 {common}\
-                 ExecStart={cmd}\n\
-                 KillMode=mixed\n\
-                 TimeoutStopSec=60\n\
-                 Restart=on-failure\n\
-                 RestartSec=5\n\
-                 {hardening}",
-                head = header(site, "celery worker"),
-                celery_bin = escape_value(&celery_bin),
-                common = app_service_common(site, &l),
-                cmd = exec(&[
-                    &celery_bin,
-                    "--app",
-                    &site.celery.app,
+            contents: celery_unit(
+                site,
+                &l,
+                "celery worker",
+                &[
                     "worker",
                     "--loglevel",
                     "INFO",
                     "--concurrency",
                     &concurrency,
-                ]),
-                hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
+                ],
+                "KillMode=mixed\nTimeoutStopSec=60\n",
+                &[&l.media_dir, &l.shared_dir],
             ),
         });
         wants.push(("multi-user.target".to_string(), celery.clone()));
@@ -292,34 +310,13 @@ pub fn render(site: &Site) -> Rendered {
         let schedule = format!("{}/celerybeat-schedule", l.beat_dir);
         units.push(UnitFile {
             name: beat.clone(),
-            contents: format!(
-                "{head}\
-                 After=network.target postgresql.service redis-server.service\n\
-                 Wants=redis-server.service\n\
-                 ConditionPathExists={celery_bin}\n\
-                 \n\
-                 [Service]\n\
-                 Type=exec\n\
-                 {common}\
-                 ExecStart={cmd}\n\
-                 TimeoutStopSec=30\n\
-                 Restart=on-failure\n\
-                 RestartSec=5\n\
-                 {hardening}",
-                head = header(site, "celery beat"),
-                celery_bin = escape_value(&celery_bin),
-                common = app_service_common(site, &l),
-                cmd = exec(&[
-                    &celery_bin,
-                    "--app",
-                    &site.celery.app,
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    &schedule,
-                ]),
-                hardening = hardening(site, &[&l.beat_dir]),
+            contents: celery_unit(
+                site,
+                &l,
+                "celery beat",
+                &["beat", "--loglevel", "INFO", "--schedule", &schedule],
+                "TimeoutStopSec=30\n",
+                &[&l.beat_dir],
             ),
         });
         wants.push(("multi-user.target".to_string(), beat.clone()));
