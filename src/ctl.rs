@@ -79,6 +79,12 @@ pub fn render(root: &Root, name: &str, out: &mut dyn Write, err: &mut dyn Write)
     for u in &rendered.units {
         let _ = writeln!(out, "# /run/systemd/generator/{}\n{}", u.name, u.contents);
     }
+    for (dir_name, file, contents) in &rendered.dropins {
+        let _ = writeln!(
+            out,
+            "# /run/systemd/generator/{dir_name}/{file}\n{contents}"
+        );
+    }
     for (target, unit) in &rendered.wants {
         let _ = writeln!(
             out,

@@ -108,6 +108,11 @@ fn write_site(dir: &Path, rendered: &Rendered) -> std::io::Result<()> {
     for unit in &rendered.units {
         write_atomic(&dir.join(&unit.name), unit.contents.as_bytes(), 0o644)?;
     }
+    for (dir_name, file, contents) in &rendered.dropins {
+        let dropin_dir = dir.join(dir_name);
+        fs_err::create_dir_all(&dropin_dir)?;
+        write_atomic(&dropin_dir.join(file), contents.as_bytes(), 0o644)?;
+    }
     for (target, unit) in &rendered.wants {
         let wants_dir = dir.join(format!("{target}.wants"));
         fs_err::create_dir_all(&wants_dir)?;

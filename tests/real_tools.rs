@@ -49,6 +49,23 @@ fn verify_root() -> (tempfile::TempDir, Vec<String>) {
             break;
         }
     }
+    // The units the package ships, which the generated ones refer to.
+    for shipped in ["sum-sites.target", "sum-backup@.service"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("units")
+                .join(shipped),
+            root.path().join("usr/lib/systemd/system").join(shipped),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::write(root.path().join("usr/bin/sum-backup"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.path().join("usr/bin/sum-backup"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let loaded = sites::load_all(&Root::new(sites_root.path())).unwrap();
     for site in &loaded.sites {
         let bin = root.path().join(format!("srv/sum/{}/venv/bin", site.name));
@@ -62,7 +79,7 @@ fn verify_root() -> (tempfile::TempDir, Vec<String>) {
     let mut units: Vec<String> = std::fs::read_dir(&units_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("sum-"))
+        .filter(|n| n.starts_with("sum-") && !n.ends_with(".d"))
         .collect();
     units.sort();
     (root, units)
