@@ -82,7 +82,8 @@ fn header(site: &Site, what: &str) -> String {
          [Unit]\n\
          Description={what} for site {name} ({domain})\n\
          Documentation=man:sum-site.toml(5)\n\
-         SourcePath={src}\n",
+         SourcePath={src}\n\
+         PartOf={SITES_TARGET}\n",
         src = escape_value(&site.source.to_string_lossy()),
         what = what,
         name = escape_value(&site.name),
@@ -222,7 +223,6 @@ pub fn render(site: &Site) -> Rendered {
         name: socket.clone(),
         contents: format!(
             "{head}\
-             PartOf={gunicorn}\n\
              \n\
              [Socket]\n\
              ListenStream={sock}\n\
