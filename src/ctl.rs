@@ -168,12 +168,11 @@ pub fn new_site(root: &Root, args: &NewSite, out: &mut dyn Write, err: &mut dyn 
         Ok((site_file, env_file)) => {
             let _ = writeln!(
                 out,
-                "wrote {}\nwrote {}\n\nNext:\n  $EDITOR {} {}\n  systemctl daemon-reload\n  systemctl start sum-deploy@{}",
+                "wrote {}\nwrote {}\n\nNext:\n  $EDITOR {} {}\n  sumctl check\n  systemctl daemon-reload",
                 site_file.display(),
                 env_file.display(),
                 site_file.display(),
                 env_file.display(),
-                args.name
             );
             exit::OK
         }
@@ -207,6 +206,27 @@ fn new_site_inner(root: &Root, args: &NewSite) -> Result<(PathBuf, PathBuf), (u8
             ));
         }
     }
+    // A host another site already has would get both sites rejected.
+    let existing =
+        sites::site_files(&root.sites_dir()).map_err(|e| (exit::FAILED, e.to_string()))?;
+    for other in sites::load_files(&existing).sites {
+        if let Some(host) = other
+            .hosts()
+            .find(|h| *h == args.domain || args.aliases.iter().any(|a| a == h))
+        {
+            return Err((
+                exit::USAGE,
+                format!(
+                    "host `{host}` already belongs to site `{}` ({})",
+                    other.name,
+                    root.sites_dir()
+                        .join(format!("{}.toml", other.name))
+                        .display()
+                ),
+            ));
+        }
+    }
+
     let io = |e: std::io::Error| (exit::FAILED, e.to_string());
     let gid = if root.is_system() {
         Some(crate::accounts::ensure_site_account(args.name, &layout).map_err(io)?)

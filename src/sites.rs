@@ -1,9 +1,8 @@
 //! Reading every site file of a root, and the checks that span sites.
 //!
 //! Two sites claiming the same host name would make Caddy refuse its whole
-//! configuration, taking every site down; so the later site (by name) is
-//! rejected here, where the generator, the Caddy render step and `sumctl
-//! check` all see it.
+//! configuration, taking every site down; so both are rejected here, where
+//! the generator, the Caddy render step and `sumctl check` all see it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,22 +90,32 @@ pub fn site_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads the given files, then rejects sites whose host names another,
-/// earlier site already claims.
+/// Loads the given files, then rejects every site that shares a host name
+/// with another. Rejecting both sides, rather than the later one, means a
+/// new file can never take a host away from a site that is serving it: the
+/// serving site keeps its running units and its last good Caddy snippet
+/// until the clash is resolved.
 pub fn load_files(files: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut owners: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
-    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut valid: Vec<(Site, &PathBuf)> = Vec::new();
     for path in files {
-        let site = match load_file(path) {
-            Ok(site) => site,
-            Err(e) => {
-                loaded.errors.push(e);
-                continue;
-            }
-        };
-        if let Some(other) = names.get(&site.name) {
-            loaded.errors.push(file_error(
+        match load_file(path) {
+            Ok(site) => valid.push((site, path)),
+            Err(e) => loaded.errors.push(e),
+        }
+    }
+    let mut owners: BTreeMap<&str, Vec<(&str, &PathBuf)>> = BTreeMap::new();
+    for (site, path) in &valid {
+        for h in site.hosts() {
+            owners.entry(h).or_default().push((&site.name, *path));
+        }
+    }
+    let mut clashes: Vec<SiteErrors> = Vec::new();
+    let mut names: BTreeMap<&str, &PathBuf> = BTreeMap::new();
+    let mut keep = vec![true; valid.len()];
+    for (i, (site, path)) in valid.iter().enumerate() {
+        if let Some(other) = names.get(site.name.as_str()) {
+            clashes.push(file_error(
                 path,
                 "(file name)",
                 format!(
@@ -116,10 +125,17 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
                 ),
                 "each site needs its own name",
             ));
+            keep[i] = false;
             continue;
         }
-        let clash = site.hosts().find_map(|h| owners.get(h).map(|o| (h, o)));
-        if let Some((host, (owner, owner_path))) = clash {
+        names.insert(&site.name, path);
+        let clash = site.hosts().find_map(|h| {
+            owners[h]
+                .iter()
+                .find(|(name, _)| *name != site.name)
+                .map(|other| (h, other))
+        });
+        if let Some((host, (other, other_path))) = clash {
             let key = if host == site.domain {
                 "domain"
             } else {
@@ -129,23 +145,25 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
                 path,
                 key,
                 format!(
-                    "host `{host}` is already served by site `{owner}` ({})",
-                    owner_path.display()
+                    "host `{host}` is also claimed by site `{other}` ({}); neither site is \
+                     changed until one of them gives it up",
+                    other_path.display()
                 ),
                 "every domain and alias may belong to one site only",
             );
             if let Some((line, col)) = position_of(path, &format!("\"{host}\"")) {
                 (e.0[0].line, e.0[0].col) = (line, col);
             }
-            loaded.errors.push(e);
-            continue;
+            clashes.push(e);
+            keep[i] = false;
         }
-        for h in site.hosts() {
-            owners.insert(h.to_string(), (site.name.clone(), path.clone()));
-        }
-        names.insert(site.name.clone(), path.clone());
-        loaded.sites.push(site);
     }
+    loaded.errors.extend(clashes);
+    loaded.sites = valid
+        .into_iter()
+        .zip(keep)
+        .filter_map(|((site, _), k)| k.then_some(site))
+        .collect();
     loaded
 }
 

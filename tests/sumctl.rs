@@ -212,3 +212,74 @@ fn caddy_render_writes_removes_and_keeps_last_good() {
     assert!(!snippets.join("acme.caddy").exists());
     assert!(snippets.join("README").exists());
 }
+
+#[test]
+fn a_new_site_cannot_take_a_host_from_a_serving_site() {
+    let zed = "domain = \"zed.example.com\"\n[git]\nurl = \"https://x.example/z.git\"\n";
+    let root = common::root_with_sites(&[("zed.toml", zed)]);
+    let snippets = root.path().join("run/sum/caddy");
+    sumctl(root.path(), &["caddy-render"]);
+    let served = std::fs::read_to_string(snippets.join("zed.caddy")).unwrap();
+    assert!(served.contains("# hosts: zed.example.com"));
+
+    // `sumctl new` refuses the host outright.
+    let out = sumctl(
+        root.path(),
+        &[
+            "new",
+            "aaa",
+            "--domain",
+            "zed.example.com",
+            "--git",
+            "https://x.example/a.git",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("already belongs to site `zed`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!root.path().join("etc/sum/sites/aaa.toml").exists());
+
+    // A file dropped by hand: both sites are reported, zed keeps its snippet
+    // and the newcomer gets none, so Caddy's configuration stays loadable.
+    std::fs::write(
+        root.path().join("etc/sum/sites/aaa.toml"),
+        "domain = \"zed.example.com\"\n[git]\nurl = \"https://x.example/a.git\"\n",
+    )
+    .unwrap();
+    let out = sumctl(root.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("aaa.toml:1:10: domain: host `zed.example.com` is also claimed by site `zed`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("zed.toml:1:10: domain: host `zed.example.com` is also claimed by site `aaa`"),
+        "{err}"
+    );
+    sumctl(root.path(), &["caddy-render"]);
+    assert_eq!(
+        std::fs::read_to_string(snippets.join("zed.caddy")).unwrap(),
+        served
+    );
+    assert!(!snippets.join("aaa.caddy").exists());
+
+    // zed's file gets a typo: its last good snippet stays, and a valid site
+    // claiming its host is not rendered while that snippet serves it.
+    std::fs::write(root.path().join("etc/sum/sites/zed.toml"), "domain = \n").unwrap();
+    let out = sumctl(root.path(), &["caddy-render"]);
+    assert!(
+        text(&out.stderr)
+            .contains("site aaa: not rendered: host `zed.example.com` is still served"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(snippets.join("zed.caddy")).unwrap(),
+        served
+    );
+    assert!(!snippets.join("aaa.caddy").exists());
+}

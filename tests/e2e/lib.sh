@@ -1,0 +1,555 @@
+# shellcheck shell=bash
+# Library of the end-to-end harness (tests/e2e/run.sh): a cached Debian 12
+# image built with mmdebstrap, booted with systemd-nspawn in a private network
+# namespace, commands run inside with nsenter, and counted checks.
+#
+# Source it from bash running with `set -euo pipefail`. Functions return
+# non-zero on failure instead of exiting, except e2e_fail (which ends the run
+# through the EXIT trap that e2e_install_traps sets).
+#
+# What was needed to make nspawn and nsenter work on the CI/dev machines
+# (a Firecracker VM whose PID 1 is not systemd, cgroup v1+v2 "hybrid"
+# layout, no system D-Bus):
+#  * --register=no: there is no systemd-machined to register with.
+#  * --keep-unit is required, not optional: without it nspawn asks the host's
+#    systemd over D-Bus for a transient scope, and there is none. With it,
+#    nspawn (hybrid layout) creates "payload/" (the container) and
+#    "supervisor/" (itself) below its *own* cgroup and never removes them.
+#    Started from the root cgroup that would be /payload, shared by every
+#    run and left behind. So each run makes a cgroup of its own in every
+#    writable hierarchy, moves the launcher into it before exec'ing nspawn,
+#    kills what is left in it on cleanup and removes it.
+#  * nspawn leaves /run/systemd/nspawn/propagate/<machine> on the host; the
+#    machine name is unique per run and cleanup removes that directory.
+#  * nsenter needs --root/--wd (as well as --mount) so that the command runs
+#    in the container's root, and a clean environment (env -i): the
+#    harness's PATH, PAGER, LANG, ... are meaningless inside.
+#  * SIGTERM to systemd-nspawn is a clean shutdown: nspawn forwards it to the
+#    container's systemd as SIGRTMIN+3 (poweroff); it takes about 2 s.
+
+# Bump when the image recipe changes in a way the cache key does not see
+# (the suite, mirrors, package list, masked units, mmdebstrap options and
+# the body of e2e_customize_root are all part of the key already).
+E2E_RECIPE_VERSION=1
+
+E2E_SUITE=${E2E_SUITE:-bookworm}
+E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/sum-golden-path-e2e}
+E2E_TMP_BASE=${E2E_TMP_BASE:-/var/tmp}
+E2E_HOSTNAME=sum-e2e
+E2E_BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-120}
+E2E_STOP_TIMEOUT=${E2E_STOP_TIMEOUT:-30}
+# The host's mirrors (/etc/apt/sources.list.d/debian.sources): the main
+# archive with its -updates suite, and the security archive.
+E2E_MIRROR=${E2E_MIRROR:-http://deb.debian.org/debian}
+E2E_SECURITY_MIRROR=${E2E_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+
+# What the services under test need, what the .deb depends on (systemd,
+# init-system-helpers, caddy, git, python3-venv, postgresql-client, passwd)
+# and the tools the checks use (curl, ss from iproute2, ps from procps, man),
+# so that the package installs inside the container without any network.
+E2E_PACKAGES=(
+    systemd systemd-sysv dbus init-system-helpers passwd
+    postgresql postgresql-client redis-server caddy
+    python3-venv git curl ca-certificates iproute2 procps man-db
+)
+
+# Units that only slow a throwaway container down or make no sense in one
+# with a private network and no console: masked in the image.
+E2E_MASKED_UNITS=(
+    systemd-timesyncd.service systemd-networkd.service systemd-networkd.socket
+    systemd-networkd-wait-online.service systemd-resolved.service
+    systemd-firstboot.service console-getty.service getty.target
+    apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
+    e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer
+    logrotate.timer
+)
+
+# Documentation, man pages and translations are left out while
+# bootstrapping (about 100 MB less to unpack on every run); the dpkg filter
+# is removed again in e2e_customize_root, so that the package under test
+# installs all of its files.
+E2E_MMDEBSTRAP_OPTS=(
+    --variant=apt --mode=root
+    --aptopt='APT::Install-Recommends "false"'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+)
+
+E2E_PASSED=0
+E2E_FAILED=0
+E2E_START=${E2E_START:-$(date +%s)}
+E2E_KEEP=${E2E_KEEP:-0}
+E2E_DIR=""           # per-run temp dir: root/, in/, nspawn.log
+E2E_ROOT=""          # the container's root directory ($E2E_DIR/root)
+E2E_STAGE=""         # $E2E_DIR/in, bound read-only at /root/in in the container
+E2E_LOG=""           # systemd-nspawn's output: the container's console
+E2E_MACHINE=""       # the machine name given to nspawn (unique per run)
+E2E_NSPAWN_PID=""    # host PID of systemd-nspawn
+E2E_LEADER=""        # host PID of the container's PID 1 (systemd)
+E2E_CGROUPS=()       # the run's own cgroups, one per writable hierarchy
+E2E_UNITS=()         # units whose status a failure report shows
+E2E_CLEANED=0
+
+step() { printf '\n==> %s\n' "$*"; }
+say() { step "$@"; }
+info() { printf '    %s\n' "$*"; }
+warn() { printf 'e2e: warning: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------
+# Host
+# ---------------------------------------------------------------------------
+
+# Installs what the harness needs on the host, if missing.
+e2e_host_deps() {
+    local missing=() cmd
+    for cmd in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
+               nsenter:util-linux setsid:util-linux flock:util-linux \
+               timeout:coreutils sha256sum:coreutils; do
+        command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    step "installing ${missing[*]} on the host"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# ---------------------------------------------------------------------------
+# Image
+# ---------------------------------------------------------------------------
+
+e2e_sources() {
+    printf '%s\n' \
+        "deb $E2E_MIRROR $E2E_SUITE main" \
+        "deb $E2E_MIRROR $E2E_SUITE-updates main" \
+        "deb $E2E_SECURITY_MIRROR $E2E_SUITE-security main"
+}
+
+# Applied to the freshly bootstrapped root directory $1, before it is cached.
+e2e_customize_root() {
+    local root=$1 unit
+    echo "$E2E_HOSTNAME" >"$root/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+        "$E2E_HOSTNAME" >"$root/etc/hosts"
+    # A fixed machine ID: with an empty or "uninitialized" /etc/machine-id
+    # systemd treats every boot as the first one (ConditionFirstBoot units,
+    # preset-all), which is slower and may prompt on the console. Every run
+    # boots a fresh copy, so sharing the ID between runs is harmless.
+    echo 5e2e5e2e5e2e5e2e5e2e5e2e5e2e5e2e >"$root/etc/machine-id"
+    rm -f "$root/var/lib/dbus/machine-id"
+    ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
+    for unit in "${E2E_MASKED_UNITS[@]}"; do
+        ln -sfn /dev/null "$root/etc/systemd/system/$unit"
+    done
+    # The journal stays in memory (/run): nothing to flush, nothing to keep.
+    mkdir -p "$root/etc/systemd/journald.conf.d"
+    printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/e2e.conf"
+    # Do not wait 90 s for a unit that hangs on shutdown.
+    mkdir -p "$root/etc/systemd/system.conf.d"
+    printf '[Manager]\nDefaultTimeoutStopSec=15s\n' >"$root/etc/systemd/system.conf.d/e2e.conf"
+    rm -f "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+    # apt inside the container only ever installs local .deb files.
+    rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin
+}
+
+e2e_image_key() {
+    {
+        echo "recipe $E2E_RECIPE_VERSION"
+        echo "suite $E2E_SUITE"
+        e2e_sources
+        printf 'package %s\n' "${E2E_PACKAGES[@]}"
+        printf 'masked %s\n' "${E2E_MASKED_UNITS[@]}"
+        printf 'option %s\n' "${E2E_MMDEBSTRAP_OPTS[@]}"
+        declare -f e2e_customize_root
+    } | sha256sum | cut -c1-16
+}
+
+e2e_image_path() {
+    echo "$E2E_CACHE_DIR/image-$E2E_SUITE-$(e2e_image_key).tar"
+}
+
+# Prints the path of the cached image tarball, building it first if needed.
+# The build goes to a temporary name in the cache dir and is renamed into
+# place, under a lock, so an interrupted or concurrent build never leaves a
+# half-written image behind.
+e2e_image() {
+    local image tmp started include sources=()
+    image=$(e2e_image_path)
+    mkdir -p "$E2E_CACHE_DIR"
+    exec 8>"$E2E_CACHE_DIR/.lock"
+    if ! timeout 1800 flock 8; then
+        exec 8>&-
+        warn "could not lock $E2E_CACHE_DIR/.lock"
+        return 1
+    fi
+    if [ -s "$image" ]; then
+        exec 8>&-
+        info "cached image: $image ($(du -h "$image" | cut -f1))" >&2
+        echo "$image"
+        return 0
+    fi
+    info "building $image with mmdebstrap (cold cache)" >&2
+    started=$(date +%s)
+    # Leftovers of a build that was killed (the lock is ours now).
+    rm -rf --one-file-system "$E2E_CACHE_DIR"/.build.*
+    tmp=$(mktemp -d "$E2E_CACHE_DIR/.build.XXXXXXXX")
+    mapfile -t sources < <(e2e_sources)
+    include=$(IFS=,; echo "${E2E_PACKAGES[*]}")
+    if ! timeout 1800 mmdebstrap --quiet "${E2E_MMDEBSTRAP_OPTS[@]}" \
+            --include="$include" "$E2E_SUITE" "$tmp/root" "${sources[@]}" >&2 \
+        || ! e2e_customize_root "$tmp/root" \
+        || ! tar --numeric-owner --xattrs --xattrs-include='*' \
+                -C "$tmp/root" -cf "$tmp/image.tar" . \
+        || ! mv -f "$tmp/image.tar" "$image"; then
+        rm -rf --one-file-system "$tmp"
+        exec 8>&-
+        warn "building the image failed"
+        return 1
+    fi
+    rm -rf --one-file-system "$tmp"
+    # Keep the three newest images (other branches may use other recipes).
+    find "$E2E_CACHE_DIR" -maxdepth 1 -name 'image-*.tar' -printf '%T@ %p\n' \
+        | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -f
+    exec 8>&-
+    info "built in $(( $(date +%s) - started ))s: $image ($(du -h "$image" | cut -f1))" >&2
+    echo "$image"
+}
+
+# ---------------------------------------------------------------------------
+# Container
+# ---------------------------------------------------------------------------
+
+# e2e_prepare IMAGE: a fresh copy of the image and an empty stage directory
+# (files put into $E2E_STAGE appear read-only at /root/in in the container).
+e2e_prepare() {
+    local image=$1
+    E2E_DIR=$(mktemp -d "$E2E_TMP_BASE/sum-e2e.XXXXXXXX")
+    E2E_ROOT=$E2E_DIR/root
+    E2E_STAGE=$E2E_DIR/in
+    E2E_LOG=$E2E_DIR/nspawn.log
+    E2E_MACHINE=$(basename "$E2E_DIR" | tr -c 'a-zA-Z0-9\n' -)
+    mkdir -p "$E2E_ROOT" "$E2E_STAGE"
+    tar --numeric-owner --xattrs --xattrs-include='*' -C "$E2E_ROOT" -xpf "$image"
+}
+
+# One cgroup per run in each cgroup hierarchy systemd uses (cgroup2 at
+# /sys/fs/cgroup, or the hybrid layout's unified/ and name=systemd), so that
+# nspawn's payload/ and supervisor/ cgroups are the run's own (see the top).
+e2e_cgroups_create() {
+    local h fstype
+    E2E_CGROUPS=()
+    for h in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+        fstype=$(stat -f -c %T "$h" 2>/dev/null || true)
+        case "$h:$fstype" in
+        */cgroup:cgroup2fs | */unified:cgroup2fs | */systemd:cgroupfs) ;;
+        *) continue ;;
+        esac
+        [ -w "$h/cgroup.procs" ] || continue
+        mkdir "$h/$E2E_MACHINE"
+        E2E_CGROUPS+=("$h/$E2E_MACHINE")
+    done
+}
+
+e2e_cgroups_pids() {
+    local cg
+    for cg in "${E2E_CGROUPS[@]}"; do
+        [ -d "$cg" ] && find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
+    done | sort -u
+}
+
+e2e_cgroups_remove() {
+    local cg i
+    for cg in "${E2E_CGROUPS[@]}"; do
+        [ -d "$cg" ] || continue
+        # A cgroup can be removed only once its last process is reaped.
+        for i in $(seq 50); do
+            find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+            [ -d "$cg" ] || break
+            sleep 0.1
+        done
+        [ -d "$cg" ] && warn "could not remove cgroup $cg"
+    done
+    return 0
+}
+
+# e2e_boot IMAGE: copies the image, boots it with systemd-nspawn and waits
+# until systemd is up ("running", or "degraded" with the failed units shown).
+e2e_boot() {
+    local image=$1 i state
+    e2e_prepare "$image"
+    e2e_cgroups_create
+    info "container root $E2E_ROOT, console log $E2E_LOG"
+    # setsid: Ctrl-C in the terminal reaches the harness only; the harness
+    # stops the container in its EXIT trap. In a non-interactive shell the
+    # background job is no process group leader, so setsid does not fork
+    # and $! is the launcher, which moves itself into the run's cgroups and
+    # then execs nspawn (same PID).
+    setsid bash -c '
+        n=$1; shift
+        while [ "$n" -gt 0 ]; do echo $$ >"$1/cgroup.procs"; shift; n=$((n - 1)); done
+        exec "$@"' e2e-launch "${#E2E_CGROUPS[@]}" "${E2E_CGROUPS[@]}" \
+        systemd-nspawn --quiet -D "$E2E_ROOT" --machine="$E2E_MACHINE" -b \
+            --register=no --keep-unit --private-network \
+            --link-journal=no --resolv-conf=off --timezone=off \
+            --console=read-only \
+            --bind-ro="$E2E_STAGE:/root/in" \
+        </dev/null >"$E2E_LOG" 2>&1 &
+    E2E_NSPAWN_PID=$!
+
+    # The container's PID 1: nspawn is a child subreaper, so once the
+    # container's systemd has been exec'd it is a child of nspawn whose PID
+    # is 1 in its own PID namespace (last field of NSpid).
+    E2E_LEADER=""
+    for i in $(seq $((E2E_BOOT_TIMEOUT * 10))); do
+        if ! kill -0 "$E2E_NSPAWN_PID" 2>/dev/null; then
+            warn "systemd-nspawn exited during boot; its log:"
+            tail -n 40 "$E2E_LOG" >&2
+            return 1
+        fi
+        E2E_LEADER=$(e2e_find_leader "$E2E_NSPAWN_PID") && break
+        sleep 0.1
+    done
+    if [ -z "$E2E_LEADER" ]; then
+        warn "no container PID 1 after ${E2E_BOOT_TIMEOUT}s"
+        tail -n 40 "$E2E_LOG" >&2
+        return 1
+    fi
+    info "systemd-nspawn PID $E2E_NSPAWN_PID, container PID 1 is host PID $E2E_LEADER"
+
+    # systemctl fails until PID 1 listens on /run/systemd/private; after
+    # that, --wait blocks until the boot is finished.
+    state=""
+    for i in $(seq $((E2E_BOOT_TIMEOUT * 4))); do
+        state=$(timeout "$E2E_BOOT_TIMEOUT" \
+            ct 'systemctl is-system-running --wait 2>/dev/null' 2>/dev/null) || true
+        case "$state" in
+        running | degraded | maintenance | stopping | offline) break ;;
+        esac
+        kill -0 "$E2E_NSPAWN_PID" 2>/dev/null || break
+        sleep 0.25
+    done
+    case "$state" in
+    running)
+        info "booted: $state" ;;
+    degraded)
+        info "booted: degraded; failed units:"
+        ct 'systemctl --failed --no-pager --no-legend' | sed 's/^/      /' ;;
+    *)
+        warn "the container did not boot (state: ${state:-none}); console log:"
+        tail -n 40 "$E2E_LOG" >&2
+        return 1 ;;
+    esac
+}
+
+# e2e_find_leader NSPAWN_PID: prints the host PID of the container's init.
+e2e_find_leader() {
+    local pid
+    for pid in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] || continue
+        # NSpid: <host pid> ... <pid in the innermost namespace>
+        awk '$1 == "NSpid:" { found = (NF >= 3 && $NF == 1) } END { exit !found }' \
+            "/proc/$pid/status" 2>/dev/null || continue
+        echo "$pid"
+        return 0
+    done
+    return 1
+}
+
+# ct 'SHELL COMMANDS': runs them with bash inside the container (all of its
+# namespaces, its root, a clean environment) and returns their exit status.
+# Standard input passes through: ct 'cat >/etc/x' <file
+ct() {
+    [ -n "$E2E_LEADER" ] || { warn "ct: no container"; return 125; }
+    nsenter --target "$E2E_LEADER" --mount --uts --ipc --net --pid --cgroup \
+        --root --wd -- \
+        /usr/bin/env -i \
+            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb \
+            SYSTEMD_PAGER=cat PAGER=cat SYSTEMD_COLORS=0 \
+            DEBIAN_FRONTEND=noninteractive \
+        /bin/bash -c "$1"
+}
+
+# The command that enters the container, for people (--keep, failures).
+e2e_enter_command() {
+    echo "nsenter --target $E2E_LEADER --mount --uts --ipc --net --pid --cgroup --root --wd -- /usr/bin/env -i TERM=\"\$TERM\" HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -l"
+}
+
+# Stops the container (clean poweroff, then SIGKILL after E2E_STOP_TIMEOUT)
+# and removes everything the run created. Idempotent.
+e2e_cleanup() {
+    local pids
+    [ "$E2E_CLEANED" = 1 ] && return 0
+    E2E_CLEANED=1
+    if [ -n "$E2E_NSPAWN_PID" ] && kill -0 "$E2E_NSPAWN_PID" 2>/dev/null; then
+        step "stopping the container"
+        # nspawn turns SIGTERM into a clean poweroff of the container.
+        kill -TERM "$E2E_NSPAWN_PID" 2>/dev/null || true
+        if ! timeout "$E2E_STOP_TIMEOUT" tail --pid="$E2E_NSPAWN_PID" -f /dev/null; then
+            warn "no clean shutdown after ${E2E_STOP_TIMEOUT}s: killing it"
+            [ -n "$E2E_LEADER" ] && kill -KILL "$E2E_LEADER" 2>/dev/null
+            kill -KILL "$E2E_NSPAWN_PID" 2>/dev/null || true
+        fi
+    fi
+    # Whatever is left in the run's cgroups (nspawn killed from outside,
+    # the container's init reparented to the host's PID 1, ...).
+    pids=$(e2e_cgroups_pids)
+    if [ -n "$pids" ]; then
+        warn "killing leftover processes: $(echo $pids)"
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+    fi
+    [ -n "$E2E_NSPAWN_PID" ] && timeout 10 tail --pid="$E2E_NSPAWN_PID" -f /dev/null 2>/dev/null
+    e2e_cgroups_remove
+    if [ -n "$E2E_MACHINE" ]; then
+        rm -rf --one-file-system "/run/systemd/nspawn/propagate/$E2E_MACHINE"
+    fi
+    if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
+        if findmnt -rn -o TARGET | grep -q "^$E2E_DIR"; then
+            warn "something is still mounted under $E2E_DIR; not removing it"
+        else
+            rm -rf --one-file-system "$E2E_DIR"
+        fi
+    fi
+    return 0
+}
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+# Shell functions available to every check script inside the container.
+# They print what was expected and what was seen, and return 1, on failure.
+E2E_PRELUDE='
+expect() { # expect WHAT EXPECTED SEEN
+    [ "$2" = "$3" ] && return 0
+    printf "%s\n  expected: %s\n  seen:     %s\n" "$1" "$2" "$3"; return 1
+}
+contains() { # contains WHAT NEEDLE TEXT
+    case "$3" in *"$2"*) return 0 ;; esac
+    printf "%s\n  expected to contain: %s\n  seen:\n%s\n" "$1" "$2" "$(printf "%s\n" "$3" | sed "s/^/    /")"
+    return 1
+}
+lacks() { # lacks WHAT NEEDLE TEXT
+    case "$3" in *"$2"*) ;; *) return 0 ;; esac
+    printf "%s\n  expected not to contain: %s\n  seen:\n%s\n" "$1" "$2" "$(printf "%s\n" "$3" | sed "s/^/    /")"
+    return 1
+}
+poll() { # poll SECONDS COMMAND...: retries COMMAND every 0.2 s until it succeeds
+    _t=$1; shift; _end=$(( $(date +%s) + _t ))
+    while ! "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$_end" ]; then
+            echo "still failing after ${_t}s: $*"; "$@"; return 1
+        fi
+        sleep 0.2
+    done
+}
+status_of() { # status_of COMMAND...: prints the exit status of COMMAND
+    "$@" >/dev/null 2>&1 && echo 0 || echo $?
+}
+'
+
+# e2e_check NAME SCRIPT: runs SCRIPT (bash, `set -e`, with the prelude)
+# inside the container. Passes when it exits 0; otherwise prints its output
+# (what was expected, what was seen), diagnostics, and ends the run.
+e2e_check() {
+    local name=$1 script=$2 out rc=0
+    out=$(timeout "${E2E_CHECK_TIMEOUT:-300}" ct "$E2E_PRELUDE
+set -e
+$script" 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        E2E_PASSED=$((E2E_PASSED + 1))
+        printf '  ok    %s\n' "$name"
+        return 0
+    fi
+    [ "$rc" = 124 ] && out="$out
+(timed out after ${E2E_CHECK_TIMEOUT:-300}s)"
+    e2e_fail "$name" "the check script exits 0" "exit status $rc; it printed:
+$out"
+}
+
+# e2e_host_check NAME COMMAND...: the same, for a command run on the host.
+e2e_host_check() {
+    local name=$1 out rc=0
+    shift
+    out=$("$@" 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        E2E_PASSED=$((E2E_PASSED + 1))
+        printf '  ok    %s\n' "$name"
+        return 0
+    fi
+    e2e_fail "$name" "exit status 0 from: $*" "exit status $rc; it printed:
+$out"
+}
+
+# e2e_fail NAME EXPECTED SEEN: reports the failed check, dumps diagnostics
+# from the container and exits 1 (the EXIT trap cleans up and prints the
+# summary).
+e2e_fail() {
+    E2E_FAILED=$((E2E_FAILED + 1))
+    printf '  FAIL  %s\n' "$1"
+    printf '%s\n' "expected: $2" "seen:     $3" | sed 's/^/        /'
+    e2e_diagnostics
+    exit 1
+}
+
+e2e_diagnostics() {
+    local units
+    printf '\n---- diagnostics ----\n'
+    if [ -z "$E2E_LEADER" ] || ! kill -0 "$E2E_LEADER" 2>/dev/null; then
+        echo "(no running container)"
+        [ -n "$E2E_LOG" ] && [ -f "$E2E_LOG" ] && { echo "console log tail:"; tail -n 40 "$E2E_LOG"; }
+        return 0
+    fi
+    units=$(printf '%q ' "${E2E_UNITS[@]}")
+    timeout 60 ct "
+        echo '\$ systemctl --failed'; systemctl --failed --no-pager
+        if [ -n \"$units\" ]; then
+            echo; echo '\$ systemctl status $units'
+            systemctl status --no-pager --full --lines=15 $units 2>&1 | head -n 150
+        fi
+        echo; echo '\$ journalctl -b --no-pager -n 80'
+        journalctl -b --no-pager -n 80" 2>&1 || true
+    printf -- '---- end of diagnostics ----\n'
+}
+
+# Traps for every exit path: cleans up (unless --keep), then prints the
+# wall time and the summary, which is the last line of the output.
+e2e_install_traps() {
+    trap e2e_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+e2e_print_keep() {
+    local cgs
+    cgs=$(printf '%q ' "${E2E_CGROUPS[@]}")
+    step "keeping the container (--keep)"
+    info "enter it:  $(e2e_enter_command)"
+    info "console:   $E2E_LOG"
+    info "remove it: kill -TERM $E2E_NSPAWN_PID; timeout 30 tail --pid=$E2E_NSPAWN_PID -f /dev/null;" \
+        "find $cgs -depth -type d -exec rmdir {} +;" \
+        "rm -rf --one-file-system $E2E_DIR /run/systemd/nspawn/propagate/$E2E_MACHINE"
+}
+
+e2e_on_exit() {
+    local rc=$?
+    trap '' INT TERM
+    if [ "$rc" != 0 ] && [ "$E2E_FAILED" = 0 ]; then
+        # Not a check that failed: the harness itself (boot, build, ...).
+        E2E_FAILED=1
+        printf '  FAIL  harness: exited with status %s before all checks ran\n' "$rc"
+    fi
+    if [ "$E2E_KEEP" = 1 ] && [ -n "$E2E_LEADER" ] && kill -0 "$E2E_LEADER" 2>/dev/null; then
+        e2e_print_keep
+    else
+        e2e_cleanup
+    fi
+    echo "e2e: took $(( $(date +%s) - E2E_START ))s"
+    echo "e2e: $E2E_PASSED passed, $E2E_FAILED failed"
+    [ "$E2E_FAILED" = 0 ] || rc=1
+    exit "$rc"
+}
