@@ -234,7 +234,7 @@ fn caddy_validates_every_snippet_next_to_the_admins_caddyfile() {
             }
         }
     }
-    assert_eq!(count, 8);
+    assert_eq!(count, 6);
 }
 
 #[test]
