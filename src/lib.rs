@@ -5,12 +5,18 @@
 //! arguments, call one function here and map its result to an exit code.
 
 pub mod accounts;
+pub mod backup;
+pub mod backup_cmd;
 pub mod caddy;
 pub mod calendar;
 pub mod ctl;
+pub mod envfile;
 pub mod fsutil;
 pub mod generator;
 pub mod layout;
+pub mod lock;
+pub mod retention;
 pub mod site;
 pub mod sites;
+pub mod timefmt;
 pub mod units;

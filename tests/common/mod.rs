@@ -2,6 +2,8 @@
 //! snapshots and comparisons against checked-in expected files.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

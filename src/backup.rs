@@ -1,0 +1,471 @@
+//! `sum-backup <site>`: a verified PostgreSQL backup (SPEC §8).
+//!
+//! A plain-SQL `pg_dump` (no owner or ACL statements) is streamed through
+//! gzip in this process into a mode-0600 `.partial` file. It counts as a
+//! backup only after every check passed: pg_dump's exit status and stderr,
+//! the dump's completion trailer, and a full re-read of the gzip stream
+//! against the size and sha256 written. Then: fsync, the manifest written,
+//! the rename to the final name (the commit point), the directory fsynced.
+//! A failed or killed run leaves no file with a backup's name; the next run
+//! removes its partials.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::envfile;
+use crate::layout::{Root, SiteLayout};
+use crate::site::Site;
+use crate::timefmt;
+
+/// gzip level: measured in benches/backup.sh as the best speed for a size
+/// within 10% of `gzip -6` on SQL dumps.
+pub const GZIP_LEVEL: u32 = 3;
+
+/// The last line pg_dump writes to a complete plain-format dump.
+const TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+
+/// The manifest written beside each backup (`<backup>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub site: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub uncompressed_size: u64,
+    pub database: String,
+    pub server_version: String,
+    pub client_version: String,
+    pub started_utc: String,
+    pub finished_utc: String,
+    /// The live release when the backup was taken, if any.
+    pub release: Option<String>,
+    pub verified: bool,
+}
+
+/// A failed backup: what went wrong, in words an operator can act on.
+#[derive(Debug)]
+pub struct BackupError(pub String);
+
+impl std::fmt::Display for BackupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BackupError {}
+
+fn err(msg: impl Into<String>) -> BackupError {
+    BackupError(msg.into())
+}
+
+/// File name of a backup taken at `unix` seconds.
+pub fn backup_name(site: &str, unix: u64) -> String {
+    format!("{site}-{}.sql.gz", timefmt::compact_utc(unix))
+}
+
+/// The timestamp in a name made by [`backup_name`], as unix seconds.
+pub fn parse_backup_name(site: &str, name: &str) -> Option<u64> {
+    let stamp = name
+        .strip_prefix(site)?
+        .strip_prefix('-')?
+        .strip_suffix(".sql.gz")?;
+    timefmt::parse_compact_utc(stamp)
+}
+
+/// How the dump is taken: the database URL and who runs pg_dump.
+pub struct DumpSource<'a> {
+    /// A libpq connection URI (the site's `DATABASE_URL`).
+    pub database_url: &'a str,
+    /// Run pg_dump as this uid/gid (the site's account), or as ourselves.
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// Writes a verified backup into `dir` and returns its manifest.
+pub fn take(
+    site: &Site,
+    dir: &Path,
+    src: &DumpSource,
+    now: SystemTime,
+) -> Result<Manifest, BackupError> {
+    let started = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = backup_name(&site.name, started);
+    let final_path = dir.join(&name);
+    let partial = dir.join(format!("{name}.partial"));
+    if final_path.exists() {
+        return Err(err(format!(
+            "{} already exists; wait a second and retry",
+            final_path.display()
+        )));
+    }
+    let result = write_verified(site, &name, &partial, src, started);
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    // The manifest goes first: a dump under its final name without one would
+    // look like a backup nobody verified.
+    let manifest_path = dir.join(format!("{name}.json"));
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let publish = crate::fsutil::write_atomic(&manifest_path, &json, 0o600)
+        .and_then(|()| fs_err::rename(&partial, &final_path))
+        .and_then(|()| File::open(dir)?.sync_all());
+    if let Err(e) = publish {
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&manifest_path);
+        return Err(err(format!("failed to publish the backup: {e}")));
+    }
+    Ok(manifest)
+}
+
+/// Keeps the last bytes of a stream, to find pg_dump's trailer.
+struct Tail(Vec<u8>);
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+        let excess = self.0.len().saturating_sub(256);
+        self.0.drain(..excess);
+    }
+    fn has_trailer(&self) -> bool {
+        self.0.windows(TRAILER.len()).any(|w| w == TRAILER)
+    }
+}
+
+/// Counts and hashes what passes through to the file.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_verified(
+    site: &Site,
+    name: &str,
+    partial: &Path,
+    src: &DumpSource,
+    started: u64,
+) -> Result<Manifest, BackupError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .map_err(|e| err(format!("failed to create {}: {e}", partial.display())))?;
+    // Mode 0600 from the first byte, whatever the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(format!("failed to chmod {}: {e}", partial.display())))?;
+
+    let mut cmd = Command::new("pg_dump");
+    cmd.args(["--format=plain", "--no-owner", "--no-acl", "--no-password"])
+        .arg(format!("--dbname={}", src.database_url))
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = src.run_as {
+        // std drops the supplementary groups when root changes uid.
+        cmd.uid(uid).gid(gid).current_dir("/");
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        err(format!(
+            "failed to run pg_dump (is postgresql-client installed?): {e}"
+        ))
+    })?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr_pipe = child.stderr.take().expect("piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+
+    let sink = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut gz = GzEncoder::new(sink, Compression::new(GZIP_LEVEL));
+    let mut tail = Tail(Vec::with_capacity(512));
+    let mut head: Vec<u8> = Vec::with_capacity(2048);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut uncompressed: u64 = 0;
+    let copy: std::io::Result<()> = (|| loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if head.len() < 2048 {
+            let take = n.min(2048 - head.len());
+            head.extend_from_slice(&buf[..take]);
+        }
+        tail.push(&buf[..n]);
+        uncompressed += n as u64;
+        gz.write_all(&buf[..n])?;
+    })();
+    if let Err(e) = copy {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(err(format!("failed to write {}: {e}", partial.display())));
+    }
+    let status = child
+        .wait()
+        .map_err(|e| err(format!("failed to wait for pg_dump: {e}")))?;
+    let stderr = stderr_reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(err(format!(
+            "pg_dump failed ({status}): {}",
+            stderr.trim().lines().last().unwrap_or("no message")
+        )));
+    }
+    if stderr.to_ascii_lowercase().contains("error") {
+        return Err(err(format!("pg_dump reported an error: {}", stderr.trim())));
+    }
+    if !tail.has_trailer() {
+        return Err(err(
+            "the dump ended without pg_dump's completion trailer; it is incomplete",
+        ));
+    }
+    let mut sink = gz
+        .finish()
+        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
+    sink.flush()
+        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
+    let (size, sha256) = (sink.written, hex(&sink.hasher.finalize()));
+    let file = sink
+        .inner
+        .into_inner()
+        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
+    file.sync_all()
+        .map_err(|e| err(format!("failed to fsync {}: {e}", partial.display())))?;
+    drop(file);
+
+    let check = verify_file(partial)?;
+    if check.size != size || check.sha256 != sha256 || check.uncompressed_size != uncompressed {
+        return Err(err(format!(
+            "re-reading {} gave size {} sha256 {} ({} bytes uncompressed), but {size} {sha256} ({uncompressed}) were written",
+            partial.display(),
+            check.size,
+            check.sha256,
+            check.uncompressed_size
+        )));
+    }
+    let finished = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(Manifest {
+        site: site.name.clone(),
+        file: name.to_string(),
+        size,
+        sha256,
+        uncompressed_size: uncompressed,
+        database: database_name(src.database_url),
+        server_version: header_value(&head, "-- Dumped from database version "),
+        client_version: header_value(&head, "-- Dumped by pg_dump version "),
+        started_utc: timefmt::iso_utc(started),
+        finished_utc: timefmt::iso_utc(finished),
+        release: None,
+        verified: true,
+    })
+}
+
+/// What a full re-read of a backup file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    pub size: u64,
+    pub sha256: String,
+    pub uncompressed_size: u64,
+}
+
+/// Reads a backup completely: the gzip stream must decode to its end and the
+/// dump must end with pg_dump's trailer.
+pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
+    struct Hashing<R> {
+        inner: R,
+        hasher: Sha256,
+        read: u64,
+    }
+    impl<R: Read> Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+    let file =
+        File::open(path).map_err(|e| err(format!("failed to open {}: {e}", path.display())))?;
+    let mut hashing = Hashing {
+        inner: BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        read: 0,
+    };
+    let mut tail = Tail(Vec::new());
+    let mut uncompressed = 0u64;
+    {
+        let mut gz = MultiGzDecoder::new(&mut hashing);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = gz.read(&mut buf).map_err(|e| {
+                err(format!(
+                    "{} is not a complete gzip stream: {e}",
+                    path.display()
+                ))
+            })?;
+            if n == 0 {
+                break;
+            }
+            tail.push(&buf[..n]);
+            uncompressed += n as u64;
+        }
+    }
+    // Anything after the gzip stream would be ignored by gunzip; refuse it.
+    let mut rest = Vec::new();
+    hashing
+        .read_to_end(&mut rest)
+        .map_err(|e| err(format!("failed to read {}: {e}", path.display())))?;
+    if !rest.is_empty() {
+        return Err(err(format!(
+            "{} has {} bytes after its gzip stream",
+            path.display(),
+            rest.len()
+        )));
+    }
+    if !tail.has_trailer() {
+        return Err(err(format!(
+            "{} does not end with pg_dump's completion trailer; the dump is truncated",
+            path.display()
+        )));
+    }
+    Ok(FileCheck {
+        size: hashing.read,
+        sha256: hex(&hashing.hasher.finalize()),
+        uncompressed_size: uncompressed,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The database name of a connection URI, for the manifest and messages.
+pub fn database_name(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
+    path.split(['?', '#']).next().unwrap_or("").to_string()
+}
+
+/// A value from the comment header pg_dump writes at the top of a dump.
+fn header_value(head: &[u8], prefix: &str) -> String {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Removes leftovers of killed runs: our own `.partial` files and manifests
+/// without a backup. Only call this while holding the site lock.
+pub fn clean_partials(site: &str, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in fs_err::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let leftover = if let Some(base) = name.strip_suffix(".partial") {
+            parse_backup_name(site, base).is_some()
+        } else if let Some(base) = name.strip_suffix(".json") {
+            parse_backup_name(site, base).is_some() && !dir.join(base).exists()
+        } else {
+            false
+        };
+        if leftover {
+            fs_err::remove_file(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// One backup as `--list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub file: String,
+    pub taken_utc: String,
+    pub unix: u64,
+    pub size: u64,
+    pub verified: bool,
+}
+
+/// Backups of a site, newest first. A backup is verified when its manifest
+/// says so and names the same size.
+pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(unix) = parse_backup_name(site, &name) else {
+            continue;
+        };
+        let size = entry.metadata()?.len();
+        let manifest: Option<Manifest> = std::fs::read(dir.join(format!("{name}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let verified = manifest.is_some_and(|m| m.verified && m.size == size && m.file == name);
+        out.push(Listed {
+            file: name,
+            taken_utc: timefmt::iso_utc(unix),
+            unix,
+            size,
+            verified,
+        });
+    }
+    out.sort_by_key(|b| std::cmp::Reverse(b.unix));
+    Ok(out)
+}
+
+/// The paths `sum-backup` uses for a site under a root.
+pub fn backups_dir(root: &Root, site: &str) -> PathBuf {
+    root.path(SiteLayout::new(site).backups)
+}
+
+/// Reads the site's DATABASE_URL from its `.env`.
+pub fn database_url(root: &Root, site: &str, gid: Option<u32>) -> Result<String, BackupError> {
+    let path = root.path(SiteLayout::new(site).env_file);
+    let env = envfile::read(&path, gid).map_err(|e| err(e.0))?;
+    envfile::get(&env, "DATABASE_URL", &path)
+        .map(str::to_string)
+        .map_err(|e| err(e.0))
+}

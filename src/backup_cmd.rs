@@ -1,0 +1,239 @@
+//! The `sum-backup` command: lock, take a verified backup, apply retention,
+//! or list. Exit codes as in SPEC §7: 0 ok, 1 failed (nothing published),
+//! 2 bad usage or invalid site file, 3 site busy.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use crate::backup::{self, DumpSource};
+use crate::layout::{Root, SiteLayout};
+use crate::lock::{self, LockError};
+use crate::retention::{self, Keep};
+use crate::site::Site;
+use crate::{sites, timefmt};
+
+pub struct Args<'a> {
+    pub site: &'a str,
+    pub list: bool,
+    pub json: bool,
+    /// Show what retention would delete; take no backup, delete nothing.
+    pub dry_run: bool,
+}
+
+fn load_site(root: &Root, name: &str) -> Result<Site, String> {
+    crate::site::check_site_name(name)?;
+    let path = root.sites_dir().join(format!("{name}.toml"));
+    if !path.exists() {
+        return Err(format!(
+            "no site `{name}`: {} does not exist",
+            path.display()
+        ));
+    }
+    sites::load_file(&path).map_err(|e| e.to_string())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The site account's uid and gid on a real system; None under a test root
+/// or before the account exists.
+fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
+    if !root.is_system() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(&SiteLayout::new(site).user).ok()??;
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let site = match load_site(root, args.site) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            return 2;
+        }
+    };
+    let dir = backup::backups_dir(root, &site.name);
+    if args.list {
+        return list(&site, &dir, args.json, out, err);
+    }
+    let layout = SiteLayout::new(&site.name);
+    let state = root.path(&layout.state);
+    if let Err(e) = fs_err::create_dir_all(&state) {
+        let _ = writeln!(err, "{e}");
+        return 1;
+    }
+    let started = timefmt::iso_utc(now_unix());
+    let _lock = match lock::acquire(
+        &state.join("lock"),
+        &format!("sum-backup {}", site.name),
+        &started,
+    ) {
+        Ok(l) => l,
+        Err(e @ LockError::Busy { .. }) => {
+            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
+            return 3;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
+            return 1;
+        }
+    };
+    let keep = Keep {
+        daily: site.backup.keep_daily,
+        weekly: site.backup.keep_weekly,
+        monthly: site.backup.keep_monthly,
+    };
+    if args.dry_run {
+        return prune(&site, &dir, keep, true, out, err);
+    }
+    if let Err(e) = create_private_dir(&dir) {
+        let _ = writeln!(err, "sum-backup {}: {e}", site.name);
+        return 1;
+    }
+    match backup::clean_partials(&site.name, &dir) {
+        Ok(removed) => {
+            for p in removed {
+                let _ = writeln!(
+                    out,
+                    "removed the leftover of an interrupted run: {}",
+                    p.display()
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
+            return 1;
+        }
+    }
+    let account = site_account(root, &site.name);
+    let gid = account.map(|(_, g)| g);
+    let url = match backup::database_url(root, &site.name, gid) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
+            return 1;
+        }
+    };
+    let src = DumpSource {
+        database_url: &url,
+        run_as: account,
+    };
+    match backup::take(&site, &dir, &src, SystemTime::now()) {
+        Ok(m) => {
+            let _ = writeln!(
+                out,
+                "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {})",
+                dir.join(&m.file).display(),
+                m.size,
+                m.uncompressed_size,
+                m.sha256,
+                m.database,
+                m.server_version
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "sum-backup {}: backup failed, nothing was published: {e}",
+                site.name
+            );
+            return 1;
+        }
+    }
+    prune(&site, &dir, keep, false, out, err)
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::create_dir_all(dir)?;
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn prune(
+    site: &Site,
+    dir: &std::path::Path,
+    keep: Keep,
+    dry_run: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let listed = match backup::list(&site.name, dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "failed to list {}: {e}", dir.display());
+            return 1;
+        }
+    };
+    let doomed = retention::to_delete(&listed, keep);
+    for file in &doomed {
+        if dry_run {
+            let _ = writeln!(out, "would delete {}", dir.join(file).display());
+            continue;
+        }
+        for path in [dir.join(file), dir.join(format!("{file}.json"))] {
+            if let Err(e) = fs_err::remove_file(&path) {
+                let _ = writeln!(err, "{e}");
+                return 1;
+            }
+        }
+        let _ = writeln!(out, "retention: deleted {}", dir.join(file).display());
+    }
+    if dry_run && doomed.is_empty() {
+        let _ = writeln!(out, "retention would delete nothing");
+    }
+    0
+}
+
+fn list(
+    site: &Site,
+    dir: &std::path::Path,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let listed = match backup::list(&site.name, dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "failed to list {}: {e}", dir.display());
+            return 1;
+        }
+    };
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&listed).expect("serializes")
+        );
+        return 0;
+    }
+    if listed.is_empty() {
+        let _ = writeln!(out, "no backups of {} in {}", site.name, dir.display());
+        return 0;
+    }
+    let now = now_unix();
+    let _ = writeln!(out, "{:<36} {:>10} {:>12}  STATE", "BACKUP", "AGE", "SIZE");
+    for b in listed {
+        let _ = writeln!(
+            out,
+            "{:<36} {:>10} {:>12}  {}",
+            b.file,
+            age(now.saturating_sub(b.unix)),
+            b.size,
+            if b.verified { "verified" } else { "UNVERIFIED" }
+        );
+    }
+    0
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

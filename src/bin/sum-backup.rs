@@ -1,0 +1,49 @@
+//! sum-backup: a verified PostgreSQL backup of one site. See sum-backup(8).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sum::backup_cmd::{self, Args};
+use sum::layout::Root;
+
+#[derive(Parser)]
+#[command(
+    name = "sum-backup",
+    version,
+    about = "Take a verified backup of a site's database"
+)]
+struct Cli {
+    /// The site (the name of /etc/sum/sites/<site>.toml)
+    site: String,
+    /// List the site's backups, newest first, instead of taking one
+    #[arg(long)]
+    list: bool,
+    /// With --list: print JSON
+    #[arg(long, requires = "list")]
+    json: bool,
+    /// Show what retention would delete; take no backup and delete nothing
+    #[arg(long, conflicts_with = "list")]
+    dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let args = Args {
+        site: &cli.site,
+        list: cli.list,
+        json: cli.json,
+        dry_run: cli.dry_run,
+    };
+    ExitCode::from(backup_cmd::run(
+        &Root::from_env(),
+        &args,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
+}

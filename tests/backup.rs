@@ -1,0 +1,449 @@
+//! sum-backup against a real PostgreSQL (an initdb cluster started by the
+//! test): round trip, faults, locking, retention.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pg::Pg;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sum-backup");
+
+struct Site {
+    root: tempfile::TempDir,
+    url: String,
+}
+
+impl Site {
+    fn backups(&self) -> PathBuf {
+        self.root.path().join("srv/sum/acme/backups")
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("SUM_ROOT", self.root.path())
+            .output()
+            .unwrap()
+    }
+    fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.backups())
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// A site `acme` whose database holds a few MB of varied rows.
+fn site_with_data(pg: &Pg, keep: &str) -> Site {
+    let url = pg.create_site_db("acme", "s3cret-pw", "acme");
+    pg.sql(
+        "acme",
+        "SET ROLE acme;
+         CREATE TABLE notes (id serial PRIMARY KEY, title text NOT NULL CHECK (length(title) > 0),
+                             body text, data bytea, created timestamptz DEFAULT now());
+         INSERT INTO notes (title, body, data)
+           SELECT 'note ' || i || ' ünïcødé ✓ 日本語', repeat(md5(i::text), 20),
+                  decode(repeat(md5((i*7)::text), 4), 'hex')
+           FROM generate_series(1, 20000) i;
+         CREATE TABLE tags (note_id int REFERENCES notes(id), tag text);
+         INSERT INTO tags SELECT i, 't' || (i % 13) FROM generate_series(1, 5000) i;",
+    );
+    let root = common::root_with_sites(&[(
+        "acme.toml",
+        &format!("domain = \"acme.example.com\"\n[git]\nurl = \"https://x.example/a.git\"\n[backup]\n{keep}\n"),
+    )]);
+    let env = root.path().join("srv/sum/acme/.env");
+    std::fs::create_dir_all(env.parent().unwrap()).unwrap();
+    std::fs::write(&env, format!("DATABASE_URL={url}\nSECRET_KEY=x\n")).unwrap();
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Site { root, url }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fingerprint(pg: &Pg, db: &str) -> String {
+    pg.sql(
+        db,
+        "SELECT count(*) || ':' || md5(string_agg(id || title || coalesce(body, '') || encode(data, 'hex'), ',' ORDER BY id))
+         FROM notes;",
+    )
+}
+
+#[test]
+fn a_backup_is_verified_private_and_restorable() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    let out = site.run(&["acme"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("verified backup"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let files = site.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let dump = site.backups().join(&files[0]);
+    assert!(files[0].starts_with("acme-") && files[0].ends_with(".sql.gz"));
+    assert_eq!(files[1], format!("{}.json", files[0]));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dump), 0o600);
+    assert_eq!(mode(&site.backups()), 0o700);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.backups().join(&files[1])).unwrap()).unwrap();
+    assert_eq!(manifest["verified"], true);
+    assert_eq!(manifest["database"], "acme");
+    assert_eq!(manifest["size"], std::fs::metadata(&dump).unwrap().len());
+    assert!(
+        manifest["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("15"),
+        "{manifest}"
+    );
+    let sha = sum::backup::verify_file(&dump).unwrap().sha256;
+    assert_eq!(manifest["sha256"], sha);
+
+    // The dump has no owner or ACL statements and loads into a scratch
+    // database as the site's user: same rows, sequences and constraints.
+    let plain = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gunzip -c {}", dump.display()))
+        .output()
+        .unwrap();
+    let sql = text(&plain.stdout);
+    assert!(
+        !sql.contains("OWNER TO") && !sql.contains("GRANT "),
+        "owner or ACL statements in the dump"
+    );
+    pg.sql("postgres", "CREATE DATABASE scratch OWNER acme");
+    let scratch_url = format!("{}/scratch", site.url.rsplit_once('/').unwrap().0);
+    let load = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gunzip -c {} | psql -X -q -v ON_ERROR_STOP=1 --single-transaction '{scratch_url}'",
+            dump.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load.stderr));
+    assert_eq!(fingerprint(&pg, "acme"), fingerprint(&pg, "scratch"));
+    assert!(fingerprint(&pg, "acme").starts_with("20000:"));
+    assert_eq!(
+        pg.sql("acme", "SELECT nextval('notes_id_seq')"),
+        pg.sql("scratch", "SELECT nextval('notes_id_seq')")
+    );
+    let bad = pg.psql("scratch", "INSERT INTO notes (title) VALUES ('')");
+    assert!(!bad.status.success(), "the CHECK constraint was lost");
+    let bad = pg.psql("scratch", "INSERT INTO tags VALUES (999999, 'x')");
+    assert!(!bad.status.success(), "the foreign key was lost");
+
+    // --list and --json.
+    let out = site.run(&["acme", "--list"]);
+    assert!(text(&out.stdout).contains(&files[0]) && text(&out.stdout).contains("verified"));
+    let out = site.run(&["acme", "--list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["file"], files[0].as_str());
+    assert_eq!(listed[0]["verified"], true);
+}
+
+#[test]
+fn postgres_down_publishes_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    pg.stop();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("backup failed, nothing was published") && err.contains("pg_dump failed"),
+        "{err}"
+    );
+    assert!(site.files().is_empty(), "{:?}", site.files());
+}
+
+#[test]
+fn corrupted_or_truncated_files_fail_verification() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    assert!(site.run(&["acme"]).status.success());
+    let dump = site.backups().join(&site.files()[0]);
+    let bytes = std::fs::read(&dump).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let truncated = dir.path().join("t.sql.gz");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = sum::backup::verify_file(&truncated)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a complete gzip stream"), "{e}");
+
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let corrupt = dir.path().join("c.sql.gz");
+    std::fs::write(&corrupt, &flipped).unwrap();
+    assert!(sum::backup::verify_file(&corrupt).is_err());
+
+    // A complete gzip of a dump cut short (no trailer) is refused too.
+    let cut = dir.path().join("cut.sql.gz");
+    let sh = format!(
+        "gunzip -c {} | head -c 100000 | gzip > {}",
+        dump.display(),
+        cut.display()
+    );
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(sh)
+        .status()
+        .unwrap()
+        .success());
+    let e = sum::backup::verify_file(&cut).unwrap_err().to_string();
+    assert!(e.contains("trailer"), "{e}");
+}
+
+#[test]
+fn a_second_run_while_the_lock_is_held_exits_3_naming_the_holder() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    let state = site.root.path().join("srv/sum/acme/state");
+    std::fs::create_dir_all(&state).unwrap();
+    let held = sum::lock::acquire(
+        &state.join("lock"),
+        "sum-deploy acme",
+        "2026-11-22T10:00:00Z",
+    )
+    .unwrap();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sum-deploy acme (pid ") && err.contains("since 2026-11-22T10:00:00Z"),
+        "{err}"
+    );
+    assert!(site.files().is_empty());
+    drop(held);
+    assert!(site.run(&["acme"]).status.success());
+}
+
+/// Holds an ACCESS EXCLUSIVE lock on `notes` so pg_dump blocks mid-way until
+/// [`unblock_dumps`].
+fn block_dumps(pg: &Pg, site: &Site) -> std::process::Child {
+    let child = Command::new("psql")
+        .args(["-X", "-q", &site.url, "-c"])
+        .arg("BEGIN; LOCK TABLE notes IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while pg.sql("acme", "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'notes'::regclass").trim() != "1" {
+        assert!(t.elapsed() < Duration::from_secs(10), "the blocking lock was not taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn unblock_dumps(pg: &Pg, mut blocker: std::process::Child) {
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE notes%'",
+    );
+    let _ = blocker.wait();
+}
+
+fn wait_for_partial(site: &Site) {
+    let t = Instant::now();
+    while !site.files().iter().any(|f| f.ends_with(".partial")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no .partial appeared: {:?}",
+            site.files()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn child_pg_dump(parent: u32) -> Option<i32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &parent.to_string(), "-x", "pg_dump"])
+        .output()
+        .ok()?;
+    text(&out.stdout).trim().lines().next()?.parse().ok()
+}
+
+#[test]
+fn killed_runs_leave_nothing_that_looks_like_a_backup() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+
+    // pg_dump killed mid-stream: the run fails and removes its partial.
+    let blocker = block_dumps(&pg, &site);
+    let run = Command::new(BIN)
+        .arg("acme")
+        .env("SUM_ROOT", site.root.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial(&site);
+    let t = Instant::now();
+    let dump_pid = loop {
+        if let Some(p) = child_pg_dump(run.id()) {
+            break p;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "pg_dump did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dump_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pg_dump failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(site.files().is_empty(), "{:?}", site.files());
+
+    // sum-backup itself killed with SIGKILL: only a .partial is left, and
+    // the next run removes it and succeeds.
+    let mut run = Command::new(BIN)
+        .arg("acme")
+        .env("SUM_ROOT", site.root.path())
+        .spawn()
+        .unwrap();
+    wait_for_partial(&site);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let left = site.files();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(".sql.gz.partial"), "{left:?}");
+    unblock_dumps(&pg, blocker);
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("removed the leftover of an interrupted run"));
+    let files = site.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(!files.iter().any(|f| f.ends_with(".partial")));
+}
+
+#[test]
+fn a_full_disk_fails_cleanly() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("note: mounting a small tmpfs needs root; skipping");
+        return;
+    }
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    let dir = site.backups();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mount.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(dir.clone());
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(site.files().is_empty(), "{:?}", site.files());
+}
+
+#[test]
+fn retention_touches_only_verified_backups_of_ours() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0");
+    assert!(site.run(&["acme"]).status.success());
+    let real = site.files()[0].clone();
+    let dir = site.backups();
+    // Older verified copies, an unverified one and foreign files.
+    for (i, stamp) in ["20240101T020000Z", "20240102T020000Z", "20240103T020000Z"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("acme-{stamp}.sql.gz");
+        std::fs::copy(dir.join(&real), dir.join(&name)).unwrap();
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{real}.json"))).unwrap())
+                .unwrap();
+        m["file"] = name.clone().into();
+        if i == 0 {
+            // Its manifest names another size: not verified.
+            m["size"] = 1.into();
+        }
+        std::fs::write(dir.join(format!("{name}.json")), m.to_string()).unwrap();
+    }
+    std::fs::write(dir.join("acme-20230101T020000Z.sql.gz"), "no manifest").unwrap();
+    std::fs::write(dir.join("other-20230101T020000Z.sql.gz"), "another site").unwrap();
+    std::fs::write(dir.join("notes.txt"), "the operator's").unwrap();
+
+    let out = site.run(&["acme", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dry = text(&out.stdout);
+    assert!(
+        dry.contains("would delete")
+            && dry.contains("acme-20240102T020000Z.sql.gz")
+            && dry.contains("acme-20240103T020000Z.sql.gz"),
+        "{dry}"
+    );
+    assert_eq!(site.files().len(), 11, "the dry run deleted something");
+
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let files = site.files();
+    for kept in [
+        "acme-20240101T020000Z.sql.gz",
+        "acme-20230101T020000Z.sql.gz",
+        "other-20230101T020000Z.sql.gz",
+        "notes.txt",
+    ] {
+        assert!(
+            files.iter().any(|f| f == kept),
+            "{kept} was deleted: {files:?}"
+        );
+    }
+    for gone in [
+        "acme-20240102T020000Z.sql.gz",
+        "acme-20240103T020000Z.sql.gz",
+    ] {
+        assert!(
+            !files.iter().any(|f| f.starts_with(gone)),
+            "{gone} survived: {files:?}"
+        );
+    }
+    // keep_daily = 1 with two real backups today: only the newest stays.
+    let verified: Vec<_> = files
+        .iter()
+        .filter(|f| f.ends_with(".sql.gz") && f.starts_with("acme-2026"))
+        .collect();
+    assert_eq!(verified.len(), 1, "{files:?}");
+}
