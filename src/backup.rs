@@ -98,16 +98,20 @@ pub fn take(
     src: &DumpSource,
     now: SystemTime,
 ) -> Result<Manifest, BackupError> {
-    let started = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut started = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Names have one-second resolution: a second backup within the same
+    // second (a restore's safety backup right after a backup) waits for the
+    // next one rather than failing.
+    while dir.join(backup_name(&site.name, started)).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        started = started.max(now);
+    }
     let name = backup_name(&site.name, started);
     let final_path = dir.join(&name);
     let partial = dir.join(format!("{name}.partial"));
-    if final_path.exists() {
-        return Err(err(format!(
-            "{} already exists; wait a second and retry",
-            final_path.display()
-        )));
-    }
     let result = write_verified(site, &name, &partial, src, started);
     let manifest = match result {
         Ok(m) => m,

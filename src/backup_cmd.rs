@@ -20,7 +20,7 @@ pub struct Args<'a> {
     pub dry_run: bool,
 }
 
-fn load_site(root: &Root, name: &str) -> Result<Site, String> {
+pub(crate) fn load_site(root: &Root, name: &str) -> Result<Site, String> {
     crate::site::check_site_name(name)?;
     let path = root.sites_dir().join(format!("{name}.toml"));
     if !path.exists() {
@@ -32,7 +32,7 @@ fn load_site(root: &Root, name: &str) -> Result<Site, String> {
     sites::load_file(&path).map_err(|e| e.to_string())
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -40,7 +40,7 @@ fn now_unix() -> u64 {
 
 /// The site account's uid and gid on a real system; None under a test root
 /// or before the account exists.
-fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
+pub(crate) fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
     if !root.is_system() {
         return None;
     }

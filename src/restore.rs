@@ -1,0 +1,494 @@
+//! `sum-restore <site> FILE|latest --i-know-this-will-overwrite [--into DB]`
+//! (SPEC §8): a restore that cannot half-happen.
+//!
+//! The file is verified completely before anything is touched; the live
+//! database gets a safety backup first; the site's app units are stopped and
+//! Caddy answers "maintenance" meanwhile; and the load runs as the site's
+//! database user in one transaction that first drops everything that user
+//! owns, so nothing of a newer schema survives and a failed load rolls back
+//! to exactly what was there.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::backup::{self, DumpSource, Manifest};
+use crate::layout::{Root, SiteLayout};
+use crate::site::Site;
+
+/// What to restore and where.
+pub struct Request<'a> {
+    /// A backup file (a path, or a name in the site's backups directory) or `latest`.
+    pub what: &'a str,
+    /// Restore into this database instead of the live one (a rehearsal).
+    pub into: Option<&'a str>,
+}
+
+#[derive(Debug)]
+pub struct RestoreError(pub String);
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(msg: impl Into<String>) -> RestoreError {
+    RestoreError(msg.into())
+}
+
+/// Resolves `latest` or a file argument to a backup path.
+pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
+    if what == "latest" {
+        let listed = backup::list(site, dir)
+            .map_err(|e| err(format!("failed to list {}: {e}", dir.display())))?;
+        return listed
+            .into_iter()
+            .find(|b| b.verified)
+            .map(|b| dir.join(b.file))
+            .ok_or_else(|| err(format!("no verified backup of {site} in {}", dir.display())));
+    }
+    let p = Path::new(what);
+    let path = if p.is_absolute() || p.exists() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    };
+    if !path.is_file() {
+        return Err(err(format!("{} does not exist", path.display())));
+    }
+    Ok(path)
+}
+
+/// Verifies the file completely and, when it has a manifest, against it.
+pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
+    let check = backup::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
+    let manifest_path = PathBuf::from(format!("{}.json", path.display()));
+    let Ok(bytes) = std::fs::read(&manifest_path) else {
+        return Ok(None);
+    };
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        err(format!(
+            "refusing to restore: {} is not a manifest: {e}",
+            manifest_path.display()
+        ))
+    })?;
+    if m.size != check.size || m.sha256 != check.sha256 {
+        return Err(err(format!(
+            "refusing to restore: {} does not match its manifest (size {} vs {}, sha256 {} vs {})",
+            path.display(),
+            check.size,
+            m.size,
+            check.sha256,
+            m.sha256
+        )));
+    }
+    Ok(Some(m))
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let prefix = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// Loads a dump into the database at `url` in one transaction, after
+/// dropping everything the connecting user owns there.
+pub fn load(path: &Path, url: &str, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-X",
+        "-q",
+        "--no-password",
+        "--single-transaction",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ])
+    .arg(format!("--dbname={url}"))
+    .args(["-f", "-"])
+    .env("PGCONNECT_TIMEOUT", "10")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid).current_dir("/");
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| err(format!("failed to run psql: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let feed = (|| -> std::io::Result<()> {
+        // Inside the transaction psql opens: the newer schema goes first.
+        stdin.write_all(b"DROP OWNED BY CURRENT_USER;\n")?;
+        let file = std::fs::File::open(path)?;
+        let mut gz = MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+        std::io::copy(&mut gz, &mut stdin)?;
+        Ok(())
+    })();
+    drop(stdin);
+    let status = child
+        .wait()
+        .map_err(|e| err(format!("failed to wait for psql: {e}")))?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() || feed.is_err() {
+        let why = errors
+            .lines()
+            .find(|l| l.contains("ERROR") || l.contains("error"))
+            .unwrap_or(errors.trim())
+            .to_string();
+        let why = if why.is_empty() {
+            feed.err()
+                .map_or_else(|| status.to_string(), |e| e.to_string())
+        } else {
+            why
+        };
+        return Err(err(format!(
+            "the load failed and was rolled back; the database is as it was: {why}"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `db` on the server of `url` if it does not exist.
+fn ensure_database(url: &str, db: &str, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
+    use std::os::unix::process::CommandExt;
+    if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
+        return Err(err(format!(
+            "--into `{db}`: use letters, digits and '_' only"
+        )));
+    }
+    let psql = |sql: &str| {
+        let mut c = Command::new("psql");
+        c.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .arg(format!("--dbname={url}"))
+        .args(["-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10");
+        if let Some((uid, gid)) = run_as {
+            c.uid(uid).gid(gid).current_dir("/");
+        }
+        c.output()
+    };
+    let exists = psql(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'"))
+        .map_err(|e| err(format!("failed to run psql: {e}")))?;
+    if !exists.status.success() {
+        return Err(err(format!(
+            "cannot reach the database server: {}",
+            String::from_utf8_lossy(&exists.stderr).trim()
+        )));
+    }
+    if String::from_utf8_lossy(&exists.stdout).trim() == "1" {
+        return Ok(());
+    }
+    let created = psql(&format!("CREATE DATABASE {db}"))
+        .map_err(|e| err(format!("failed to run psql: {e}")))?;
+    if !created.status.success() {
+        return Err(err(format!(
+            "cannot create database {db} as the site's database user ({}); create it first, \
+             e.g. `runuser -u postgres -- createdb -O <site db user> {db}`",
+            String::from_utf8_lossy(&created.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The steps of a live restore that act on systemd and Caddy; a test root
+/// has none of them.
+pub trait SiteControl {
+    fn stop_app(&mut self, site: &str) -> Result<(), String>;
+    fn start_app(&mut self, site: &str) -> Result<(), String>;
+}
+
+/// systemd on a real system.
+pub struct Systemd;
+
+impl SiteControl for Systemd {
+    fn stop_app(&mut self, site: &str) -> Result<(), String> {
+        systemctl(&[
+            "stop",
+            &format!("sum-gunicorn@{site}.service"),
+            &format!("sum-celery@{site}.service"),
+            &format!("sum-celerybeat@{site}.service"),
+        ])
+    }
+    fn start_app(&mut self, site: &str) -> Result<(), String> {
+        // The socket starts gunicorn on the next request; celery units skip
+        // themselves when the site has none.
+        systemctl(&[
+            "start",
+            &format!("sum-gunicorn@{site}.socket"),
+            &format!("sum-gunicorn@{site}.service"),
+        ])?;
+        for unit in [
+            format!("sum-celery@{site}.service"),
+            format!("sum-celerybeat@{site}.service"),
+        ] {
+            let loaded = Command::new("systemctl")
+                .args(["show", "-P", "LoadState", &unit])
+                .output();
+            if loaded.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "loaded") {
+                systemctl(&["start", &unit])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("systemctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "systemctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// No service manager: for test roots.
+pub struct NoControl;
+
+impl SiteControl for NoControl {
+    fn stop_app(&mut self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn start_app(&mut self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What a restore did, for the closing report.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub restored: PathBuf,
+    pub database: String,
+    pub safety_backup: Option<PathBuf>,
+}
+
+/// Restores `req` for `site`. `url` is the site's DATABASE_URL.
+pub fn restore(
+    root: &Root,
+    site: &Site,
+    req: &Request,
+    url: &str,
+    run_as: Option<(u32, u32)>,
+    control: &mut dyn SiteControl,
+    log: &mut dyn Write,
+) -> Result<Report, RestoreError> {
+    let dir = backup::backups_dir(root, &site.name);
+    let path = resolve(&site.name, &dir, req.what)?;
+    let manifest = verify(&path)?;
+    let _ = writeln!(
+        log,
+        "verified {} ({})",
+        path.display(),
+        if manifest.is_some() {
+            "gzip, trailer and manifest"
+        } else {
+            "gzip and trailer; it has no manifest"
+        }
+    );
+
+    if let Some(db) = req.into {
+        let target = with_database(url, db);
+        if backup::database_name(url) == db {
+            return Err(err(format!(
+                "--into {db} names the live database; leave --into out to restore it"
+            )));
+        }
+        ensure_database(url, db, run_as)?;
+        load(&path, &target, run_as)?;
+        let _ = writeln!(log, "restored into {db}; the live database was not touched");
+        return Ok(Report {
+            restored: path,
+            database: db.to_string(),
+            safety_backup: None,
+        });
+    }
+
+    let safety = backup::take(
+        site,
+        &dir,
+        &DumpSource {
+            database_url: url,
+            run_as,
+        },
+        SystemTime::now(),
+    )
+    .map_err(|e| {
+        err(format!(
+            "the safety backup of the current database failed, so nothing was changed: {e}"
+        ))
+    })?;
+    let safety_path = dir.join(&safety.file);
+    let _ = writeln!(
+        log,
+        "safety backup of the current database: {}",
+        safety_path.display()
+    );
+
+    let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
+    let flag_was_set = flag.exists();
+    if !flag_was_set {
+        let _ = fs_err::write(&flag, b"sum-restore\n");
+    }
+    let result = (|| {
+        control
+            .stop_app(&site.name)
+            .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
+        let _ = writeln!(log, "stopped the site's app units");
+        let loaded = load(&path, url, run_as);
+        let started = control.start_app(&site.name);
+        loaded?;
+        started.map_err(|e| {
+            err(format!(
+                "restored, but starting the site's units failed: {e}"
+            ))
+        })?;
+        let _ = writeln!(
+            log,
+            "loaded the dump in one transaction and started the site's units"
+        );
+        Ok(())
+    })();
+    if !flag_was_set {
+        let _ = std::fs::remove_file(&flag);
+    }
+    result?;
+    Ok(Report {
+        restored: path,
+        database: backup::database_name(url),
+        safety_backup: Some(safety_path),
+    })
+}
+
+/// The `sum-restore` command. Exit codes as in SPEC §7.
+pub fn run(
+    root: &Root,
+    site_name: &str,
+    req: &Request,
+    confirmed: bool,
+    out: &mut dyn Write,
+    errw: &mut dyn Write,
+) -> u8 {
+    if !confirmed {
+        let _ = writeln!(
+            errw,
+            "sum-restore replaces the contents of {site_name}'s database with the backup.\n\
+             A safety backup of the current database is taken first, but the site is\n\
+             stopped while the dump loads. To go ahead, add --i-know-this-will-overwrite;\n\
+             to rehearse without touching the live database, add --into SCRATCH_DB."
+        );
+        return 2;
+    }
+    let site = match crate::backup_cmd::load_site(root, site_name) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(errw, "{e}");
+            return 2;
+        }
+    };
+    let state = root.path(SiteLayout::new(&site.name).state);
+    if let Err(e) = fs_err::create_dir_all(&state) {
+        let _ = writeln!(errw, "{e}");
+        return 1;
+    }
+    let started = crate::timefmt::iso_utc(crate::backup_cmd::now_unix());
+    let _lock = match crate::lock::acquire(
+        &state.join("lock"),
+        &format!("sum-restore {}", site.name),
+        &started,
+    ) {
+        Ok(l) => l,
+        Err(e @ crate::lock::LockError::Busy { .. }) => {
+            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
+            return 3;
+        }
+        Err(e) => {
+            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
+            return 1;
+        }
+    };
+    let account = crate::backup_cmd::site_account(root, &site.name);
+    let url = match backup::database_url(root, &site.name, account.map(|(_, g)| g)) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
+            return 1;
+        }
+    };
+    let mut control: Box<dyn SiteControl> = if root.is_system() {
+        Box::new(Systemd)
+    } else {
+        Box::new(NoControl)
+    };
+    match restore(root, &site, req, &url, account, control.as_mut(), out) {
+        Ok(report) => {
+            let _ = writeln!(
+                out,
+                "restored {} into database {}",
+                report.restored.display(),
+                report.database
+            );
+            if let Some(s) = report.safety_backup {
+                let _ = writeln!(out, "the database as it was before is in {}", s.display());
+            }
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/acme", "scratch"),
+            "postgres://u:p@h:5432/scratch"
+        );
+        assert_eq!(
+            with_database("postgresql://u@h/acme?sslmode=require", "x"),
+            "postgresql://u@h/x?sslmode=require"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}

@@ -1,0 +1,281 @@
+//! sum-restore against a real PostgreSQL: nothing of a newer schema
+//! survives, a failed load changes nothing, bad files are refused before the
+//! database is touched, and rehearsals leave the live database alone.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::pg::Pg;
+
+struct Site {
+    root: tempfile::TempDir,
+}
+
+impl Site {
+    fn backups(&self) -> PathBuf {
+        self.root.path().join("srv/sum/acme/backups")
+    }
+    fn run(&self, bin: &str, args: &[&str]) -> Output {
+        Command::new(bin)
+            .args(args)
+            .env("SUM_ROOT", self.root.path())
+            .output()
+            .unwrap()
+    }
+    fn backup(&self) -> String {
+        let out = self.run(env!("CARGO_BIN_EXE_sum-backup"), &["acme"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: Vec<String> = std::fs::read_dir(self.backups())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql.gz"))
+            .collect();
+        v.sort();
+        v.pop().unwrap()
+    }
+    fn restore(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_sum-restore"), args)
+    }
+    fn count_files(&self) -> usize {
+        std::fs::read_dir(self.backups()).unwrap().count()
+    }
+}
+
+fn setup(pg: &Pg) -> Site {
+    let url = pg.create_site_db("acme", "pw-acme", "acme");
+    pg.sql(
+        "acme",
+        "SET ROLE acme;
+         CREATE TABLE notes (id serial PRIMARY KEY, title text NOT NULL, body bytea);
+         INSERT INTO notes (title, body) SELECT 'n' || i || ' ✓', decode(md5(i::text), 'hex') FROM generate_series(1, 3000) i;",
+    );
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let env = root.path().join("srv/sum/acme/.env");
+    std::fs::create_dir_all(env.parent().unwrap()).unwrap();
+    std::fs::write(&env, format!("DATABASE_URL={url}\n")).unwrap();
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Site { root }
+}
+
+fn state(pg: &Pg, db: &str) -> String {
+    pg.sql(
+        db,
+        "SELECT (SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public')
+             || ' ' || count(*) || ' ' || md5(string_agg(id || title || encode(body, 'hex'), ',' ORDER BY id))
+         FROM notes",
+    )
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn refuses_without_the_flag() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sum-restore"))
+        .args(["acme", "latest"])
+        .env("SUM_ROOT", root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--i-know-this-will-overwrite"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn nothing_of_a_newer_schema_survives_and_deleted_rows_come_back() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    let before = state(&pg, "acme");
+    let backup = site.backup();
+    pg.sql(
+        "acme",
+        "SET ROLE acme; CREATE TABLE newer (x int); ALTER TABLE notes ADD COLUMN extra int;
+         DELETE FROM notes WHERE id % 2 = 0; CREATE SEQUENCE newer_seq; CREATE VIEW v AS SELECT 1;",
+    );
+    assert_ne!(state(&pg, "acme"), before);
+
+    let out = site.restore(&["acme", "latest", "--i-know-this-will-overwrite"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&format!(
+            "restored {}",
+            site.backups().join(&backup).display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("the database as it was before is in"),
+        "{report}"
+    );
+    assert_eq!(state(&pg, "acme"), before);
+    assert_eq!(
+        pg.sql(
+            "acme",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('newer', 'newer_seq', 'v')"
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(
+        pg.sql(
+            "acme",
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'extra'"
+        )
+        .trim(),
+        "0"
+    );
+    // The sequence continues after the restored rows.
+    assert_eq!(
+        pg.sql("acme", "SELECT nextval('notes_id_seq')").trim(),
+        "3001"
+    );
+    // The safety backup holds the newer state and is verified.
+    let listed = site.run(env!("CARGO_BIN_EXE_sum-backup"), &["acme", "--list"]);
+    assert_eq!(
+        text(&listed.stdout).matches("verified").count(),
+        2,
+        "{}",
+        text(&listed.stdout)
+    );
+    assert!(
+        !site.root.path().join("srv/sum/acme/maintenance").exists(),
+        "the maintenance flag was left behind"
+    );
+}
+
+#[test]
+fn a_load_that_fails_halfway_leaves_the_database_as_it_was() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    let backup = site.backup();
+    pg.sql(
+        "acme",
+        "SET ROLE acme; CREATE TABLE newer (x int); DELETE FROM notes WHERE id > 100;",
+    );
+    let live = state(&pg, "acme");
+
+    // The same dump with a failing statement after the table was created.
+    let src = site.backups().join(&backup);
+    let bad = site.backups().join("acme-20240101T000000Z.sql.gz");
+    let sh = format!(
+        "gunzip -c {} | awk '{{print}} /^COPY public.notes/ && !done {{getline; print; print \"\\\\.\"; print \"SELECT 1/0;\"; done=1}}' | gzip > {}",
+        src.display(),
+        bad.display()
+    );
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(&sh)
+        .status()
+        .unwrap()
+        .success());
+    let out = site.restore(&[
+        "acme",
+        &bad.to_string_lossy(),
+        "--i-know-this-will-overwrite",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rolled back") && err.contains("database is as it was"),
+        "{err}"
+    );
+    assert_eq!(
+        state(&pg, "acme"),
+        live,
+        "the failed load changed the database"
+    );
+}
+
+#[test]
+fn damaged_files_are_refused_before_anything_is_touched() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    let backup = site.backup();
+    let live = state(&pg, "acme");
+    let files = site.count_files();
+    let src = std::fs::read(site.backups().join(&backup)).unwrap();
+    // Truncated, and a flipped byte under the real name (its manifest then disagrees).
+    let truncated = site.backups().join("truncated.sql.gz");
+    std::fs::write(&truncated, &src[..src.len() * 2 / 3]).unwrap();
+    let mut flipped = src.clone();
+    let n = flipped.len() - 20;
+    flipped[n] ^= 0x55;
+    std::fs::write(site.backups().join(&backup), &flipped).unwrap();
+    for arg in [truncated.to_string_lossy().into_owned(), backup.clone()] {
+        let out = site.restore(&["acme", &arg, "--i-know-this-will-overwrite"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("refusing to restore"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(
+        site.count_files(),
+        files + 1,
+        "a safety backup was taken although the file was refused"
+    );
+    assert_eq!(state(&pg, "acme"), live);
+}
+
+#[test]
+fn a_rehearsal_restores_into_another_database_only() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    let backup_state = state(&pg, "acme");
+    site.backup();
+    pg.sql("acme", "SET ROLE acme; DELETE FROM notes WHERE id < 10;");
+    let live = state(&pg, "acme");
+
+    // Without CREATEDB the site's user cannot create it: the message says how.
+    let out = site.restore(&[
+        "acme",
+        "latest",
+        "--i-know-this-will-overwrite",
+        "--into",
+        "rehearsal",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("createdb -O"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme");
+    let files = site.count_files();
+    let out = site.restore(&[
+        "acme",
+        "latest",
+        "--i-know-this-will-overwrite",
+        "--into",
+        "rehearsal",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(state(&pg, "rehearsal"), backup_state);
+    assert_eq!(state(&pg, "acme"), live, "the live database was touched");
+    assert_eq!(
+        site.count_files(),
+        files,
+        "a rehearsal takes no safety backup"
+    );
+}
