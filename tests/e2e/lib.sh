@@ -25,7 +25,7 @@
 #    in the container's root, and a clean environment (env -i): the
 #    harness's PATH, PAGER, LANG, ... are meaningless inside.
 #  * SIGTERM to systemd-nspawn is a clean shutdown: nspawn forwards it to the
-#    container's systemd as SIGRTMIN+3 (poweroff); it takes about 2 s.
+#    container's systemd as SIGRTMIN+3 (poweroff); it takes 1-2 s.
 
 # Bump when the image recipe changes in a way the cache key does not see
 # (the suite, mirrors, package list, masked units, mmdebstrap options and
@@ -92,6 +92,7 @@ E2E_LEADER=""        # host PID of the container's PID 1 (systemd)
 E2E_CGROUPS=()       # the run's own cgroups, one per writable hierarchy
 E2E_UNITS=()         # units whose status a failure report shows
 E2E_CLEANED=0
+E2E_BOOTED=0         # 1 once systemd in the container finished booting
 
 step() { printf '\n==> %s\n' "$*"; }
 say() { step "$@"; }
@@ -107,7 +108,8 @@ e2e_host_deps() {
     local missing=() cmd
     for cmd in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container \
                nsenter:util-linux setsid:util-linux flock:util-linux \
-               timeout:coreutils sha256sum:coreutils; do
+               findmnt:util-linux timeout:coreutils sha256sum:coreutils \
+               ps:procps; do
         command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd#*:}")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -248,8 +250,9 @@ e2e_cgroups_create() {
         *) continue ;;
         esac
         [ -w "$h/cgroup.procs" ] || continue
-        mkdir "$h/$E2E_MACHINE"
+        # Recorded first: an interrupt between the two leaves nothing behind.
         E2E_CGROUPS+=("$h/$E2E_MACHINE")
+        mkdir "$h/$E2E_MACHINE"
     done
 }
 
@@ -261,11 +264,11 @@ e2e_cgroups_pids() {
 }
 
 e2e_cgroups_remove() {
-    local cg i
+    local cg
     for cg in "${E2E_CGROUPS[@]}"; do
         [ -d "$cg" ] || continue
         # A cgroup can be removed only once its last process is reaped.
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
             [ -d "$cg" ] || break
             sleep 0.1
@@ -278,7 +281,7 @@ e2e_cgroups_remove() {
 # e2e_boot IMAGE: copies the image, boots it with systemd-nspawn and waits
 # until systemd is up ("running", or "degraded" with the failed units shown).
 e2e_boot() {
-    local image=$1 i state
+    local image=$1 state deadline
     e2e_prepare "$image"
     e2e_cgroups_create
     info "container root $E2E_ROOT, console log $E2E_LOG"
@@ -287,9 +290,16 @@ e2e_boot() {
     # background job is no process group leader, so setsid does not fork
     # and $! is the launcher, which moves itself into the run's cgroups and
     # then execs nspawn (same PID).
+    # It also closes every inherited descriptor but 0-2 (the harness's saved
+    # stdout, for one), or a kept container would hold the harness's output
+    # pipe open after it exits.
     setsid bash -c '
         n=$1; shift
         while [ "$n" -gt 0 ]; do echo $$ >"$1/cgroup.procs"; shift; n=$((n - 1)); done
+        for fd in /proc/$$/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+        done
         exec "$@"' e2e-launch "${#E2E_CGROUPS[@]}" "${E2E_CGROUPS[@]}" \
         systemd-nspawn --quiet -D "$E2E_ROOT" --machine="$E2E_MACHINE" -b \
             --register=no --keep-unit --private-network \
@@ -298,12 +308,14 @@ e2e_boot() {
             --bind-ro="$E2E_STAGE:/root/in" \
         </dev/null >"$E2E_LOG" 2>&1 &
     E2E_NSPAWN_PID=$!
+    disown "$E2E_NSPAWN_PID"   # no "Killed" job report from bash
 
     # The container's PID 1: nspawn is a child subreaper, so once the
     # container's systemd has been exec'd it is a child of nspawn whose PID
     # is 1 in its own PID namespace (last field of NSpid).
     E2E_LEADER=""
-    for i in $(seq $((E2E_BOOT_TIMEOUT * 10))); do
+    deadline=$(( $(date +%s) + E2E_BOOT_TIMEOUT ))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
         if ! kill -0 "$E2E_NSPAWN_PID" 2>/dev/null; then
             warn "systemd-nspawn exited during boot; its log:"
             tail -n 40 "$E2E_LOG" >&2
@@ -313,24 +325,28 @@ e2e_boot() {
         sleep 0.1
     done
     if [ -z "$E2E_LEADER" ]; then
-        warn "no container PID 1 after ${E2E_BOOT_TIMEOUT}s"
+        warn "no container PID 1 after ${E2E_BOOT_TIMEOUT}s (E2E_BOOT_TIMEOUT)"
         tail -n 40 "$E2E_LOG" >&2
         return 1
     fi
     info "systemd-nspawn PID $E2E_NSPAWN_PID, container PID 1 is host PID $E2E_LEADER"
 
-    # systemctl fails until PID 1 listens on /run/systemd/private; after
-    # that, --wait blocks until the boot is finished.
+    # systemctl says "offline" until PID 1 listens on /run/systemd/private;
+    # after that, --wait blocks until the boot is finished.
     state=""
-    for i in $(seq $((E2E_BOOT_TIMEOUT * 4))); do
-        state=$(timeout "$E2E_BOOT_TIMEOUT" \
-            ct 'systemctl is-system-running --wait 2>/dev/null' 2>/dev/null) || true
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        ct_timeout $(( deadline - $(date +%s) + 1 )) 'systemctl is-system-running --wait' \
+            >"$E2E_DIR/state" 2>/dev/null </dev/null || true
+        state=$(cat "$E2E_DIR/state")
         case "$state" in
-        running | degraded | maintenance | stopping | offline) break ;;
+        running | degraded | maintenance | stopping) break ;;
         esac
         kill -0 "$E2E_NSPAWN_PID" 2>/dev/null || break
         sleep 0.25
     done
+    case "$state" in
+    running | degraded) E2E_BOOTED=1 ;;
+    esac
     case "$state" in
     running)
         info "booted: $state" ;;
@@ -361,8 +377,20 @@ e2e_find_leader() {
 # ct 'SHELL COMMANDS': runs them with bash inside the container (all of its
 # namespaces, its root, a clean environment) and returns their exit status.
 # Standard input passes through: ct 'cat >/etc/x' <file
-ct() {
+ct() { ct_timeout 0 "$1"; }
+
+# ct_timeout SECONDS 'SHELL COMMANDS': the same, killed after SECONDS
+# (0: no limit); exit status 124 then.
+# The command runs as a background job that the shell `wait`s for: unlike a
+# foreground command, `wait` returns as soon as a trapped signal (Ctrl-C,
+# SIGTERM) arrives, so the EXIT trap stops the container at once, which
+# ends the command too. Standard input is passed on explicitly (a background
+# job would otherwise get /dev/null).
+ct_timeout() {
     [ -n "$E2E_LEADER" ] || { warn "ct: no container"; return 125; }
+    local stdin rc=0
+    exec {stdin}<&0
+    timeout --kill-after=5 "$1" \
     nsenter --target "$E2E_LEADER" --mount --uts --ipc --net --pid --cgroup \
         --root --wd -- \
         /usr/bin/env -i \
@@ -370,7 +398,10 @@ ct() {
             HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb \
             SYSTEMD_PAGER=cat PAGER=cat SYSTEMD_COLORS=0 \
             DEBIAN_FRONTEND=noninteractive \
-        /bin/bash -c "$1"
+        /bin/bash -c "$2" <&"$stdin" {stdin}<&- &
+    wait "$!" || rc=$?
+    exec {stdin}<&-
+    return "$rc"
 }
 
 # The command that enters the container, for people (--keep, failures).
@@ -386,26 +417,41 @@ e2e_cleanup() {
     E2E_CLEANED=1
     if [ -n "$E2E_NSPAWN_PID" ] && kill -0 "$E2E_NSPAWN_PID" 2>/dev/null; then
         step "stopping the container"
-        # nspawn turns SIGTERM into a clean poweroff of the container.
+        # nspawn turns a first SIGTERM into a clean poweroff of the
+        # container and a second one into immediate termination. A poweroff
+        # request that arrives before the container's systemd has set up its
+        # signal handlers is lost, so an interrupted boot is not waited for.
         kill -TERM "$E2E_NSPAWN_PID" 2>/dev/null || true
-        if ! timeout "$E2E_STOP_TIMEOUT" tail --pid="$E2E_NSPAWN_PID" -f /dev/null; then
-            warn "no clean shutdown after ${E2E_STOP_TIMEOUT}s: killing it"
-            [ -n "$E2E_LEADER" ] && kill -KILL "$E2E_LEADER" 2>/dev/null
-            kill -KILL "$E2E_NSPAWN_PID" 2>/dev/null || true
+        if [ "$E2E_BOOTED" = 1 ] \
+            && ! timeout "$E2E_STOP_TIMEOUT" tail --pid="$E2E_NSPAWN_PID" -f /dev/null; then
+            warn "no clean shutdown after ${E2E_STOP_TIMEOUT}s: terminating it; console log tail:"
+            tail -n 25 "$E2E_LOG" >&2
+        fi
+        if kill -0 "$E2E_NSPAWN_PID" 2>/dev/null; then
+            sleep 0.2
+            kill -TERM "$E2E_NSPAWN_PID" 2>/dev/null || true
+            if ! timeout 10 tail --pid="$E2E_NSPAWN_PID" -f /dev/null; then
+                warn "systemd-nspawn still runs: killing it"
+                kill -KILL "$E2E_NSPAWN_PID" 2>/dev/null || true
+            fi
         fi
     fi
     # Whatever is left in the run's cgroups (nspawn killed from outside,
     # the container's init reparented to the host's PID 1, ...).
     pids=$(e2e_cgroups_pids)
     if [ -n "$pids" ]; then
-        warn "killing leftover processes: $(echo $pids)"
+        warn "killing leftover processes: $(printf '%s ' $pids)"
         # shellcheck disable=SC2086
         kill -KILL $pids 2>/dev/null || true
     fi
-    [ -n "$E2E_NSPAWN_PID" ] && timeout 10 tail --pid="$E2E_NSPAWN_PID" -f /dev/null 2>/dev/null
+    [ -z "$E2E_NSPAWN_PID" ] || timeout 10 tail --pid="$E2E_NSPAWN_PID" -f /dev/null 2>/dev/null || true
     e2e_cgroups_remove
     if [ -n "$E2E_MACHINE" ]; then
         rm -rf --one-file-system "/run/systemd/nspawn/propagate/$E2E_MACHINE"
+    fi
+    # nspawn's lock on the root directory outlives a killed nspawn.
+    if [ -n "$E2E_ROOT" ] && [ -d "$E2E_ROOT" ]; then
+        rm -f "/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$E2E_ROOT")"
     fi
     if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
         if findmnt -rn -o TARGET | grep -q "^$E2E_DIR"; then
@@ -457,9 +503,12 @@ status_of() { # status_of COMMAND...: prints the exit status of COMMAND
 # (what was expected, what was seen), diagnostics, and ends the run.
 e2e_check() {
     local name=$1 script=$2 out rc=0
-    out=$(timeout "${E2E_CHECK_TIMEOUT:-300}" ct "$E2E_PRELUDE
+    # Output to a file, not $(...), so that the check runs in this shell
+    # and a signal interrupts it at once (see ct_timeout).
+    ct_timeout "${E2E_CHECK_TIMEOUT:-300}" "$E2E_PRELUDE
 set -e
-$script" 2>&1) || rc=$?
+$script" >"$E2E_DIR/check.out" 2>&1 </dev/null || rc=$?
+    out=$(cat "$E2E_DIR/check.out")
     if [ "$rc" = 0 ]; then
         E2E_PASSED=$((E2E_PASSED + 1))
         printf '  ok    %s\n' "$name"
@@ -467,8 +516,14 @@ $script" 2>&1) || rc=$?
     fi
     [ "$rc" = 124 ] && out="$out
 (timed out after ${E2E_CHECK_TIMEOUT:-300}s)"
-    e2e_fail "$name" "the check script exits 0" "exit status $rc; it printed:
+    if printf '%s\n' "$out" | grep -q 'expected'; then
+        # The prelude's helpers said what was expected and what was seen.
+        e2e_fail_text "$name" "$out
+(the check script exited with status $rc)"
+    else
+        e2e_fail "$name" "the check script exits 0" "exit status $rc; it printed:
 $out"
+    fi
 }
 
 # e2e_host_check NAME COMMAND...: the same, for a command run on the host.
@@ -489,9 +544,15 @@ $out"
 # from the container and exits 1 (the EXIT trap cleans up and prints the
 # summary).
 e2e_fail() {
+    e2e_fail_text "$1" "expected: $2
+seen:     $3"
+}
+
+# e2e_fail_text NAME TEXT: the same, with TEXT saying what went wrong.
+e2e_fail_text() {
     E2E_FAILED=$((E2E_FAILED + 1))
     printf '  FAIL  %s\n' "$1"
-    printf '%s\n' "expected: $2" "seen:     $3" | sed 's/^/        /'
+    printf '%s\n' "$2" | sed 's/^/        /'
     e2e_diagnostics
     exit 1
 }
@@ -504,12 +565,13 @@ e2e_diagnostics() {
         [ -n "$E2E_LOG" ] && [ -f "$E2E_LOG" ] && { echo "console log tail:"; tail -n 40 "$E2E_LOG"; }
         return 0
     fi
-    units=$(printf '%q ' "${E2E_UNITS[@]}")
-    timeout 60 ct "
+    units=""
+    [ ${#E2E_UNITS[@]} -eq 0 ] || units=$(printf '%q ' "${E2E_UNITS[@]}")
+    ct_timeout 60 "
         echo '\$ systemctl --failed'; systemctl --failed --no-pager
         if [ -n \"$units\" ]; then
             echo; echo '\$ systemctl status $units'
-            systemctl status --no-pager --full --lines=15 $units 2>&1 | head -n 150
+            systemctl status --no-pager --full --lines=10 $units 2>&1 | head -n 120
         fi
         echo; echo '\$ journalctl -b --no-pager -n 80'
         journalctl -b --no-pager -n 80" 2>&1 || true
@@ -519,6 +581,9 @@ e2e_diagnostics() {
 # Traps for every exit path: cleans up (unless --keep), then prints the
 # wall time and the summary, which is the last line of the output.
 e2e_install_traps() {
+    # The trap may fire while a function's output is redirected (a check
+    # writes to a file): it writes to the harness's own stdout and stderr.
+    exec {E2E_STDOUT}>&1 {E2E_STDERR}>&2
     trap e2e_on_exit EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -538,6 +603,7 @@ e2e_print_keep() {
 e2e_on_exit() {
     local rc=$?
     trap '' INT TERM
+    exec 1>&"$E2E_STDOUT" 2>&"$E2E_STDERR"
     if [ "$rc" != 0 ] && [ "$E2E_FAILED" = 0 ]; then
         # Not a check that failed: the harness itself (boot, build, ...).
         E2E_FAILED=1

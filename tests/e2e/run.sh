@@ -3,216 +3,249 @@
 #
 #   sudo bash tests/e2e/run.sh [--deb PATH] [--keep]
 #
-# Builds (or takes) the .deb, boots a throwaway container from a cached
-# mmdebstrap image, installs the package and checks what an operator would
-# see. --keep leaves the container running and prints how to enter it.
+# Builds the .deb (bash packaging/build-deb) unless --deb is given, boots a
+# throwaway systemd-nspawn container from a cached mmdebstrap image, installs
+# the package and checks what an operator would see: generated units, the
+# gunicorn socket, the backup timer, Caddy with TLS, a broken site file,
+# removal of a site and of the package. --keep leaves the container running
+# and prints how to enter it. See tests/e2e/README.md.
 set -euo pipefail
+
+usage() { echo "usage: $0 [--deb PATH] [--keep] [--boot-only]" >&2; exit 2; }
+deb="" keep=0 boot_only=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --deb) [ $# -ge 2 ] || usage; deb=$2; shift 2 ;;
+    --deb=*) deb=${1#--deb=}; shift ;;
+    --keep) keep=1; shift ;;
+    # Only the image, the boot and the base services (no package needed).
+    --boot-only) boot_only=1; shift ;;
+    *) usage ;;
+    esac
+done
+if [ -n "$deb" ]; then
+    [ -f "$deb" ] || { echo "e2e: no package at '$deb'" >&2; exit 2; }
+    deb=$(realpath "$deb")
+fi
+
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
+E2E_KEEP=$keep
+[ "$(id -u)" -eq 0 ] || { echo "e2e: run as root (systemd-nspawn needs it)" >&2; exit 2; }
 
-deb="" keep=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --deb) deb=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--deb PATH] [--keep]" >&2; exit 2 ;;
-    esac
-done
-[ "$(id -u)" -eq 0 ] || { echo "run as root (systemd-nspawn needs it)" >&2; exit 2; }
+e2e_install_traps
 
-started=$(date +%s)
-passed=0
-failed=0
+check() { e2e_check "$@"; }
 
-finish() {
-    local rc=$?
-    if [ "$keep" = 1 ] && [ -n "$E2E_DIR" ]; then
-        echo "container kept: enter it with"
-        echo "  nsenter --target $E2E_LEADER --mount --uts --ipc --net --pid --cgroup /bin/bash"
-        echo "stop it with: kill $E2E_NSPAWN_PID; rm -rf $E2E_DIR"
-    else
-        e2e_cleanup
-    fi
-    echo "e2e: took $(( $(date +%s) - started ))s"
-    echo "e2e: $passed passed, $failed failed"
-    if [ "$failed" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
-    exit "$rc"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
-
-diagnostics() {
-    echo "---- diagnostics from the container ----"
-    ct 'systemctl --failed --no-legend --no-pager; echo; journalctl -b --no-pager -n 60; echo;
-        systemctl status --no-pager caddy sum-sites.target "sum-*" 2>&1 | head -80' || true
-}
-
-# check NAME SCRIPT: runs SCRIPT inside the container; it fails the run when
-# SCRIPT exits non-zero, showing what it printed (expected and seen).
-check() {
-    local name=$1 out
-    if out=$(ct "set -e; $2" 2>&1); then
-        passed=$((passed + 1))
-        printf 'ok   %s\n' "$name"
-    else
-        failed=$((failed + 1))
-        printf 'FAIL %s\n%s\n' "$name" "$(printf '%s\n' "$out" | sed 's/^/     /')"
-        diagnostics
-        exit 1
-    fi
-}
-
-# Shell functions available to every check inside the container.
-prelude='
-expect() { # expect WHAT EXPECTED SEEN
-    [ "$2" = "$3" ] || { echo "$1: expected [$2], saw [$3]"; return 1; }
-}
-contains() { # contains WHAT NEEDLE TEXT
-    case "$3" in *"$2"*) ;; *) echo "$1: expected to contain [$2], saw:"; echo "$3"; return 1 ;; esac
-}
-poll() { # poll SECONDS COMMAND...: retries until COMMAND succeeds
-    t=$1; shift; i=0
-    while ! "$@" >/dev/null 2>&1; do
-        i=$((i + 1)); [ "$i" -ge $((t * 5)) ] && { echo "timed out after ${t}s: $*"; "$@"; return 1; }
-        sleep 0.2
-    done
-}
+# Helpers for the Caddy checks, inside the container.
+E2E_PRELUDE+='
 CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
-get() { # get URL [curl args]: prints "STATUS" and keeps headers/body in /root/resp.*
-    url=$1; shift
-    curl -sS --max-time 10 --cacert "$CA" --resolve acme.localhost:443:127.0.0.1 \
-        --resolve www.acme.localhost:443:127.0.0.1 -D /root/resp.h -o /root/resp.b \
-        -w "%{http_code}" "$@" "$url"
+get() { # get URL [curl args]: prints the HTTP status; headers in /root/resp.h, body in /root/resp.b
+    curl -sS --max-time 10 --cacert "$CA" \
+        --resolve acme.localhost:443:127.0.0.1 --resolve www.acme.localhost:443:127.0.0.1 \
+        -D /root/resp.h -o /root/resp.b -w "%{http_code}" "$@"
+}
+header() { # header NAME: the value of a response header of the last get, lower-cased name
+    tr -d "\r" </root/resp.h | awk -v n="$(echo "$1" | tr A-Z a-z)" \
+        "BEGIN { FS = \": \" } tolower(\$1) == n { sub(/^[^:]*: /, \"\"); print; exit }"
 }
 '
-c() { check "$1" "$prelude $2"; }
 
+step "host tools"
 e2e_host_deps
-if [ -z "$deb" ]; then
-    say "building the package"
-    deb=$(bash packaging/build-deb | tail -n 1)
+
+if [ "$boot_only" = 0 ]; then
+    step "the package"
+    if [ -z "$deb" ]; then
+        info "building it: bash packaging/build-deb"
+        deb=$(bash packaging/build-deb | tail -n 1)
+        [ -f "$deb" ] || { echo "e2e: packaging/build-deb printed no package path: '$deb'" >&2; exit 1; }
+        deb=$(realpath "$deb")
+    fi
+    info "$deb"
 fi
-[ -f "$deb" ] || { echo "no package at $deb" >&2; exit 2; }
 
+step "image"
 image=$(e2e_image)
-e2e_boot "$image"
-cp "$deb" "$E2E_DIR/in/sum-golden-path.deb"
 
-say "installing the package"
-c "apt-get install of the .deb works" '
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/in/sum-golden-path.deb'
-c "the package put the generator, sumctl, the units and the caddy drop-in in place" '
-    test -x /usr/lib/systemd/system-generators/sum-generator
-    test -x /usr/bin/sumctl
-    test -f /usr/lib/systemd/system/caddy.service.d/sum-golden-path.conf
-    test -f /usr/lib/systemd/system/sum-sites.target
-    test -f /usr/lib/systemd/system/sum-backup@.service
-    test -d /etc/sum/sites
-    man -w sum-site.toml >/dev/null 2>&1 || test -f /usr/share/man/man5/sum-site.toml.5.gz'
-c "caddy runs our root file after install; sum-sites.target is active" '
-    expect caddy active "$(systemctl is-active caddy)"
-    expect sum-sites.target active "$(systemctl is-active sum-sites.target)"
+step "booting the container"
+boot_started=$(date +%s)
+E2E_UNITS=(postgresql@15-main.service redis-server.service caddy.service)
+if ! e2e_boot "$image" 2>&1; then
+    e2e_fail "the container boots" "systemctl is-system-running: running or degraded" \
+        "see the console log above"
+fi
+E2E_PASSED=$((E2E_PASSED + 1)); echo "  ok    the container boots ($(( $(date +%s) - boot_started ))s)"
+
+check "postgresql, redis-server and caddy run under systemd" '
+    for u in postgresql@15-main.service redis-server.service caddy.service; do
+        expect "systemctl is-active $u" active "$(systemctl is-active "$u")"
+    done
+    expect "psql as postgres" 1 "$(runuser -u postgres -- psql -XAtc "select 1")"
+    expect "redis-cli ping" PONG "$(redis-cli ping)"'
+[ "$boot_only" = 1 ] && exit 0
+
+# The stage is bound read-only at /root/in; the package keeps its file name.
+cp "$deb" "$E2E_STAGE/"
+debname=$(basename "$deb")
+
+step "installing the package"
+E2E_UNITS=(caddy.service sum-sites.target)
+check "apt-get install of the .deb works offline" "
+    apt-get install -y -q -o Dpkg::Use-Pty=0 /root/in/$debname"
+check "the package put the generator, sumctl and the caddy drop-in in place" '
+    for f in /usr/lib/systemd/system-generators/sum-generator /usr/bin/sumctl; do
+        test -x "$f" || { echo "not an executable: $f"; exit 1; }
+    done
+    for f in /usr/lib/systemd/system/caddy.service.d/sum-golden-path.conf \
+             /usr/lib/systemd/system/sum-sites.target \
+             /usr/lib/systemd/system/sum-backup@.service; do
+        test -f "$f" || { echo "missing: $f"; exit 1; }
+    done
+    test -d /etc/sum/sites || { echo "missing: /etc/sum/sites"; exit 1; }
+    man -w sum-site.toml >/dev/null || { echo "man -w sum-site.toml finds no page"; exit 1; }'
+check "caddy.service is active after install and runs through the drop-in" '
+    expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"
     contains "systemctl cat caddy" "sumctl caddy-render" "$(systemctl cat caddy)"
-    # The install reloaded caddy through our drop-in: the render step ran.
-    test -d /run/sum/caddy
-    contains "caddy journal" "caddy snippets: 0 rendered" "$(journalctl -u caddy --no-pager -o cat)"'
+    contains "caddy ExecStart" "/usr/share/sum-golden-path/caddy/Caddyfile" \
+        "$(systemctl show -p ExecStart caddy)"'
 
-say "a site: sumctl new, then daemon-reload"
-c "sumctl new writes the site file and a private .env" '
-    sumctl new acme --domain acme.localhost --alias www.acme.localhost --git https://git.example.com/acme.git
-    expect ".env owner and mode" "root:sum-acme 640" "$(stat -c "%U:%G %a" /srv/sum/acme/.env)"
-    expect "site file mode" "root:root 644" "$(stat -c "%U:%G %a" /etc/sum/sites/acme.toml)"
-    grep -q "^SECRET_KEY=.\{50\}$" /srv/sum/acme/.env
-    # Turn the celery worker on by editing the commented default.
-    sed -i "s/^# worker = false/worker = true/" /etc/sum/sites/acme.toml
-    sumctl check'
-c "daemon-reload generates loaded units" '
+step "a site: /etc/sum/sites/acme.toml, then daemon-reload"
+E2E_UNITS=(sum-sites.target sum-gunicorn@acme.socket sum-gunicorn@acme.service
+           sum-celery@acme.service sum-backup@acme.timer)
+check "the site file is valid and daemon-reload loads its units" '
+    mkdir -p /etc/sum/sites
+    cat >/etc/sum/sites/acme.toml <<"EOF"
+domain = "acme.localhost"
+aliases = ["www.acme.localhost"]
+[git]
+url = "https://git.example.com/acme.git"
+[celery]
+worker = true
+EOF
+    sumctl check /etc/sum/sites/acme.toml
     systemctl daemon-reload
     for u in sum-gunicorn@acme.socket sum-gunicorn@acme.service sum-celery@acme.service sum-backup@acme.timer; do
-        expect "$u LoadState" loaded "$(systemctl show -P LoadState "$u")"
-    done
-    expect "celerybeat (beat is off)" not-found "$(systemctl show -P LoadState sum-celerybeat@acme.service)"'
-c "systemctl cat shows the generated origin and SourcePath" '
-    contains "systemctl cat" "# Automatically generated by sum-generator from /etc/sum/sites/acme.toml" \
-        "$(systemctl cat sum-gunicorn@acme.service)"
-    expect SourcePath /etc/sum/sites/acme.toml "$(systemctl show -P SourcePath sum-gunicorn@acme.service)"
-    expect FragmentPath /run/systemd/generator/sum-gunicorn@acme.service "$(systemctl show -P FragmentPath sum-gunicorn@acme.service)"'
-c "the socket listens right after daemon-reload" '
-    poll 10 sh -c "systemctl is-active -q sum-gunicorn@acme.socket"
-    test -S /run/sum/acme/gunicorn.sock
-    contains "ss -xl" /run/sum/acme/gunicorn.sock "$(ss -xlH)"
-    expect "socket owner" "root:caddy 660" "$(stat -c "%U:%G %a" /run/sum/acme/gunicorn.sock)"'
-c "the backup timer is scheduled" '
-    poll 10 sh -c "systemctl is-active -q sum-backup@acme.timer"
-    contains "list-timers" "sum-backup@acme.timer" "$(systemctl list-timers --no-pager)"
-    contains "timer schedule" "*-*-* 02:00:00 UTC" "$(systemctl show -P TimersCalendar sum-backup@acme.timer)"'
-c "a socket stopped by hand is brought back (sum-sites.target upholds it)" '
+        expect "LoadState of $u" loaded "$(systemctl show -P LoadState "$u")"
+    done'
+check "no celerybeat unit while beat is off" '
+    expect "LoadState of sum-celerybeat@acme.service" not-found \
+        "$(systemctl show -P LoadState sum-celerybeat@acme.service)"'
+check "systemctl cat shows the generator header; SourcePath is the site file" '
+    cat=$(systemctl cat sum-gunicorn@acme.service)
+    echo "$cat" | grep -q "^# Automatically generated by sum-generator" \
+        || contains "systemctl cat sum-gunicorn@acme.service" "# Automatically generated by sum-generator" "$cat"
+    expect "SourcePath" /etc/sum/sites/acme.toml "$(systemctl show -P SourcePath sum-gunicorn@acme.service)"'
+check "the gunicorn socket is active and listening" '
+    poll 10 systemctl is-active -q sum-gunicorn@acme.socket \
+        || expect "systemctl is-active sum-gunicorn@acme.socket" active "$(systemctl is-active sum-gunicorn@acme.socket)"
+    test -S /run/sum/acme/gunicorn.sock || { echo "not a socket: /run/sum/acme/gunicorn.sock"; ls -la /run/sum/acme; exit 1; }
+    contains "ss -xlH" " /run/sum/acme/gunicorn.sock " "$(ss -xlH)"
+    expect "socket owner, group and mode" "root:caddy 660" "$(stat -c "%U:%G %a" /run/sum/acme/gunicorn.sock)"'
+check "list-timers shows the backup timer" '
+    contains "systemctl list-timers --all" "sum-backup@acme.timer" "$(systemctl list-timers --all --no-pager)"'
+check "a socket stopped by hand comes back (sum-sites.target upholds it)" '
     systemctl stop sum-gunicorn@acme.socket
-    poll 10 sh -c "systemctl is-active -q sum-gunicorn@acme.socket"'
+    poll 10 systemctl is-active -q sum-gunicorn@acme.socket \
+        || expect "systemctl is-active sum-gunicorn@acme.socket" active "$(systemctl is-active sum-gunicorn@acme.socket)"'
 
-say "caddy"
-c "caddy reload renders the snippet" '
+step "caddy"
+E2E_UNITS=(caddy.service)
+check "systemctl reload caddy renders the site snippet" '
     systemctl reload caddy
-    test -f /run/sum/caddy/acme.caddy
-    contains snippet "acme.localhost {" "$(cat /run/sum/caddy/acme.caddy)"'
-c "https://acme.localhost/ answers 503 over valid TLS before the first deploy" '
-    poll 30 get https://acme.localhost/
-    expect status 503 "$(get https://acme.localhost/)"
-    contains body "has not been deployed yet" "$(cat /root/resp.b)"
-    contains headers "retry-after: 60" "$(tr A-Z a-z </root/resp.h)"
-    contains headers "strict-transport-security: max-age=31536000" "$(tr A-Z a-z </root/resp.h)"'
-c "an alias redirects permanently to the domain" '
-    expect status 301 "$(get https://www.acme.localhost/some/page?x=1)"
-    contains location "location: https://acme.localhost/some/page?x=1" "$(tr A-Z a-z </root/resp.h)"'
-c "the maintenance flag switches without a reload" '
+    test -f /run/sum/caddy/acme.caddy || { echo "missing: /run/sum/caddy/acme.caddy"; ls -la /run/sum/caddy; exit 1; }
+    expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"'
+check "https://acme.localhost/ completes TLS with a certificate for acme.localhost" '
+    # Caddy issues the certificate from its local CA after the reload.
+    poll 30 get https://acme.localhost/ || true
+    status=$(get https://acme.localhost/ -w "%{http_code} %{ssl_verify_result}") || {
+        echo "curl failed (TLS or connection error), see above"; exit 1; }
+    expect "HTTP status and certificate verification result" "503 0" "$status"'
+check "before the first deploy it answers 503 with Retry-After" '
+    expect "HTTP status" 503 "$(get https://acme.localhost/)"
+    retry=$(header retry-after)
+    [ -n "$retry" ] || { echo "no Retry-After header; headers:"; cat /root/resp.h; exit 1; }'
+check "an alias redirects permanently to the domain" '
+    status=$(get https://www.acme.localhost/)
+    case "$status" in 301|308) ;; *) expect "HTTP status" "301 or 308" "$status" ;; esac
+    expect "Location" "https://acme.localhost/" "$(header location)"
+    get https://www.acme.localhost/some/page?x=1 >/dev/null
+    expect "Location (path and query kept)" "https://acme.localhost/some/page?x=1" "$(header location)"'
+check "the maintenance flag switches to 503 maintenance without a reload" '
+    mkdir -p /srv/sum/acme
     touch /srv/sum/acme/maintenance
-    expect status 503 "$(get https://acme.localhost/)"
-    contains body maintenance "$(cat /root/resp.b)"
-    contains headers "retry-after: 120" "$(tr A-Z a-z </root/resp.h)"
+    expect "HTTP status" 503 "$(get https://acme.localhost/)"
+    contains "body" maintenance "$(cat /root/resp.b)"
     rm /srv/sum/acme/maintenance
-    contains body "not been deployed" "$(get https://acme.localhost/ >/dev/null; cat /root/resp.b)"'
-c "the admin's own Caddyfile still serves :80" '
-    expect status 200 "$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1/)"'
+    expect "HTTP status without the flag" 503 "$(get https://acme.localhost/)"
+    lacks "body without the flag" maintenance "$(cat /root/resp.b)"'
+check "the admin Caddyfile still serves :80" '
+    expect "http://127.0.0.1/" 200 "$(curl -sS --max-time 10 -o /dev/null -w "%{http_code}" http://127.0.0.1/)"'
 
-say "a broken second site"
-c "a broken site file does not stop acme" '
-    printf "domain = \"broken.localhost\"\n[git]\nurl = \"https://x.example/b.git\"\n[gunicorn]\nworkers = 0\n" >/etc/sum/sites/broken.toml
+step "a broken second site"
+E2E_UNITS=(sum-gunicorn@acme.socket caddy.service)
+check "a broken site file leaves acme's units alone" '
+    printf "domain = \"broken.localhost\"\n[git]\nurl = \"https://x.example/b.git\"\n[gunicorn]\nworkers = 0\n" \
+        >/etc/sum/sites/broken.toml
     systemctl daemon-reload
-    expect "acme still loaded" loaded "$(systemctl show -P LoadState sum-gunicorn@acme.service)"
-    expect "acme socket still active" active "$(systemctl is-active sum-gunicorn@acme.socket)"
-    expect "broken not generated" not-found "$(systemctl show -P LoadState sum-gunicorn@broken.service)"'
-c "the journal shows that the generator failed" '
-    contains journal "sum-generator failed with exit status 1" "$(journalctl -b --no-pager -o cat)"'
-c "sumctl check names file, line and column" '
+    expect "LoadState of sum-gunicorn@acme.service" loaded "$(systemctl show -P LoadState sum-gunicorn@acme.service)"
+    expect "systemctl is-active sum-gunicorn@acme.socket" active "$(systemctl is-active sum-gunicorn@acme.socket)"
+    expect "LoadState of sum-gunicorn@broken.service" not-found "$(systemctl show -P LoadState sum-gunicorn@broken.service)"'
+check "the journal says the generator failed" '
+    journal=$(journalctl -b --no-pager -o cat)
+    echo "$journal" | grep "sum-generator" | grep -q "failed" \
+        || contains "journalctl -b (a line with sum-generator and failed)" "sum-generator ... failed" \
+            "$(echo "$journal" | grep -i "generator" | tail -n 20)"'
+check "sumctl check exits 2 and names the file, the line and the key" '
     set +e; out=$(sumctl check 2>&1); rc=$?; set -e
-    expect "exit status" 2 "$rc"
-    contains "sumctl check" "/etc/sum/sites/broken.toml:5:11: gunicorn.workers" "$out"
+    expect "exit status of sumctl check" 2 "$rc"
+    contains "output of sumctl check" "/etc/sum/sites/broken.toml:5:" "$out"
+    contains "output of sumctl check" "gunicorn.workers" "$out"'
+check "sumctl check of the good site alone exits 0" '
     sumctl check /etc/sum/sites/acme.toml'
-c "caddy keeps serving acme while broken.toml is invalid" '
+check "caddy reloads and keeps serving acme while broken.toml is invalid" '
     systemctl reload caddy
-    expect status 503 "$(get https://acme.localhost/)"
-    test ! -e /run/sum/caddy/broken.caddy'
+    expect "HTTP status" 503 "$(get https://acme.localhost/)"
+    test ! -e /run/sum/caddy/broken.caddy || { echo "unexpected: /run/sum/caddy/broken.caddy"; exit 1; }'
 
-say "removing the site"
-c "removing the site file plus daemon-reload removes its units" '
-    systemctl stop sum-sites.target
+step "removing the sites"
+E2E_UNITS=(sum-sites.target sum-gunicorn@acme.socket)
+check "site file removed + daemon-reload: its units are gone" '
+    systemctl stop sum-gunicorn@acme.socket sum-gunicorn@acme.service sum-celery@acme.service sum-backup@acme.timer
     rm /etc/sum/sites/acme.toml /etc/sum/sites/broken.toml
     systemctl daemon-reload
-    systemctl start sum-sites.target
     for u in sum-gunicorn@acme.socket sum-gunicorn@acme.service sum-celery@acme.service sum-backup@acme.timer; do
-        expect "$u LoadState" not-found "$(systemctl show -P LoadState "$u")"
+        expect "LoadState of $u" not-found "$(systemctl show -P LoadState "$u")"
     done
-    test ! -e /run/systemd/generator/sum-gunicorn@acme.service
+    test ! -e /run/systemd/generator/sum-gunicorn@acme.service \
+        || { echo "still there: /run/systemd/generator/sum-gunicorn@acme.service"; exit 1; }
     systemctl reload caddy
-    test ! -e /run/sum/caddy/acme.caddy'
+    test ! -e /run/sum/caddy/acme.caddy || { echo "still there: /run/sum/caddy/acme.caddy"; exit 1; }'
 
-say "removing the package"
-c "dpkg -r leaves caddy serving the admin's Caddyfile; purge keeps /srv/sum" '
+step "sumctl new"
+E2E_UNITS=(sum-gunicorn@beta.socket)
+check "sumctl new writes a valid site file and a private .env" '
+    sumctl new beta --domain beta.localhost --alias www.beta.localhost --git https://git.example.com/beta.git
+    expect ".env owner, group and mode" "root:sum-beta 640" "$(stat -c "%U:%G %a" /srv/sum/beta/.env)"
+    expect "site file owner, group and mode" "root:root 644" "$(stat -c "%U:%G %a" /etc/sum/sites/beta.toml)"
+    grep -q "^SECRET_KEY=.\{50\}" /srv/sum/beta/.env || { echo "no SECRET_KEY in /srv/sum/beta/.env"; exit 1; }
+    sumctl check
+    systemctl daemon-reload
+    poll 10 systemctl is-active -q sum-gunicorn@beta.socket \
+        || expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"'
+
+step "removing the package"
+E2E_UNITS=(caddy.service)
+check "dpkg -r: caddy stays active on the admin Caddyfile, the generator is gone" '
     dpkg -r sum-golden-path
-    test ! -e /usr/lib/systemd/system-generators/sum-generator
-    expect caddy active "$(systemctl is-active caddy)"
-    expect "admin site" 200 "$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1/)"
+    test ! -e /usr/lib/systemd/system-generators/sum-generator \
+        || { echo "still there: /usr/lib/systemd/system-generators/sum-generator"; exit 1; }
+    expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"
+    expect "http://127.0.0.1/" 200 "$(curl -sS --max-time 10 -o /dev/null -w "%{http_code}" http://127.0.0.1/)"
+    expect "LoadState of sum-gunicorn@beta.socket" not-found "$(systemctl show -P LoadState sum-gunicorn@beta.socket)"'
+check "dpkg --purge works and keeps the site data in /srv/sum" '
     dpkg --purge sum-golden-path
-    test -d /srv/sum/acme
-    test -f /srv/sum/acme/.env'
+    expect "dpkg status" "not-installed" "$(dpkg-query -W -f="\${db:Status-Status}" sum-golden-path 2>/dev/null || echo not-installed)"
+    test -f /srv/sum/beta/.env || { echo "purge removed /srv/sum/beta/.env"; exit 1; }
+    expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"'
