@@ -227,39 +227,56 @@ pub trait SiteControl {
     fn start_app(&mut self, site: &str) -> Result<(), String>;
 }
 
-/// systemd on a real system.
-pub struct Systemd;
+/// systemd on a real system. Starts again exactly the app units that were
+/// running before the restore.
+#[derive(Default)]
+pub struct Systemd {
+    stopped: Vec<String>,
+}
 
 impl SiteControl for Systemd {
     fn stop_app(&mut self, site: &str) -> Result<(), String> {
-        systemctl(&[
-            "stop",
-            &format!("sum-gunicorn@{site}.service"),
-            &format!("sum-celery@{site}.service"),
-            &format!("sum-celerybeat@{site}.service"),
-        ])
-    }
-    fn start_app(&mut self, site: &str) -> Result<(), String> {
-        // The socket starts gunicorn on the next request; celery units skip
-        // themselves when the site has none.
-        systemctl(&[
-            "start",
-            &format!("sum-gunicorn@{site}.socket"),
-            &format!("sum-gunicorn@{site}.service"),
-        ])?;
-        for unit in [
-            format!("sum-celery@{site}.service"),
-            format!("sum-celerybeat@{site}.service"),
-        ] {
-            let loaded = Command::new("systemctl")
-                .args(["show", "-P", "LoadState", &unit])
-                .output();
-            if loaded.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "loaded") {
-                systemctl(&["start", &unit])?;
+        for unit in app_units(site) {
+            if is_active(&unit) {
+                systemctl(&["stop", &unit])?;
+                self.stopped.push(unit);
             }
         }
         Ok(())
     }
+    fn start_app(&mut self, site: &str) -> Result<(), String> {
+        // The socket (upheld by sum-sites.target) starts gunicorn on demand.
+        let socket = format!("sum-gunicorn@{site}.socket");
+        if is_loaded(&socket) {
+            systemctl(&["start", &socket])?;
+        }
+        for unit in std::mem::take(&mut self.stopped) {
+            systemctl(&["start", &unit])?;
+        }
+        Ok(())
+    }
+}
+
+fn app_units(site: &str) -> [String; 3] {
+    [
+        format!("sum-gunicorn@{site}.service"),
+        format!("sum-celery@{site}.service"),
+        format!("sum-celerybeat@{site}.service"),
+    ]
+}
+
+fn is_active(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["is-active", "--quiet", unit])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_loaded(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["show", "-P", "LoadState", unit])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "loaded")
 }
 
 fn systemctl(args: &[&str]) -> Result<(), String> {
@@ -451,7 +468,7 @@ pub fn run(
         }
     };
     let mut control: Box<dyn SiteControl> = if root.is_system() {
-        Box::new(Systemd)
+        Box::new(Systemd::default())
     } else {
         Box::new(NoControl)
     };

@@ -235,6 +235,40 @@ check "sumctl new writes a valid site file and a private .env" '
     poll 10 systemctl is-active -q sum-gunicorn@beta.socket \
         || expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"'
 
+step "backups and restores"
+E2E_UNITS=(sum-backup@beta.service sum-gunicorn@beta.socket postgresql@15-main.service)
+check "a database for beta with a row to lose" '
+    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://beta:pw-beta@127.0.0.1:5432/beta|" /srv/sum/beta/.env
+    runuser -u postgres -- psql -q -c "CREATE ROLE beta LOGIN PASSWORD '\''pw-beta'\''"
+    runuser -u postgres -- createdb -O beta beta
+    psql -q -v ON_ERROR_STOP=1 postgres://beta:pw-beta@127.0.0.1:5432/beta \
+        -c "CREATE TABLE notes (id serial PRIMARY KEY, title text); INSERT INTO notes (title) VALUES ('\''keep me'\''), ('\''other'\'')"'
+check "the backup timer of beta is scheduled" '
+    poll 10 systemctl is-active -q sum-backup@beta.timer
+    contains "systemctl list-timers" "sum-backup@beta.timer" "$(systemctl list-timers --no-pager)"'
+check "systemctl start sum-backup@beta produces a verified backup" '
+    systemctl start sum-backup@beta
+    out=$(sum-backup beta --list)
+    contains "sum-backup --list" "verified" "$out"
+    ls /srv/sum/beta/backups/beta-*.sql.gz >/dev/null
+    expect "backup mode" 600 "$(stat -c %a /srv/sum/beta/backups/beta-*.sql.gz)"
+    contains "journal of the unit" "verified backup" "$(journalctl -u sum-backup@beta --no-pager -o cat)"
+    contains "journalctl SUM_SITE=beta" "verified backup" "$(journalctl SUM_SITE=beta --no-pager -o cat)"'
+check "the rehearsal of docs/backups.md restores into a scratch database" '
+    runuser -u postgres -- createdb -O beta rehearsal
+    sum-restore beta latest --i-know-this-will-overwrite --into rehearsal
+    expect "rows in the rehearsal" 2 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/rehearsal -c "SELECT count(*) FROM notes")"'
+check "sum-restore brings back a row deleted after the backup" '
+    psql -q postgres://beta:pw-beta@127.0.0.1:5432/beta -c "DELETE FROM notes WHERE title = '\''keep me'\''; CREATE TABLE newer (x int)"
+    sum-restore beta latest --i-know-this-will-overwrite
+    expect "the deleted row" 1 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM notes WHERE title = '\''keep me'\''")"
+    expect "the newer table" 0 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM pg_tables WHERE tablename = '\''newer'\''")"
+    test ! -e /srv/sum/beta/maintenance || { echo "the maintenance flag was left behind"; exit 1; }'
+check "after the restore the site answers again" '
+    expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"
+    systemctl reload caddy
+    expect "https://beta.localhost/" 503 "$(curl -sS --max-time 10 --cacert "$CA" --resolve beta.localhost:443:127.0.0.1 -o /dev/null -w "%{http_code}" https://beta.localhost/)"'
+
 step "removing the package"
 E2E_UNITS=(caddy.service)
 check "dpkg -r: caddy stays active on the admin Caddyfile, the generator is gone" '
