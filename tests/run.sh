@@ -26,8 +26,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "installing test dependencies"
+# postgresql: the backup and restore tests start their own cluster with its
+# initdb, as the postgres user.
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
-          util-linux curl ca-certificates)
+          util-linux procps curl ca-certificates gzip postgresql postgresql-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
