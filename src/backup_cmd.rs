@@ -122,10 +122,17 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         database_url: &url,
         run_as: account,
     };
+    let ping = |event, body: &str, err: &mut dyn Write| {
+        if let Some(base) = &site.backup.ping_url {
+            if let Err(w) = crate::ping::send(base, event, body) {
+                let _ = writeln!(err, "sum-backup {}: warning: {w}", site.name);
+            }
+        }
+    };
+    ping(crate::ping::Event::Start, "", err);
     match backup::take(&site, &dir, &src, SystemTime::now()) {
         Ok(m) => {
-            let _ = writeln!(
-                out,
+            let summary = format!(
                 "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {})",
                 dir.join(&m.file).display(),
                 m.size,
@@ -134,13 +141,13 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
                 m.database,
                 m.server_version
             );
+            let _ = writeln!(out, "{summary}");
+            ping(crate::ping::Event::Success, &summary, err);
         }
         Err(e) => {
-            let _ = writeln!(
-                err,
-                "sum-backup {}: backup failed, nothing was published: {e}",
-                site.name
-            );
+            let msg = format!("backup failed, nothing was published: {e}");
+            let _ = writeln!(err, "sum-backup {}: {msg}", site.name);
+            ping(crate::ping::Event::Fail, &msg, err);
             return 1;
         }
     }

@@ -447,3 +447,104 @@ fn retention_touches_only_verified_backups_of_ours() {
         .collect();
     assert_eq!(verified.len(), 1, "{files:?}");
 }
+
+/// A tiny HTTP server on loopback that records each request's method, path
+/// and body and answers 200.
+fn ping_server() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ping/abc-123", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOK");
+            let line = request
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = tx.send(format!("{line} {}", String::from_utf8_lossy(&body)));
+        }
+    });
+    (url, rx)
+}
+
+/// The next `n` pings (the server records each just after answering it).
+fn take_pings(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
+    let got: Vec<String> = (0..n)
+        .map_while(|_| rx.recv_timeout(Duration::from_secs(5)).ok())
+        .collect();
+    assert_eq!(got.len(), n, "{got:?}");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "more pings than expected"
+    );
+    got
+}
+
+#[test]
+fn pings_start_success_and_fail_and_never_fail_the_backup() {
+    let Some(pg) = Pg::start() else { return };
+    let (url, pings) = ping_server();
+    let site = site_with_data(&pg, &format!("ping_url = \"{url}\""));
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got = take_pings(&pings, 2);
+    assert!(got[0].starts_with("POST /ping/abc-123/start"), "{got:?}");
+    assert!(
+        got[1].starts_with("POST /ping/abc-123 verified backup"),
+        "{got:?}"
+    );
+
+    pg.stop();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(1));
+    let got = take_pings(&pings, 2);
+    assert!(
+        got[1].starts_with("POST /ping/abc-123/fail backup failed"),
+        "{got:?}"
+    );
+    assert!(got[1].contains("pg_dump failed"), "{got:?}");
+}
+
+#[test]
+fn an_unreachable_ping_url_only_warns() {
+    let Some(pg) = Pg::start() else { return };
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = site_with_data(
+        &pg,
+        &format!("ping_url = \"http://127.0.0.1:{port}/ping/x\""),
+    );
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: ping http://127.0.0.1:")
+            && err.contains("the backup is not affected"),
+        "{err}"
+    );
+    assert_eq!(site.files().len(), 2);
+}
