@@ -50,6 +50,9 @@ pub struct Manifest {
     pub finished_utc: String,
     /// The live release when the backup was taken, if any.
     pub release: Option<String>,
+    /// The media archive published with this backup, if any.
+    #[serde(default)]
+    pub media: Option<crate::media::MediaInfo>,
     pub verified: bool,
 }
 
@@ -89,6 +92,8 @@ pub struct DumpSource<'a> {
     pub database_url: &'a str,
     /// Run pg_dump as this uid/gid (the site's account), or as ourselves.
     pub run_as: Option<(u32, u32)>,
+    /// Also archive this media directory beside the dump.
+    pub media_dir: Option<&'a Path>,
 }
 
 /// Writes a verified backup into `dir` and returns its manifest.
@@ -112,23 +117,44 @@ pub fn take(
     let name = backup_name(&site.name, started);
     let final_path = dir.join(&name);
     let partial = dir.join(format!("{name}.partial"));
-    let result = write_verified(site, &name, &partial, src, started);
-    let manifest = match result {
+    let media_name = crate::media::media_name(&name);
+    let media_partial = dir.join(format!("{media_name}.partial"));
+    let media_final = dir.join(&media_name);
+    let cleanup = || {
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&media_partial);
+    };
+    let mut manifest = match write_verified(site, &name, &partial, src, started) {
         Ok(m) => m,
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            cleanup();
             return Err(e);
         }
     };
-    // The manifest goes first: a dump under its final name without one would
-    // look like a backup nobody verified.
+    if let Some(media_dir) = src.media_dir {
+        match crate::media::write_verified(media_dir, &media_partial, &media_name, GZIP_LEVEL) {
+            Ok(info) => manifest.media = Some(info),
+            Err(e) => {
+                cleanup();
+                return Err(err(format!("the media archive failed: {e}")));
+            }
+        }
+    }
+    // The manifest goes first and the dump's rename is the commit point: a
+    // dump under its final name without a manifest would look like a backup
+    // nobody verified; a media archive without its dump is a leftover.
     let manifest_path = dir.join(format!("{name}.json"));
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     let publish = crate::fsutil::write_atomic(&manifest_path, &json, 0o600)
+        .and_then(|()| match manifest.media {
+            Some(_) => fs_err::rename(&media_partial, &media_final),
+            None => Ok(()),
+        })
         .and_then(|()| fs_err::rename(&partial, &final_path))
         .and_then(|()| File::open(dir)?.sync_all());
     if let Err(e) = publish {
-        let _ = std::fs::remove_file(&partial);
+        cleanup();
+        let _ = std::fs::remove_file(&media_final);
         let _ = std::fs::remove_file(&manifest_path);
         return Err(err(format!("failed to publish the backup: {e}")));
     }
@@ -294,6 +320,7 @@ fn write_verified(
         started_utc: timefmt::iso_utc(started),
         finished_utc: timefmt::iso_utc(finished),
         release: None,
+        media: None,
         verified: true,
     })
 }
@@ -403,10 +430,16 @@ pub fn clean_partials(site: &str, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
+        let ours = |n: &str| {
+            parse_backup_name(site, n).is_some()
+                || crate::media::dump_of(n).is_some_and(|d| parse_backup_name(site, &d).is_some())
+        };
         let leftover = if let Some(base) = name.strip_suffix(".partial") {
-            parse_backup_name(site, base).is_some()
+            ours(base)
         } else if let Some(base) = name.strip_suffix(".json") {
             parse_backup_name(site, base).is_some() && !dir.join(base).exists()
+        } else if let Some(dump) = crate::media::dump_of(name) {
+            parse_backup_name(site, &dump).is_some() && !dir.join(dump).exists()
         } else {
             false
         };

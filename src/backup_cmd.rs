@@ -118,9 +118,11 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
             return 1;
         }
     };
+    let media_dir = root.path(&layout.media_dir);
     let src = DumpSource {
         database_url: &url,
         run_as: account,
+        media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
     };
     let ping = |event, body: &str, err: &mut dyn Write| {
         if let Some(base) = &site.backup.ping_url {
@@ -181,10 +183,14 @@ fn prune(
             let _ = writeln!(out, "would delete {}", dir.join(file).display());
             continue;
         }
-        for path in [dir.join(file), dir.join(format!("{file}.json"))] {
-            if let Err(e) = fs_err::remove_file(&path) {
-                let _ = writeln!(err, "{e}");
-                return 1;
+        let media = dir.join(crate::media::media_name(file));
+        for path in [dir.join(file), dir.join(format!("{file}.json")), media] {
+            match fs_err::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    let _ = writeln!(err, "{e}");
+                    return 1;
+                }
+                _ => {}
             }
         }
         let _ = writeln!(out, "retention: deleted {}", dir.join(file).display());

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod generator;
 pub mod layout;
 pub mod lock;
+pub mod media;
 pub mod ping;
 pub mod restore;
 pub mod retention;

@@ -362,6 +362,8 @@ pub fn restore(
         &DumpSource {
             database_url: url,
             run_as,
+            // The restore replaces the database only; media stay as they are.
+            media_dir: None,
         },
         SystemTime::now(),
     )

@@ -548,3 +548,80 @@ fn an_unreachable_ping_url_only_warns() {
     );
     assert_eq!(site.files().len(), 2);
 }
+
+#[test]
+fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "media = true");
+    let media = site.root.path().join("srv/sum/acme/media");
+    std::fs::create_dir_all(media.join("uploads/2026/ünï")).unwrap();
+    std::fs::write(
+        media.join("uploads/2026/ünï/photo.bin"),
+        (0..200_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::write(media.join("readme.txt"), "hello").unwrap();
+    std::os::unix::fs::symlink("readme.txt", media.join("link.txt")).unwrap();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let files = site.files();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let dump = files.iter().find(|f| f.ends_with(".sql.gz")).unwrap();
+    let archive = site.backups().join(sum::media::media_name(dump));
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.backups().join(format!("{dump}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["media"]["size"],
+        std::fs::metadata(&archive).unwrap().len()
+    );
+    assert_eq!(
+        manifest["media"]["sha256"],
+        sum::media::verify(&archive).unwrap().sha256
+    );
+
+    // It unpacks to the same tree, the link still a link.
+    let out_dir = tempfile::tempdir().unwrap();
+    assert!(Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(out_dir.path())
+        .status()
+        .unwrap()
+        .success());
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(&media)
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{}", text(&diff.stdout));
+
+    // A damaged archive fails verification.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0xff;
+    let damaged = out_dir.path().join("damaged.tar.gz");
+    std::fs::write(&damaged, &bytes).unwrap();
+    assert!(sum::media::verify(&damaged).is_err());
+
+    // A media archive whose dump never got published is a leftover.
+    let orphan = site.backups().join("acme-20240101T000000Z.media.tar.gz");
+    std::fs::copy(&archive, &orphan).unwrap();
+    let out = site.run(&["acme"]);
+    assert!(
+        text(&out.stdout).contains("removed the leftover"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!orphan.exists());
+}

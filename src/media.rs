@@ -1,0 +1,170 @@
+//! The media archive beside a database backup (`[backup] media`): the site's
+//! persistent media directory as `<site>-<ts>.media.tar.gz`, with the same
+//! guarantees as the dump: a 0600 `.partial` first, a full re-read that must
+//! match the size and SHA-256 written, fsync, and publication together with
+//! the dump under the same manifest.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What the manifest records about the media archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Entries in the archive (files, directories, links).
+    pub entries: u64,
+}
+
+/// `<site>-<ts>.media.tar.gz` for the dump `<site>-<ts>.sql.gz`.
+pub fn media_name(dump_name: &str) -> String {
+    format!(
+        "{}.media.tar.gz",
+        dump_name.strip_suffix(".sql.gz").unwrap_or(dump_name)
+    )
+}
+
+/// The dump a media archive belongs to.
+pub fn dump_of(media_name: &str) -> Option<String> {
+    media_name
+        .strip_suffix(".media.tar.gz")
+        .map(|base| format!("{base}.sql.gz"))
+}
+
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Archives `media_dir` into `partial` (created 0600) and verifies it.
+pub fn write_verified(
+    media_dir: &Path,
+    partial: &Path,
+    name: &str,
+    level: u32,
+) -> Result<MediaInfo, String> {
+    let ctx =
+        |verb: &str, e: std::io::Error| format!("failed to {verb} {}: {e}", partial.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .map_err(|e| ctx("create", e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ctx("chmod", e))?;
+    let sink = Hashing {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut builder = tar::Builder::new(GzEncoder::new(sink, Compression::new(level)));
+    // Uploaded files are archived as they are: links stay links.
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", media_dir)
+        .map_err(|e| format!("failed to archive {}: {e}", media_dir.display()))?;
+    let gz = builder.into_inner().map_err(|e| ctx("write", e))?;
+    let mut sink = gz.finish().map_err(|e| ctx("write", e))?;
+    sink.flush().map_err(|e| ctx("write", e))?;
+    let (size, sha256) = (sink.count, hex(&sink.hasher.finalize()));
+    let file = sink
+        .inner
+        .into_inner()
+        .map_err(|e| ctx("write", e.into_error()))?;
+    file.sync_all().map_err(|e| ctx("fsync", e))?;
+    drop(file);
+    let check = verify(partial)?;
+    if check.size != size || check.sha256 != sha256 {
+        return Err(format!(
+            "re-reading {} gave size {} sha256 {}, but {size} {sha256} were written",
+            partial.display(),
+            check.size,
+            check.sha256
+        ));
+    }
+    Ok(MediaInfo {
+        file: name.to_string(),
+        size,
+        sha256,
+        entries: check.entries,
+    })
+}
+
+/// Reads a media archive completely: every entry of the tar inside the gzip.
+pub fn verify(path: &Path) -> Result<MediaInfo, String> {
+    let file = File::open(path).map_err(|e| format!("failed to open {}: {e}", path.display()))?;
+    let mut hashing = Hashing {
+        inner: BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut entries = 0u64;
+    {
+        let mut archive = tar::Archive::new(GzDecoder::new(&mut hashing));
+        let bad =
+            |e: std::io::Error| format!("{} is not a complete media archive: {e}", path.display());
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(bad)?;
+            entries += 1;
+        }
+        // Decode to the end of the gzip stream so its CRC is checked too.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(bad)?;
+    }
+    let mut rest = Vec::new();
+    hashing
+        .read_to_end(&mut rest)
+        .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} has {} bytes after its gzip stream",
+            path.display(),
+            rest.len()
+        ));
+    }
+    Ok(MediaInfo {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size: hashing.count,
+        sha256: hex(&hashing.hasher.finalize()),
+        entries,
+    })
+}
