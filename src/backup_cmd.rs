@@ -201,7 +201,7 @@ fn prune(
     0
 }
 
-fn list(
+pub(crate) fn list(
     site: &Site,
     dir: &std::path::Path,
     json: bool,

@@ -21,5 +21,6 @@ pub mod restore;
 pub mod retention;
 pub mod site;
 pub mod sites;
+pub mod status;
 pub mod timefmt;
 pub mod units;

@@ -283,3 +283,64 @@ fn a_new_site_cannot_take_a_host_from_a_serving_site() {
     );
     assert!(!snippets.join("aaa.caddy").exists());
 }
+
+#[test]
+fn status_and_backups_show_release_and_last_verified_backup() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let out = sumctl(root.path(), &["status", "acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("none (not deployed yet)") && s.contains("last backup:   none"),
+        "{s}"
+    );
+
+    // A verified backup (its manifest names its size) and an unverified one.
+    let dir = root.path().join("srv/sum/acme/backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "acme-20261101T020000Z.sql.gz";
+    std::fs::write(dir.join(name), b"12345").unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        format!("{{\"site\":\"acme\",\"file\":\"{name}\",\"size\":5,\"sha256\":\"x\",\"uncompressed_size\":1,\"database\":\"acme\",\"server_version\":\"15\",\"client_version\":\"15\",\"started_utc\":\"\",\"finished_utc\":\"\",\"release\":null,\"verified\":true}}"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("acme-20261102T020000Z.sql.gz"), b"no manifest").unwrap();
+    std::fs::create_dir_all(
+        root.path()
+            .join("srv/sum/acme/releases/20261101T000000Z-abc1234"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "releases/20261101T000000Z-abc1234",
+        root.path().join("srv/sum/acme/app"),
+    )
+    .unwrap();
+
+    let out = sumctl(root.path(), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["live_release"], "20261101T000000Z-abc1234");
+    assert_eq!(v[0]["last_verified_backup"], name);
+    assert_eq!(v[0]["backups"], 2);
+
+    let out = sumctl(root.path(), &["backups", "acme"]);
+    let s = text(&out.stdout);
+    assert!(
+        s.lines()
+            .nth(1)
+            .unwrap()
+            .contains("acme-20261102T020000Z.sql.gz")
+            && s.contains("UNVERIFIED"),
+        "{s}"
+    );
+    let out = sumctl(root.path(), &["backups", "acme", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[1]["file"], name);
+    assert_eq!(v[1]["verified"], true);
+    assert_eq!(v[0]["verified"], false);
+
+    assert_eq!(
+        sumctl(root.path(), &["status", "nosuch"]).status.code(),
+        Some(2)
+    );
+}

@@ -38,6 +38,18 @@ enum Command {
     },
     /// Write the Caddy snippets of every site (run by caddy.service before start and reload)
     CaddyRender,
+    /// Live release, last verified backup, next backup and unit states
+    Status {
+        site: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a site's backups, newest first
+    Backups {
+        site: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +82,12 @@ fn main() -> ExitCode {
             &mut err,
         ),
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
+        Command::Status { site, json } => {
+            sum::status::status(&root, site.as_deref(), *json, &mut out, &mut err)
+        }
+        Command::Backups { site, json } => {
+            sum::status::backups(&root, site, *json, &mut out, &mut err)
+        }
     };
     ExitCode::from(code)
 }

@@ -254,6 +254,12 @@ check "systemctl start sum-backup@beta produces a verified backup" '
     expect "backup mode" 600 "$(stat -c %a /srv/sum/beta/backups/beta-*.sql.gz)"
     contains "journal of the unit" "verified backup" "$(journalctl -u sum-backup@beta --no-pager -o cat)"
     contains "journalctl SUM_SITE=beta" "verified backup" "$(journalctl SUM_SITE=beta --no-pager -o cat)"'
+check "sumctl status and sumctl backups show the verified backup and the timer" '
+    out=$(sumctl status beta)
+    contains "sumctl status" "last backup:   beta-" "$out"
+    contains "sumctl status" "sum-backup@beta.timer" "$out"
+    contains "sumctl status" "next backup:" "$out"
+    contains "sumctl backups" "verified" "$(sumctl backups beta)"'
 check "the rehearsal of docs/backups.md restores into a scratch database" '
     runuser -u postgres -- createdb -O beta rehearsal
     sum-restore beta latest --i-know-this-will-overwrite --into rehearsal

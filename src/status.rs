@@ -1,0 +1,177 @@
+//! `sumctl status [<site>] [--json]` and `sumctl backups <site>`: what an
+//! operator checks first: is it deployed, are its units up, when was the last
+//! verified backup and when is the next.
+
+use std::io::Write;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::backup;
+use crate::layout::{Root, SiteLayout};
+use crate::site::Site;
+use crate::sites;
+
+#[derive(Debug, Serialize)]
+pub struct SiteStatus {
+    pub site: String,
+    pub domain: String,
+    /// The live release (the `app` symlink's target), if deployed.
+    pub live_release: Option<String>,
+    pub last_verified_backup: Option<String>,
+    pub last_backup_age_seconds: Option<u64>,
+    pub backups: usize,
+    pub next_backup: Option<String>,
+    /// Unit name → ActiveState (only on a real system).
+    pub units: Vec<(String, String)>,
+}
+
+fn systemctl_show(unit: &str, prop: &str) -> Option<String> {
+    let out = Command::new("systemctl")
+        .args(["show", "-P", prop, unit])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty() && v != "n/a").then_some(v)
+}
+
+pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
+    let l = SiteLayout::new(&site.name);
+    let live_release = std::fs::read_link(root.path(&l.app))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let listed = backup::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
+    let last = listed.iter().find(|b| b.verified);
+    let now = crate::backup_cmd::now_unix();
+    let mut units = Vec::new();
+    let mut next_backup = None;
+    if root.is_system() {
+        let n = &site.name;
+        let mut names = vec![
+            format!("sum-gunicorn@{n}.socket"),
+            format!("sum-gunicorn@{n}.service"),
+            format!("sum-backup@{n}.timer"),
+        ];
+        if site.celery.worker {
+            names.push(format!("sum-celery@{n}.service"));
+        }
+        if site.celery.beat {
+            names.push(format!("sum-celerybeat@{n}.service"));
+        }
+        for u in names {
+            let state = systemctl_show(&u, "ActiveState").unwrap_or_else(|| "unknown".into());
+            units.push((u, state));
+        }
+        next_backup = systemctl_show(&format!("sum-backup@{n}.timer"), "NextElapseUSecRealtime");
+    }
+    SiteStatus {
+        site: site.name.clone(),
+        domain: site.domain.clone(),
+        live_release,
+        last_verified_backup: last.map(|b| b.file.clone()),
+        last_backup_age_seconds: last.map(|b| now.saturating_sub(b.unix)),
+        backups: listed.len(),
+        next_backup,
+        units,
+    }
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// `sumctl status`: one site, or every valid site.
+pub fn status(
+    root: &Root,
+    only: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let loaded = match sites::load_all(root) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(err, "failed to read {}: {e}", root.sites_dir().display());
+            return 1;
+        }
+    };
+    let chosen: Vec<&Site> = loaded
+        .sites
+        .iter()
+        .filter(|s| only.map_or(true, |o| s.name == o))
+        .collect();
+    if let Some(o) = only {
+        if chosen.is_empty() {
+            let _ = writeln!(err, "no valid site `{o}`; `sumctl check` shows why");
+            return 2;
+        }
+    }
+    let statuses: Vec<SiteStatus> = chosen.iter().map(|s| site_status(root, s)).collect();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&statuses).expect("serializes")
+        );
+    } else {
+        for s in &statuses {
+            let _ = writeln!(out, "{} ({})", s.site, s.domain);
+            let _ = writeln!(
+                out,
+                "  live release:  {}",
+                s.live_release
+                    .as_deref()
+                    .unwrap_or("none (not deployed yet)")
+            );
+            let backup = match (&s.last_verified_backup, s.last_backup_age_seconds) {
+                (Some(f), Some(a)) => format!("{f} ({})", age(a)),
+                _ => "none".into(),
+            };
+            let _ = writeln!(out, "  last backup:   {backup}");
+            if let Some(n) = &s.next_backup {
+                let _ = writeln!(out, "  next backup:   {n}");
+            }
+            for (u, st) in &s.units {
+                let _ = writeln!(out, "  {u:<36} {st}");
+            }
+        }
+        if statuses.is_empty() {
+            let _ = writeln!(out, "no sites in {}", root.sites_dir().display());
+        }
+    }
+    if !loaded.errors.is_empty() && only.is_none() {
+        let _ = writeln!(
+            err,
+            "{} site file(s) have errors: run `sumctl check`",
+            loaded.errors.len()
+        );
+    }
+    0
+}
+
+/// `sumctl backups <site> [--json]`: the same list as `sum-backup --list`.
+pub fn backups(
+    root: &Root,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    match crate::backup_cmd::load_site(root, name) {
+        Ok(site) => crate::backup_cmd::list(
+            &site,
+            &backup::backups_dir(root, &site.name),
+            json,
+            out,
+            err,
+        ),
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            2
+        }
+    }
+}
