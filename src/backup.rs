@@ -94,6 +94,8 @@ pub struct DumpSource<'a> {
     pub run_as: Option<(u32, u32)>,
     /// Also archive this media directory beside the dump.
     pub media_dir: Option<&'a Path>,
+    /// The live release, recorded in the manifest.
+    pub release: Option<&'a str>,
 }
 
 /// Writes a verified backup into `dir` and returns its manifest.
@@ -319,7 +321,7 @@ fn write_verified(
         client_version: header_value(&head, "-- Dumped by pg_dump version "),
         started_utc: timefmt::iso_utc(started),
         finished_utc: timefmt::iso_utc(finished),
-        release: None,
+        release: src.release.map(str::to_string),
         media: None,
         verified: true,
     })

@@ -119,7 +119,11 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         }
     };
     let media_dir = root.path(&layout.media_dir);
+    let release = std::fs::read_link(root.path(&layout.app))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
     let src = DumpSource {
+        release: release.as_deref(),
         database_url: &url,
         run_as: account,
         media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),

@@ -364,6 +364,7 @@ pub fn restore(
             run_as,
             // The restore replaces the database only; media stay as they are.
             media_dir: None,
+            release: None,
         },
         SystemTime::now(),
     )

@@ -553,6 +553,17 @@ fn an_unreachable_ping_url_only_warns() {
 fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     let Some(pg) = Pg::start() else { return };
     let site = site_with_data(&pg, "media = true");
+    std::fs::create_dir_all(
+        site.root
+            .path()
+            .join("srv/sum/acme/releases/20261101T000000Z-abc1234"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "releases/20261101T000000Z-abc1234",
+        site.root.path().join("srv/sum/acme/app"),
+    )
+    .unwrap();
     let media = site.root.path().join("srv/sum/acme/media");
     std::fs::create_dir_all(media.join("uploads/2026/ünï")).unwrap();
     std::fs::write(
