@@ -21,6 +21,7 @@ pub mod restore;
 pub mod retention;
 pub mod site;
 pub mod sites;
+pub mod smoke;
 pub mod status;
 pub mod timefmt;
 pub mod units;

@@ -225,6 +225,8 @@ fn ensure_database(url: &str, db: &str, run_as: Option<(u32, u32)>) -> Result<()
 pub trait SiteControl {
     fn stop_app(&mut self, site: &str) -> Result<(), String>;
     fn start_app(&mut self, site: &str) -> Result<(), String>;
+    /// Checks that the site answers again (when it has a live release).
+    fn smoke_check(&mut self, site: &Site) -> Result<(), String>;
 }
 
 /// systemd on a real system. Starts again exactly the app units that were
@@ -254,6 +256,19 @@ impl SiteControl for Systemd {
             systemctl(&["start", &unit])?;
         }
         Ok(())
+    }
+    fn smoke_check(&mut self, site: &Site) -> Result<(), String> {
+        let l = SiteLayout::new(&site.name);
+        if !Path::new(&l.app).exists() {
+            return Ok(());
+        }
+        crate::smoke::poll(
+            Path::new(&l.socket),
+            &site.domain,
+            &site.health.path,
+            site.health.timeout,
+        )
+        .map(|_| ())
     }
 }
 
@@ -303,6 +318,9 @@ impl SiteControl for NoControl {
         Ok(())
     }
     fn start_app(&mut self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn smoke_check(&mut self, _: &Site) -> Result<(), String> {
         Ok(())
     }
 }
@@ -402,6 +420,14 @@ pub fn restore(
             log,
             "loaded the dump in one transaction and started the site's units"
         );
+        // Still behind the maintenance flag: the check goes over the socket.
+        control.smoke_check(site).map_err(|e| {
+            err(format!(
+                "restored, but the site fails its smoke check: {e}; the database as it was \
+                 before is in {}",
+                safety_path.display()
+            ))
+        })?;
         Ok(())
     })();
     if !flag_was_set {
