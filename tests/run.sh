@@ -29,7 +29,8 @@ step "installing test dependencies"
 # postgresql: the backup and restore tests start their own cluster with its
 # initdb, as the postgres user.
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
-          util-linux procps curl ca-certificates gzip postgresql postgresql-client)
+          util-linux procps curl ca-certificates gzip postgresql postgresql-client
+          python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
