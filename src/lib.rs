@@ -17,6 +17,7 @@ pub mod layout;
 pub mod lock;
 pub mod media;
 pub mod ping;
+pub mod redisping;
 pub mod restore;
 pub mod retention;
 pub mod site;
