@@ -5,8 +5,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Host, port and optional (user, password) of a `redis://` URL.
-pub fn parse_url(url: &str) -> Result<(String, u16, Option<(Option<String>, String)>), String> {
+/// Optional user name and the password of a `redis://` URL.
+pub type Auth = (Option<String>, String);
+
+/// Host, port and credentials of a `redis://` URL.
+pub type Target = (String, u16, Option<Auth>);
+
+/// Parses a `redis://[[user]:password@]host[:port][/db]` URL.
+pub fn parse_url(url: &str) -> Result<Target, String> {
     let rest = url
         .strip_prefix("redis://")
         .ok_or_else(|| format!("REDIS_URL `{url}` does not start with redis://"))?;
