@@ -10,6 +10,7 @@ pub mod backup_cmd;
 pub mod caddy;
 pub mod calendar;
 pub mod ctl;
+pub mod deploy;
 pub mod envfile;
 pub mod fsutil;
 pub mod generator;
