@@ -225,8 +225,9 @@ fn ensure_database(url: &str, db: &str, run_as: Option<(u32, u32)>) -> Result<()
 pub trait SiteControl {
     fn stop_app(&mut self, site: &str) -> Result<(), String>;
     fn start_app(&mut self, site: &str) -> Result<(), String>;
-    /// Checks that the site answers again (when it has a live release).
-    fn smoke_check(&mut self, site: &Site) -> Result<(), String>;
+    /// Checks that the site answers again when it has a live release;
+    /// returns what was checked, or None when there is nothing to check.
+    fn smoke_check(&mut self, site: &Site) -> Result<Option<String>, String>;
 }
 
 /// systemd on a real system. Starts again exactly the app units that were
@@ -257,18 +258,24 @@ impl SiteControl for Systemd {
         }
         Ok(())
     }
-    fn smoke_check(&mut self, site: &Site) -> Result<(), String> {
+    fn smoke_check(&mut self, site: &Site) -> Result<Option<String>, String> {
         let l = SiteLayout::new(&site.name);
         if !Path::new(&l.app).exists() {
-            return Ok(());
+            return Ok(None);
         }
+        let path = &site.health.path;
         crate::smoke::poll(
             Path::new(&l.socket),
             &site.domain,
-            &site.health.path,
+            path,
             site.health.timeout,
         )
-        .map(|_| ())
+        .map(|r| {
+            Some(format!(
+                "GET {path} over {} answered {}",
+                l.socket, r.status
+            ))
+        })
     }
 }
 
@@ -320,8 +327,8 @@ impl SiteControl for NoControl {
     fn start_app(&mut self, _: &str) -> Result<(), String> {
         Ok(())
     }
-    fn smoke_check(&mut self, _: &Site) -> Result<(), String> {
-        Ok(())
+    fn smoke_check(&mut self, _: &Site) -> Result<Option<String>, String> {
+        Ok(None)
     }
 }
 
@@ -421,13 +428,20 @@ pub fn restore(
             "loaded the dump in one transaction and started the site's units"
         );
         // Still behind the maintenance flag: the check goes over the socket.
-        control.smoke_check(site).map_err(|e| {
+        let checked = control.smoke_check(site).map_err(|e| {
             err(format!(
                 "restored, but the site fails its smoke check: {e}; the database as it was \
                  before is in {}",
                 safety_path.display()
             ))
         })?;
+        let _ = match checked {
+            Some(what) => writeln!(log, "smoke check passed: {what}"),
+            None => writeln!(
+                log,
+                "no release is live, so there is nothing to smoke-check"
+            ),
+        };
         Ok(())
     })();
     if !flag_was_set {

@@ -88,6 +88,12 @@ check "postgresql, redis-server and caddy run under systemd" '
 
 # The stage is bound read-only at /root/in; the package keeps its file name.
 cp "$deb" "$E2E_STAGE/"
+# gunicorn for a running app: the container has no network, so its wheels
+# come from a wheelhouse downloaded here (the container's Python is 3.11).
+mkdir -p "$E2E_STAGE/wheels"
+python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+    --python-version 3.11 --platform manylinux2014_x86_64 --dest "$E2E_STAGE/wheels" \
+    gunicorn==23.0.0 >&2
 debname=$(basename "$deb")
 
 step "installing the package"
@@ -212,9 +218,13 @@ check "caddy reloads and keeps serving acme while broken.toml is invalid" '
 step "removing the sites"
 E2E_UNITS=(sum-sites.target sum-gunicorn@acme.socket)
 check "site file removed + daemon-reload: its units are gone" '
-    systemctl stop sum-gunicorn@acme.socket sum-gunicorn@acme.service sum-celery@acme.service sum-backup@acme.timer
+    # The documented order: once the file is gone and systemd reloaded, the
+    # units are no longer upheld, so stopping them sticks.
     rm /etc/sum/sites/acme.toml /etc/sum/sites/broken.toml
     systemctl daemon-reload
+    systemctl stop "sum-*@acme.*"
+    systemctl reset-failed "sum-*@acme.*"
+    expect "failed units" "" "$(systemctl --failed --no-legend --plain)"
     for u in sum-gunicorn@acme.socket sum-gunicorn@acme.service sum-celery@acme.service sum-backup@acme.timer; do
         expect "LoadState of $u" not-found "$(systemctl show -P LoadState "$u")"
     done
@@ -234,6 +244,40 @@ check "sumctl new writes a valid site file and a private .env" '
     systemctl daemon-reload
     poll 10 systemctl is-active -q sum-gunicorn@beta.socket \
         || expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"'
+
+step "a running app under the generated units"
+E2E_UNITS=(sum-gunicorn@beta.socket sum-gunicorn@beta.service caddy.service)
+check "a release and a venv with real gunicorn (from the wheelhouse)" '
+    # What the first deploy bootstraps: directories the app user writes.
+    install -d -o sum-beta -g sum-beta -m 0755 /srv/sum/beta/venvs /srv/sum/beta/media /srv/sum/beta/static
+    install -d -m 0755 /srv/sum/beta/releases
+    runuser -u sum-beta -- python3 -m venv /srv/sum/beta/venvs/demo
+    cp -r /root/in/wheels /var/tmp/wheels && chmod -R a+rX /var/tmp/wheels
+    runuser -u sum-beta -- env PIP_NO_CACHE_DIR=1 /srv/sum/beta/venvs/demo/bin/pip install --quiet \
+        --no-index --find-links /var/tmp/wheels gunicorn
+    mkdir -p /srv/sum/beta/releases/r1/beta
+    touch /srv/sum/beta/releases/r1/beta/__init__.py
+    cat >/srv/sum/beta/releases/r1/beta/wsgi.py <<PY
+import json, os
+def application(environ, start_response):
+    ok = environ["PATH_INFO"] == "/health/"
+    body = json.dumps({"status": "ok", "pid": os.getpid(), "host": environ.get("HTTP_HOST"),
+                       "proto": environ.get("HTTP_X_FORWARDED_PROTO")}).encode()
+    start_response("200 OK" if ok else "404 Not Found", [("Content-Type", "application/json")])
+    return [body]
+PY
+    ln -sfn releases/r1 /srv/sum/beta/app
+    ln -sfn venvs/demo /srv/sum/beta/venv'
+check "socket activation starts gunicorn (Type=notify, sandboxed) on the first request" '
+    out=$(curl -sS --max-time 30 --unix-socket /run/sum/beta/gunicorn.sock -H "Host: beta.localhost" http://beta.localhost/health/)
+    contains "health over the socket" "\"status\": \"ok\"" "$out"
+    expect "sum-gunicorn@beta.service" active "$(systemctl is-active sum-gunicorn@beta.service)"
+    expect "runs as" sum-beta "$(ps -o user= -p "$(systemctl show -P MainPID sum-gunicorn@beta.service)")"'
+check "Caddy proxies https://beta.localhost/ to it once deployed" '
+    systemctl reload caddy
+    contains snippet "reverse_proxy unix//run/sum/beta/gunicorn.sock" "$(cat /run/sum/caddy/beta.caddy)"
+    expect status 200 "$(curl -sS --max-time 10 --cacert "$CA" --resolve beta.localhost:443:127.0.0.1 -o /root/resp.b -w "%{http_code}" https://beta.localhost/health/)"
+    contains "forwarded proto" "\"proto\": \"https\"" "$(cat /root/resp.b)"'
 
 step "backups and restores"
 E2E_UNITS=(sum-backup@beta.service sum-gunicorn@beta.socket postgresql@15-main.service)
@@ -264,16 +308,18 @@ check "the rehearsal of docs/backups.md restores into a scratch database" '
     runuser -u postgres -- createdb -O beta rehearsal
     sum-restore beta latest --i-know-this-will-overwrite --into rehearsal
     expect "rows in the rehearsal" 2 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/rehearsal -c "SELECT count(*) FROM notes")"'
-check "sum-restore brings back a row deleted after the backup" '
+check "sum-restore brings back a row deleted after the backup, and smoke-checks the site" '
     psql -q postgres://beta:pw-beta@127.0.0.1:5432/beta -c "DELETE FROM notes WHERE title = '\''keep me'\''; CREATE TABLE newer (x int)"
-    sum-restore beta latest --i-know-this-will-overwrite
+    out=$(sum-restore beta latest --i-know-this-will-overwrite)
+    contains "sum-restore" "stopped the site'\''s app units" "$out"
+    contains "sum-restore" "smoke check passed: GET /health/ over /run/sum/beta/gunicorn.sock answered 200" "$out"
     expect "the deleted row" 1 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM notes WHERE title = '\''keep me'\''")"
     expect "the newer table" 0 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM pg_tables WHERE tablename = '\''newer'\''")"
     test ! -e /srv/sum/beta/maintenance || { echo "the maintenance flag was left behind"; exit 1; }'
 check "after the restore the site answers again" '
     expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"
-    systemctl reload caddy
-    expect "https://beta.localhost/" 503 "$(curl -sS --max-time 10 --cacert "$CA" --resolve beta.localhost:443:127.0.0.1 -o /dev/null -w "%{http_code}" https://beta.localhost/)"'
+    expect "sum-gunicorn@beta.service (running before, started again)" active "$(systemctl is-active sum-gunicorn@beta.service)"
+    expect "https://beta.localhost/health/" 200 "$(curl -sS --max-time 10 --cacert "$CA" --resolve beta.localhost:443:127.0.0.1 -o /dev/null -w "%{http_code}" https://beta.localhost/health/)"'
 
 step "removing the package"
 E2E_UNITS=(caddy.service)
