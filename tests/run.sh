@@ -30,7 +30,7 @@ step "installing test dependencies"
 # initdb, as the postgres user.
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 redis-server)
+          python3 python3-pip redis-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
