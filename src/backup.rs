@@ -21,9 +21,9 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::envfile;
+use crate::hashio::Hashing;
 use crate::layout::{Root, SiteLayout};
 use crate::site::Site;
 use crate::timefmt;
@@ -177,25 +177,6 @@ impl Tail {
     }
 }
 
-/// Counts and hashes what passes through to the file.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn write_verified(
     site: &Site,
     name: &str,
@@ -237,11 +218,7 @@ fn write_verified(
         s
     });
 
-    let sink = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        written: 0,
-    };
+    let sink = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let mut gz = GzEncoder::new(sink, Compression::new(GZIP_LEVEL));
     let mut tail = Tail(Vec::with_capacity(512));
     let mut head: Vec<u8> = Vec::with_capacity(2048);
@@ -288,9 +265,8 @@ fn write_verified(
         .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
     sink.flush()
         .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
-    let (size, sha256) = (sink.written, hex(&sink.hasher.finalize()));
-    let file = sink
-        .inner
+    let (sha256, size, buffered) = sink.finish();
+    let file = buffered
         .into_inner()
         .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
     file.sync_all()
@@ -338,26 +314,9 @@ pub struct FileCheck {
 /// Reads a backup completely: the gzip stream must decode to its end and the
 /// dump must end with pg_dump's trailer.
 pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
-    struct Hashing<R> {
-        inner: R,
-        hasher: Sha256,
-        read: u64,
-    }
-    impl<R: Read> Read for Hashing<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.hasher.update(&buf[..n]);
-            self.read += n as u64;
-            Ok(n)
-        }
-    }
     let file =
         File::open(path).map_err(|e| err(format!("failed to open {}: {e}", path.display())))?;
-    let mut hashing = Hashing {
-        inner: BufReader::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        read: 0,
-    };
+    let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
     let mut tail = Tail(Vec::new());
     let mut uncompressed = 0u64;
     {
@@ -395,15 +354,12 @@ pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
             path.display()
         )));
     }
+    let (sha256, size, _) = hashing.finish();
     Ok(FileCheck {
-        size: hashing.read,
-        sha256: hex(&hashing.hasher.finalize()),
+        size,
+        sha256,
         uncompressed_size: uncompressed,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The database name of a connection URI, for the manifest and messages.

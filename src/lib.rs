@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod envfile;
 pub mod fsutil;
 pub mod generator;
+pub mod hashio;
 pub mod layout;
 pub mod lock;
 pub mod media;

@@ -9,11 +9,11 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use crate::hashio::Hashing;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What the manifest records about the media archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,37 +40,6 @@ pub fn dump_of(media_name: &str) -> Option<String> {
         .map(|base| format!("{base}.sql.gz"))
 }
 
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Archives `media_dir` into `partial` (created 0600) and verifies it.
 pub fn write_verified(
     media_dir: &Path,
@@ -88,11 +57,7 @@ pub fn write_verified(
         .map_err(|e| ctx("create", e))?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| ctx("chmod", e))?;
-    let sink = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let sink = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let mut builder = tar::Builder::new(GzEncoder::new(sink, Compression::new(level)));
     // Uploaded files are archived as they are: links stay links.
     builder.follow_symlinks(false);
@@ -102,9 +67,8 @@ pub fn write_verified(
     let gz = builder.into_inner().map_err(|e| ctx("write", e))?;
     let mut sink = gz.finish().map_err(|e| ctx("write", e))?;
     sink.flush().map_err(|e| ctx("write", e))?;
-    let (size, sha256) = (sink.count, hex(&sink.hasher.finalize()));
-    let file = sink
-        .inner
+    let (sha256, size, buffered) = sink.finish();
+    let file = buffered
         .into_inner()
         .map_err(|e| ctx("write", e.into_error()))?;
     file.sync_all().map_err(|e| ctx("fsync", e))?;
@@ -129,11 +93,7 @@ pub fn write_verified(
 /// Reads a media archive completely: every entry of the tar inside the gzip.
 pub fn verify(path: &Path) -> Result<MediaInfo, String> {
     let file = File::open(path).map_err(|e| format!("failed to open {}: {e}", path.display()))?;
-    let mut hashing = Hashing {
-        inner: BufReader::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
     let mut entries = 0u64;
     {
         let mut archive = tar::Archive::new(GzDecoder::new(&mut hashing));
@@ -158,13 +118,14 @@ pub fn verify(path: &Path) -> Result<MediaInfo, String> {
             rest.len()
         ));
     }
+    let (sha256, size, _) = hashing.finish();
     Ok(MediaInfo {
         file: path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        size: hashing.count,
-        sha256: hex(&hashing.hasher.finalize()),
+        size,
+        sha256,
         entries,
     })
 }
