@@ -1,7 +1,16 @@
-//! The building blocks of `sum-deploy` (SPEC §7): the site's directory
-//! layout, fetching and resolving a ref into an immutable release.
-//! The deploy command itself (venv, checks, migrate, swap, smoke check,
-//! rollback, history) is assembled from these in a later release.
+//! `sum-deploy` (SPEC §7): zero-downtime deploys with automatic rollback.
+//!
+//! `run` is the command; `state` is what it records (history, releases,
+//! pruning); `app` runs the app's own code (pip, manage.py) as the site's
+//! user; `control` is the service manager; `fetch` and `layout` build the
+//! release and the site's directories; `public` is the HTTPS check.
 
+pub mod app;
+pub mod control;
 pub mod fetch;
 pub mod layout;
+pub mod public;
+pub mod run;
+pub mod state;
+
+pub use run::{deploy, run, Ctx, Options, Outcome};

@@ -2,7 +2,9 @@
 //! snapshots and comparisons against checked-in expected files.
 #![allow(dead_code)]
 
+pub mod deployfx;
 pub mod pg;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -77,16 +77,22 @@ impl Pg {
                 "--locale=C.UTF-8",
             ],
         );
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            pg.dir.path().display()
-        );
-        let log = pg.dir.path().join("log").display().to_string();
-        pg.run_ok(
-            &pg.bin.join("pg_ctl"),
-            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
-        );
+        pg.start_server();
         Some(pg)
+    }
+
+    /// Starts the server (again, after `stop`).
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run_ok(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
     }
 
     fn data(&self) -> String {

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds a git repository of the acme example site with five tagged versions,
+# the ones the deploy tests and the demo use:
+#
+#   v1  the site as it is in examples/acme
+#   v2  v1 plus a migration (Note.pinned)                      branch main
+#   v3  v2 whose WSGI module fails to import                   branch broken-import
+#   v4  v2 whose /health/ answers 503 "unhealthy"              branch unhealthy
+#   v5  v2 plus a migration that fails halfway                 branch bad-migration
+#
+#   bash examples/make-repo.sh DEST
+#
+# DEST must not exist. Each version is one commit; the tags are annotated so
+# that `git describe` works. The views say which release they are in
+# `RELEASE`, so a test can tell which version answers.
+set -euo pipefail
+
+dest=${1:?usage: make-repo.sh DEST}
+[ -e "$dest" ] && { echo "make-repo.sh: $dest already exists" >&2; exit 2; }
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/acme" && pwd)
+
+mkdir -p "$dest"
+cp -r "$src/." "$dest/"
+find "$dest" -name __pycache__ -prune -exec rm -rf {} +
+cd "$dest"
+export GIT_AUTHOR_NAME="acme" GIT_AUTHOR_EMAIL="acme@example.com"
+export GIT_COMMITTER_NAME="acme" GIT_COMMITTER_EMAIL="acme@example.com"
+export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
+git init -q -b main .
+git config commit.gpgsign false
+
+release() { # VERSION: set RELEASE in the views
+    sed -i "s/^RELEASE = .*/RELEASE = \"$1\"/" notes/views.py
+}
+commit() { # VERSION MESSAGE
+    git add -A
+    git commit -q -m "$2"
+    git tag -a -m "$1" "$1"
+}
+
+release v1
+commit v1 "acme v1"
+
+release v2
+python3 - <<'PY'
+import re
+p = "notes/models.py"
+s = open(p).read()
+s = s.replace(
+    "    created = models.DateTimeField(auto_now_add=True)\n",
+    "    created = models.DateTimeField(auto_now_add=True)\n"
+    "    pinned = models.BooleanField(default=False)\n",
+)
+open(p, "w").write(s)
+PY
+cat >notes/migrations/0002_note_pinned.py <<'PY'
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+
+    operations = [
+        migrations.AddField(
+            model_name="note",
+            name="pinned",
+            field=models.BooleanField(default=False),
+        ),
+    ]
+PY
+commit v2 "acme v2: notes can be pinned (a migration)"
+
+git checkout -q -b broken-import
+release v3
+cat >>acme/wsgi.py <<'PY'
+
+# v3: a module that does not exist, so the app cannot be imported.
+import acme.no_such_module  # noqa: E402,F401
+PY
+commit v3 "acme v3: the WSGI module fails to import"
+
+git checkout -q main
+git checkout -q -b unhealthy
+release v4
+python3 - <<'PY'
+p = "notes/views.py"
+s = open(p).read()
+s = s.replace(
+    '    if checks["database"] != "ok":',
+    '    checks["v4"] = "error: this release reports itself unhealthy"\n'
+    '    if checks["database"] != "ok" or True:',
+)
+open(p, "w").write(s)
+PY
+commit v4 "acme v4: /health/ answers 503"
+
+git checkout -q main
+git checkout -q -b bad-migration
+release v5
+cat >notes/migrations/0003_fails.py <<'PY'
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    """Creates a table, then fails: the whole migration must roll back."""
+
+    dependencies = [("notes", "0002_note_pinned")]
+
+    operations = [
+        migrations.RunSQL("CREATE TABLE notes_half_done (id integer)"),
+        migrations.RunSQL("SELECT 1 / 0"),
+    ]
+PY
+commit v5 "acme v5: a migration that fails halfway"
+
+git checkout -q main
+git gc -q
+echo "$dest: v1 v2 (main) v3 v4 v5"

@@ -1,0 +1,354 @@
+//! Running the app's own code for a deploy (SPEC §7 steps 3–5): pip into a
+//! virtualenv keyed by hash, and `manage.py` commands from the new release.
+//!
+//! Everything here runs as the site's user (never root) with a clean
+//! environment: the site's `.env`, the variables the units set
+//! (`DJANGO_SETTINGS_MODULE`, `STATIC_ROOT`, `MEDIA_ROOT`), and `PATH`.
+//! So PIP_INDEX_URL, PIP_FIND_LINKS or PIP_NO_INDEX in the `.env` point pip
+//! at a private index or a wheelhouse.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// How app code is run: as whom and with which environment.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// uid and gid of the site's account; None under a test root (the
+    /// caller's own user).
+    pub run_as: Option<(u32, u32)>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What a command printed, for logs and errors.
+#[derive(Debug)]
+pub struct Ran {
+    pub ok: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// The last `n` lines of stderr, else of stdout: what an error shows.
+    pub fn tail(&self, n: usize) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Runner {
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
+            .env("LANG", "C.UTF-8")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("PIP_NO_INPUT", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd)
+            .stdin(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    /// Runs a command to the end and captures what it printed.
+    pub fn run(&self, mut cmd: Command) -> Result<Ran, String> {
+        let prog = format!("{:?}", cmd.get_program());
+        let out = cmd
+            .output()
+            .map_err(|e| format!("failed to run {prog}: {e}"))?;
+        Ok(Ran {
+            ok: out.status.success(),
+            status: out.status.to_string(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `python manage.py ARGS` from the release, with the venv's python.
+    pub fn manage(&self, venv: &Path, release: &Path, args: &[&str]) -> Result<Ran, String> {
+        let mut cmd = self.command(venv.join("bin/python"), release);
+        cmd.arg("manage.py").args(args);
+        self.run(cmd)
+    }
+}
+
+/// Whether a requirements file names gunicorn.
+pub fn requires_gunicorn(requirements: &str) -> bool {
+    requirements.lines().any(|l| {
+        let l = l.trim();
+        if l.starts_with('#') || l.starts_with('-') {
+            return false;
+        }
+        let name: String = l
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        name.eq_ignore_ascii_case("gunicorn")
+    })
+}
+
+/// The venv key: a hash of the interpreter (path and version), the
+/// requirements file and the extra packages.
+pub fn venv_key(interpreter: &str, requirements: &[u8], extra: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sum-venv-1\0");
+    h.update(interpreter.as_bytes());
+    h.update(b"\0");
+    h.update(requirements);
+    h.update(b"\0");
+    for e in extra {
+        h.update(e.as_bytes());
+        h.update(b"\0");
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    hex[..16].to_string()
+}
+
+/// The interpreter's real path and version, e.g. `/usr/bin/python3.11 3.11.2 (…)`.
+pub fn interpreter_identity(
+    runner: &Runner,
+    interpreter: &str,
+    cwd: &Path,
+) -> Result<String, String> {
+    let mut cmd = runner.command(interpreter, cwd);
+    cmd.args([
+        "-c",
+        "import os, sys; print(os.path.realpath(sys.executable), sys.version.replace(chr(10), ' '))",
+    ]);
+    let ran = runner.run(cmd).map_err(|e| {
+        format!("{e}; set [python] interpreter in the site file to an installed python3")
+    })?;
+    if !ran.ok {
+        return Err(format!(
+            "the interpreter `{interpreter}` does not run: {}",
+            ran.tail(5)
+        ));
+    }
+    Ok(ran.stdout.trim().to_string())
+}
+
+/// Marker written into a venv once everything is installed: a venv without
+/// it is a leftover of an interrupted or failed build and is rebuilt.
+pub const READY_MARKER: &str = ".sum-ready";
+
+/// What to install into a new venv.
+pub struct VenvSpec<'a> {
+    pub interpreter: &'a str,
+    pub requirements: &'a Path,
+    /// Specifiers installed after the requirements (`[python] extra`, plus
+    /// gunicorn when the requirements lack it).
+    pub extra: &'a [String],
+}
+
+/// Makes sure `venvs/<key>` is a complete venv; returns whether an existing
+/// one was reused.
+pub fn ensure_venv(
+    runner: &Runner,
+    dir: &Path,
+    spec: &VenvSpec,
+    release: &Path,
+) -> Result<bool, String> {
+    if dir.join(READY_MARKER).is_file() {
+        return Ok(true);
+    }
+    // A leftover of an interrupted build: emptied, not removed, so the
+    // directory may be a mount point.
+    empty_dir(dir).map_err(|e| format!("cannot clear the unfinished {}: {e}", dir.display()))?;
+    let result = build_venv(runner, dir, spec, release);
+    if result.is_err() {
+        // Never leave a half-built venv that looks like something.
+        let _ = empty_dir(dir);
+        let _ = std::fs::remove_dir(dir);
+    }
+    result.map(|()| false)
+}
+
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn build_venv(runner: &Runner, dir: &Path, spec: &VenvSpec, release: &Path) -> Result<(), String> {
+    let mut cmd = runner.command(spec.interpreter, release);
+    cmd.args(["-m", "venv"]).arg(dir);
+    let ran = runner.run(cmd)?;
+    if !ran.ok {
+        return Err(format!(
+            "creating the virtualenv {} failed ({}): {}\n(on Debian, `apt install python3-venv`)",
+            dir.display(),
+            ran.status,
+            ran.tail(10)
+        ));
+    }
+    let pip = dir.join("bin/pip");
+    let mut cmd = runner.command(&pip, release);
+    cmd.args(["install", "--no-input", "-r"])
+        .arg(spec.requirements);
+    let ran = runner.run(cmd)?;
+    if !ran.ok {
+        return Err(format!(
+            "pip install -r {} failed ({}):\n{}",
+            spec.requirements.display(),
+            ran.status,
+            ran.tail(15)
+        ));
+    }
+    if !spec.extra.is_empty() {
+        let mut cmd = runner.command(&pip, release);
+        cmd.args(["install", "--no-input"]).args(spec.extra);
+        let ran = runner.run(cmd)?;
+        if !ran.ok {
+            return Err(format!(
+                "pip install {} failed ({}):\n{}",
+                spec.extra.join(" "),
+                ran.status,
+                ran.tail(15)
+            ));
+        }
+    }
+    // The marker is root's (or the caller's): the app cannot fake one.
+    let marker = dir.join(READY_MARKER);
+    fs_err::write(&marker, b"").map_err(|e| e.to_string())?;
+    let f = fs_err::File::open(&marker).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Migrations by state, from `manage.py showmigrations --plan`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Migrations {
+    pub applied: Vec<String>,
+    pub pending: Vec<String>,
+}
+
+pub fn parse_plan(text: &str) -> Migrations {
+    let mut m = Migrations::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("[X]") {
+            m.applied.push(name.trim().to_string());
+        } else if let Some(name) = l.strip_prefix("[ ]") {
+            m.pending.push(name.trim().to_string());
+        }
+    }
+    m
+}
+
+/// The Python that imports the WSGI app once and prints Django's effective
+/// STATIC_ROOT and MEDIA_ROOT as JSON.
+pub const IMPORT_PROBE: &str = r#"
+import importlib, json, sys
+module, _, attr = sys.argv[1].partition(":")
+app = getattr(importlib.import_module(module), attr or "application")
+if not callable(app):
+    raise SystemExit(f"{sys.argv[1]} is not callable")
+from django.conf import settings
+print(json.dumps({"static_root": str(settings.STATIC_ROOT or ""), "media_root": str(settings.MEDIA_ROOT or "")}))
+"#;
+
+/// Effective paths as the probe prints them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Effective {
+    pub static_root: String,
+    pub media_root: String,
+}
+
+pub fn parse_effective(stdout: &str) -> Option<Effective> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l.trim()).ok())
+}
+
+/// `venvs/<key>` for a site's venvs directory.
+pub fn venv_dir(venvs: &Path, key: &str) -> PathBuf {
+    venvs.join(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_gunicorn_in_requirements() {
+        assert!(requires_gunicorn("Django==5.2\ngunicorn==23.0.0\n"));
+        assert!(requires_gunicorn("Gunicorn>=22 ; python_version > '3'\n"));
+        assert!(requires_gunicorn("gunicorn[gevent]\n"));
+        assert!(!requires_gunicorn("# gunicorn\nuwsgi==2.0\n"));
+        assert!(!requires_gunicorn("gunicorn-extra==1\n-r base.txt\n"));
+    }
+
+    #[test]
+    fn venv_keys_change_with_every_input() {
+        let base = venv_key("/usr/bin/python3.11 3.11.2", b"Django==5.2\n", &[]);
+        assert_eq!(base.len(), 16);
+        assert_eq!(
+            base,
+            venv_key("/usr/bin/python3.11 3.11.2", b"Django==5.2\n", &[])
+        );
+        assert_ne!(
+            base,
+            venv_key("/usr/bin/python3.12 3.12.1", b"Django==5.2\n", &[])
+        );
+        assert_ne!(
+            base,
+            venv_key("/usr/bin/python3.11 3.11.2", b"Django==5.1\n", &[])
+        );
+        assert_ne!(
+            base,
+            venv_key(
+                "/usr/bin/python3.11 3.11.2",
+                b"Django==5.2\n",
+                &["gunicorn".into()]
+            )
+        );
+    }
+
+    #[test]
+    fn parses_the_migration_plan() {
+        let m = parse_plan(
+            "[X]  contenttypes.0001_initial\n[X]  notes.0001_initial\n[ ]  notes.0002_note_pinned\n",
+        );
+        assert_eq!(
+            m.applied,
+            vec!["contenttypes.0001_initial", "notes.0001_initial"]
+        );
+        assert_eq!(m.pending, vec!["notes.0002_note_pinned"]);
+    }
+
+    #[test]
+    fn parses_the_probe_output_after_noise() {
+        let e = parse_effective("warning: x\n{\"static_root\": \"/a\", \"media_root\": \"/b\"}\n")
+            .unwrap();
+        assert_eq!(e.static_root, "/a");
+        assert!(parse_effective("nothing").is_none());
+    }
+}

@@ -1,0 +1,151 @@
+//! What a deploy asks of the service manager: restart the app, say why it
+//! failed, reload Caddy. systemd on a real system; a test root brings its own.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::layout::{Root, SiteLayout};
+use crate::site::Site;
+
+pub trait Control {
+    /// Whether this control runs the app at all. When it does not (a test
+    /// root without a service manager), the deploy stops after the swap
+    /// and says that nothing was restarted or checked.
+    fn manages_services(&self) -> bool;
+    /// Restarts the app (gunicorn, and celery when enabled). Never SIGHUP:
+    /// a restart starts the new release's code from scratch.
+    fn restart(&mut self, site: &Site) -> Result<(), String>;
+    /// Stops the app (a first deploy that failed after the swap: nothing
+    /// to go back to).
+    fn stop(&mut self, site: &Site) -> Result<(), String>;
+    /// The socket gunicorn listens on.
+    fn socket(&self, site: &Site) -> PathBuf;
+    /// The last lines of the app's log, for a failure report.
+    fn journal_tail(&mut self, site: &Site) -> String;
+    /// Reloads Caddy (its reload renders the site snippets first).
+    fn reload_caddy(&mut self) -> Result<(), String>;
+    /// Whether the public HTTPS check applies (Caddy in front).
+    fn public_url_reachable(&self) -> bool;
+}
+
+/// The units a deploy restarts.
+pub fn app_units(site: &Site) -> Vec<String> {
+    let n = &site.name;
+    let mut units = vec![format!("sum-gunicorn@{n}.service")];
+    if site.celery.worker {
+        units.push(format!("sum-celery@{n}.service"));
+    }
+    if site.celery.beat {
+        units.push(format!("sum-celerybeat@{n}.service"));
+    }
+    units
+}
+
+/// systemd, on a real system.
+pub struct Systemd {
+    pub root: Root,
+}
+
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("failed to run systemctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`systemctl {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// LoadState of a unit (`loaded`, `not-found`, …).
+pub fn load_state(unit: &str) -> String {
+    Command::new("systemctl")
+        .args(["show", "-P", "LoadState", unit])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Control for Systemd {
+    fn manages_services(&self) -> bool {
+        true
+    }
+    fn restart(&mut self, site: &Site) -> Result<(), String> {
+        // The socket keeps listening while the service restarts, so
+        // requests queue instead of failing.
+        systemctl(&["start", &format!("sum-gunicorn@{}.socket", site.name)])?;
+        let units = app_units(site);
+        let mut args = vec!["restart"];
+        args.extend(units.iter().map(String::as_str));
+        systemctl(&args)
+    }
+    fn stop(&mut self, site: &Site) -> Result<(), String> {
+        let units = app_units(site);
+        let mut args = vec!["stop"];
+        args.extend(units.iter().map(String::as_str));
+        systemctl(&args)
+    }
+    fn socket(&self, site: &Site) -> PathBuf {
+        self.root.path(SiteLayout::new(&site.name).socket)
+    }
+    fn journal_tail(&mut self, site: &Site) -> String {
+        Command::new("journalctl")
+            .args(["--no-pager", "-o", "short-iso", "-n", "25", "-u"])
+            .arg(format!("sum-gunicorn@{}.service", site.name))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+            .unwrap_or_default()
+    }
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        // Only when Caddy runs; a stopped Caddy renders when it starts.
+        let active = Command::new("systemctl")
+            .args(["is-active", "--quiet", "caddy.service"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if active {
+            systemctl(&["reload", "caddy.service"])
+        } else {
+            Ok(())
+        }
+    }
+    fn public_url_reachable(&self) -> bool {
+        Command::new("systemctl")
+            .args(["is-active", "--quiet", "caddy.service"])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+/// No service manager (a test root): nothing is restarted or checked.
+pub struct NoControl {
+    pub root: Root,
+}
+
+impl Control for NoControl {
+    fn manages_services(&self) -> bool {
+        false
+    }
+    fn restart(&mut self, _: &Site) -> Result<(), String> {
+        Ok(())
+    }
+    fn stop(&mut self, _: &Site) -> Result<(), String> {
+        Ok(())
+    }
+    fn socket(&self, site: &Site) -> PathBuf {
+        self.root.path(SiteLayout::new(&site.name).socket)
+    }
+    fn journal_tail(&mut self, _: &Site) -> String {
+        String::new()
+    }
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn public_url_reachable(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,1006 @@
+//! `sum-deploy <site> [--ref REF] [--no-restart]`: every step of SPEC §7, in
+//! order, each logged with its duration.
+//!
+//! Before the swap nothing the live site uses is touched, so any failure
+//! there exits 1 with production as it was. After the swap a failure swaps
+//! back, restarts and re-checks the previous release, and exits 4 (5 when
+//! that fails too).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::app::{self, Runner, VenvSpec};
+use super::control::{self, Control};
+use super::state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
+use super::{fetch, layout as site_layout};
+use crate::backup::{self, DumpSource};
+use crate::caddy::{self, Served};
+use crate::envfile;
+use crate::fsutil::{symlink_atomic, write_atomic};
+use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
+use crate::lock::{self, LockError};
+use crate::site::Site;
+use crate::timefmt;
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Deploy this ref instead of the site file's `[git] ref`.
+    pub git_ref: Option<String>,
+    /// Stop after migrating: no swap, no restart (for debugging).
+    pub no_restart: bool,
+}
+
+/// A failed step: its exit code and what to do about it.
+#[derive(Debug)]
+pub struct Failure {
+    pub step: String,
+    pub code: u8,
+    pub message: String,
+}
+
+/// What a finished deploy reports.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: u8,
+    pub record: Record,
+}
+
+/// Written before the swap, removed once the deploy is recorded: a deploy
+/// killed after the swap leaves it, and the next one knows the live release
+/// was never verified and which one was.
+#[derive(Debug, Serialize, Deserialize)]
+struct InProgress {
+    release: String,
+    previous: Option<String>,
+    previous_venv: Option<String>,
+}
+
+const IN_PROGRESS: &str = "deploy-in-progress.json";
+
+struct Log<'a> {
+    out: &'a mut dyn Write,
+    times: Vec<StepTime>,
+}
+
+impl Log<'_> {
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    /// Runs one step, logging its start, its result and its duration.
+    fn step<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<(T, String), String>,
+    ) -> Result<T, Failure> {
+        self.line(&format!("==> {name}"));
+        let t = Instant::now();
+        let r = f(self);
+        let secs = t.elapsed().as_secs_f64();
+        self.times.push(StepTime {
+            step: name.to_string(),
+            seconds: (secs * 1000.0).round() / 1000.0,
+        });
+        match r {
+            Ok((v, detail)) => {
+                if detail.is_empty() {
+                    self.line(&format!("    {name}: done in {secs:.2}s"));
+                } else {
+                    self.line(&format!("    {name}: {detail} ({secs:.2}s)"));
+                }
+                Ok(v)
+            }
+            Err(message) => {
+                self.line(&format!("    {name}: FAILED after {secs:.2}s"));
+                Err(Failure {
+                    step: name.to_string(),
+                    code: 1,
+                    message,
+                })
+            }
+        }
+    }
+}
+
+/// Who started the deploy, for the history.
+pub fn who() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER") {
+        return format!("{u} (sudo)");
+    }
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        return "systemd".to_string();
+    }
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
+}
+
+/// The file name a symlink points at (`releases/<r>` → `<r>`).
+fn link_name(link: &Path) -> Option<String> {
+    std::fs::read_link(link)
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// Everything a deploy works with.
+pub struct Ctx<'a> {
+    pub root: &'a Root,
+    pub site: &'a Site,
+    pub opts: &'a Options,
+    /// The site account (uid, gid); None under a test root.
+    pub account: Option<(u32, u32)>,
+}
+
+impl Ctx<'_> {
+    fn l(&self) -> SiteLayout {
+        SiteLayout::new(&self.site.name)
+    }
+    fn p(&self, canonical: &str) -> PathBuf {
+        self.root.path(canonical)
+    }
+}
+
+/// Runs the deploy (the lock is the caller's) and records it.
+pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outcome {
+    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    let mut log = Log {
+        out,
+        times: Vec::new(),
+    };
+    let git_ref = ctx
+        .opts
+        .git_ref
+        .clone()
+        .unwrap_or_else(|| ctx.site.git.git_ref.clone());
+    let mut rec = Record {
+        action: "deploy".into(),
+        started_utc: started,
+        finished_utc: String::new(),
+        who: who(),
+        git_ref: Some(git_ref.clone()),
+        sha: None,
+        release: None,
+        previous: None,
+        outcome: String::new(),
+        exit_code: 0,
+        failed_step: None,
+        error: None,
+        migrations_applied: Vec::new(),
+        backup: None,
+        venv: None,
+        venv_reused: None,
+        steps: Vec::new(),
+    };
+    let result = steps(ctx, control, &mut log, &git_ref, &mut rec);
+    let code = match &result {
+        Ok(()) => 0,
+        Err(f) => f.code,
+    };
+    rec.exit_code = code;
+    rec.outcome = match code {
+        0 if ctx.opts.no_restart => "prepared",
+        0 => "ok",
+        4 => "rolled-back",
+        5 => "rollback-failed",
+        _ => "failed",
+    }
+    .to_string();
+    if let Err(f) = &result {
+        rec.failed_step = Some(f.step.clone());
+        rec.error = Some(f.message.clone());
+    }
+    rec.finished_utc = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    rec.steps = std::mem::take(&mut log.times);
+    let state_dir = ctx.p(&ctx.l().state);
+    if let Err(e) = state::append(&state_dir, &rec) {
+        log.line(&format!(
+            "warning: could not record the deploy in the history: {e}"
+        ));
+    }
+    // Recorded: a later deploy needs no reminder of this one.
+    let _ = std::fs::remove_file(state_dir.join(IN_PROGRESS));
+    if let Err(e) = prune(ctx, &mut log) {
+        log.line(&format!("warning: pruning old releases failed: {e}"));
+    }
+    summary(ctx, &rec, &result, &mut log);
+    Outcome { code, record: rec }
+}
+
+fn steps(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    log: &mut Log,
+    git_ref: &str,
+    rec: &mut Record,
+) -> Result<(), Failure> {
+    let site = ctx.site;
+    let l = ctx.l();
+    let state_dir = ctx.p(&l.state);
+    let home = ctx.p(&l.home);
+    let app_link = ctx.p(&l.app);
+    let venv_link = ctx.p(&l.venv);
+
+    // 1. Preflight: fail early, before anything is touched.
+    let env = log.step("preflight", |_| preflight(ctx))?;
+
+    // 2. Bootstrap (idempotent).
+    let account = log.step("bootstrap", |_| {
+        let account = if ctx.root.is_system() {
+            crate::accounts::ensure_site_account(&site.name, &l).map_err(|e| e.to_string())?;
+            crate::backup_cmd::site_account(ctx.root, &site.name)
+        } else {
+            ctx.account
+        };
+        site_layout::ensure(ctx.root, &site.name, account).map_err(|e| e.to_string())?;
+        let cleaned = clean_leftovers(&ctx.p(&l.releases));
+        let detail = match (account, cleaned) {
+            (Some(_), 0) => format!("user {} and directories in place", l.user),
+            (None, 0) => "directories in place".to_string(),
+            (_, n) => {
+                format!("directories in place; removed {n} leftover(s) of interrupted deploys")
+            }
+        };
+        Ok((account, detail))
+    })?;
+
+    // What is live now, and what a rollback would go back to.
+    let mut previous = link_name(&app_link);
+    let mut previous_venv = link_name(&venv_link);
+    if let Ok(bytes) = std::fs::read(state_dir.join(IN_PROGRESS)) {
+        if let Ok(ip) = serde_json::from_slice::<InProgress>(&bytes) {
+            log.line(&format!(
+                "warning: the deploy of {} was interrupted after the swap and never verified; \
+                 {} counts as the previous release",
+                ip.release,
+                ip.previous.as_deref().unwrap_or("nothing")
+            ));
+            previous = ip.previous;
+            previous_venv = ip.previous_venv;
+        }
+    }
+    rec.previous = previous.clone();
+
+    let runner = Runner {
+        run_as: account,
+        env: app_env(ctx, &env),
+    };
+
+    // 3. Fetch and resolve; an immutable release directory.
+    let repo = home.join("repo.git");
+    let sha = log.step("fetch", |_| {
+        fetch::update_mirror(&site.git.url, &repo)?;
+        let sha = fetch::resolve(&repo, git_ref)?;
+        let detail = format!("{git_ref} is {}", &sha[..12]);
+        Ok((sha, detail))
+    })?;
+    rec.sha = Some(sha.clone());
+    let releases = ctx.p(&l.releases);
+    let (release_dir, release) = log.step("release", |_| {
+        let mut now = crate::backup_cmd::now_unix();
+        let short = &sha[..7];
+        while releases
+            .join(format!("{}-{short}", timefmt::compact_utc(now)))
+            .exists()
+        {
+            std::thread::sleep(Duration::from_millis(250));
+            now = crate::backup_cmd::now_unix().max(now + 1);
+        }
+        let dir = fetch::build_release(&repo, &releases, &sha, &timefmt::compact_utc(now))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let detail = format!("releases/{name}");
+        Ok(((dir, name), detail))
+    })?;
+    rec.release = Some(release.clone());
+    let mut info = ReleaseInfo {
+        release: release.clone(),
+        git_ref: git_ref.to_string(),
+        sha: sha.clone(),
+        venv: String::new(),
+        created_utc: rec.started_utc.clone(),
+        status: ReleaseStatus::Built,
+        migrations: Vec::new(),
+        static_root: None,
+        media_root: None,
+    };
+    let save = |info: &ReleaseInfo| {
+        state::save_release(&state_dir, info)
+            .map_err(|e| format!("failed to record the release: {e}"))
+    };
+    save(&info).map_err(|m| fail("release", m))?;
+    let failed = |info: &mut ReleaseInfo, f: Failure| {
+        info.status = ReleaseStatus::Failed;
+        let _ = state::save_release(&state_dir, info);
+        f
+    };
+
+    // 3b. The venv, reused by hash or built.
+    let venvs = ctx.p(&l.venvs);
+    let venv = log
+        .step("venv", |log| {
+            let req_path = release_dir.join(&site.python.requirements);
+            let req = std::fs::read(&req_path).map_err(|e| {
+                format!(
+                    "cannot read {} from the release ({e}); set [python] requirements in the site file",
+                    site.python.requirements
+                )
+            })?;
+            let mut extra = site.python.extra.clone();
+            if !app::requires_gunicorn(&String::from_utf8_lossy(&req)) {
+                log.line(&format!(
+                    "    {} does not name gunicorn: adding it to the venv",
+                    site.python.requirements
+                ));
+                extra.push("gunicorn".to_string());
+            }
+            let identity =
+                app::interpreter_identity(&runner, &site.python.interpreter, &release_dir)?;
+            let key = app::venv_key(&identity, &req, &extra);
+            let dir = app::venv_dir(&venvs, &key);
+            let reused = app::ensure_venv(
+                &runner,
+                &dir,
+                &VenvSpec {
+                    interpreter: &site.python.interpreter,
+                    requirements: &req_path,
+                    extra: &extra,
+                },
+                &release_dir,
+            )?;
+            let detail = if reused {
+                format!("reused venvs/{key} (requirements unchanged)")
+            } else {
+                format!("built venvs/{key}")
+            };
+            Ok(((key, reused), detail))
+        })
+        .map_err(|f| failed(&mut info, f))?;
+    let (venv_key, reused) = venv;
+    let venv_dir = app::venv_dir(&venvs, &venv_key);
+    info.venv = venv_key.clone();
+    rec.venv = Some(venv_key.clone());
+    rec.venv_reused = Some(reused);
+    save(&info).map_err(|m| fail("venv", m))?;
+
+    // 4. Checks from the new release.
+    log.step("check", |log| {
+        let ran = runner.manage(&venv_dir, &release_dir, &["check", "--deploy"])?;
+        let warnings: Vec<&str> = ran
+            .stderr
+            .lines()
+            .chain(ran.stdout.lines())
+            .filter(|l| l.trim_start().starts_with("?:") || l.contains("(security."))
+            .collect();
+        for w in &warnings {
+            log.line(&format!("    warning: {}", w.trim()));
+        }
+        if !ran.ok {
+            return Err(format!(
+                "`manage.py check --deploy` failed ({}):\n{}",
+                ran.status,
+                ran.tail(15)
+            ));
+        }
+        Ok(((), format!("passed, {} warning(s)", warnings.len())))
+    })
+    .map_err(|f| failed(&mut info, f))?;
+
+    let effective = log
+        .step("import", |_| {
+            let mut cmd = runner.command(venv_dir.join("bin/python"), &release_dir);
+            cmd.args(["-c", app::IMPORT_PROBE, &site.django.wsgi]);
+            let ran = runner.run(cmd)?;
+            if !ran.ok {
+                return Err(format!(
+                    "importing {} failed, so the release cannot start; production is untouched:\n{}",
+                    site.django.wsgi,
+                    ran.tail(12)
+                ));
+            }
+            let eff = app::parse_effective(&ran.stdout);
+            let detail = match &eff {
+                Some(e) => format!(
+                    "{} imports; STATIC_ROOT={} MEDIA_ROOT={}",
+                    site.django.wsgi, e.static_root, e.media_root
+                ),
+                None => format!("{} imports", site.django.wsgi),
+            };
+            Ok((eff, detail))
+        })
+        .map_err(|f| failed(&mut info, f))?;
+    if let Some(e) = &effective {
+        info.static_root = Some(e.static_root.clone());
+        info.media_root = Some(e.media_root.clone());
+    }
+
+    log.step("collectstatic", |_| {
+        let ran = runner.manage(&venv_dir, &release_dir, &["collectstatic", "--noinput"])?;
+        if !ran.ok {
+            return Err(format!(
+                "`manage.py collectstatic --noinput` failed ({}):\n{}",
+                ran.status,
+                ran.tail(12)
+            ));
+        }
+        let summary = ran
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.contains("static file"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Ok(((), summary))
+    })
+    .map_err(|f| failed(&mut info, f))?;
+
+    // 5. Migrations: a verified backup first when some are pending.
+    let plan = log
+        .step("migrations", |_| {
+            let ran = runner.manage(&venv_dir, &release_dir, &["showmigrations", "--plan"])?;
+            if !ran.ok {
+                return Err(format!(
+                    "`manage.py showmigrations --plan` failed ({}):\n{}",
+                    ran.status,
+                    ran.tail(12)
+                ));
+            }
+            let plan = app::parse_plan(&ran.stdout);
+            let detail = if plan.pending.is_empty() {
+                "none pending".to_string()
+            } else {
+                format!("pending: {}", plan.pending.join(", "))
+            };
+            Ok((plan, detail))
+        })
+        .map_err(|f| failed(&mut info, f))?;
+    if !plan.pending.is_empty() {
+        if site.deploy.backup_before_migrate {
+            let url = envfile::get(&env, "DATABASE_URL", &ctx.p(&l.env_file))
+                .map_err(|e| fail("backup", e.0))?
+                .to_string();
+            let taken = log
+                .step("backup", |_| {
+                    let dir = backup::backups_dir(ctx.root, &site.name);
+                    let m = backup::take(
+                        site,
+                        &dir,
+                        &DumpSource {
+                            database_url: &url,
+                            run_as: account,
+                            media_dir: None,
+                            release: previous.as_deref(),
+                        },
+                        std::time::SystemTime::now(),
+                    )
+                    .map_err(|e| {
+                        format!("the pre-migrate backup failed, so nothing was migrated: {e}")
+                    })?;
+                    let path = dir.join(&m.file);
+                    let detail = format!("verified {} ({} bytes)", path.display(), m.size);
+                    Ok((path, detail))
+                })
+                .map_err(|f| failed(&mut info, f))?;
+            rec.backup = Some(taken.display().to_string());
+        } else {
+            log.line("    no pre-migrate backup: [deploy] backup_before_migrate is false");
+        }
+        log.step("migrate", |_| {
+            let ran = runner.manage(&venv_dir, &release_dir, &["migrate", "--noinput"])?;
+            if !ran.ok {
+                return Err(format!(
+                    "`manage.py migrate --noinput` failed ({}); PostgreSQL rolled back the failing \
+                     migration and the live release still serves:\n{}",
+                    ran.status,
+                    ran.tail(12)
+                ));
+            }
+            Ok(((), format!("applied {}", plan.pending.join(", "))))
+        })
+        .map_err(|f| failed(&mut info, f))?;
+        rec.migrations_applied = plan.pending.clone();
+    }
+    info.migrations = plan.applied.iter().chain(&plan.pending).cloned().collect();
+    save(&info).map_err(|m| fail("migrate", m))?;
+
+    if ctx.opts.no_restart {
+        log.line(&format!(
+            "--no-restart: releases/{release} is ready and migrated, but not live; \
+             {} still serves",
+            previous.as_deref().unwrap_or("nothing")
+        ));
+        return Ok(());
+    }
+
+    // 6. Swap, restart, reload Caddy if the snippet changed.
+    let marker = InProgress {
+        release: release.clone(),
+        previous: previous.clone(),
+        previous_venv: previous_venv.clone(),
+    };
+    write_atomic(
+        &state_dir.join(IN_PROGRESS),
+        serde_json::to_string(&marker)
+            .unwrap_or_default()
+            .as_bytes(),
+        0o644,
+    )
+    .map_err(|e| fail("swap", e.to_string()))?;
+    log.step("swap", |_| {
+        swap(&app_link, &venv_link, &release, &venv_key).map_err(|e| e.to_string())?;
+        Ok((
+            (),
+            format!("app -> releases/{release}, venv -> venvs/{venv_key}"),
+        ))
+    })
+    .map_err(|f| failed(&mut info, f))?;
+
+    let after_swap = (|| -> Result<(), Failure> {
+        caddy_if_changed(ctx, control, log)?;
+        if !control.manages_services() {
+            log.line(
+                "    no service manager here (a test root): nothing restarted, nothing smoke-checked",
+            );
+            return Ok(());
+        }
+        log.step("restart", |_| {
+            control.restart(site)?;
+            Ok(((), control::app_units(site).join(", ")))
+        })?;
+        log.step("smoke", |_| smoke(ctx, control))?;
+        Ok(())
+    })();
+    match after_swap {
+        Ok(()) => {
+            info.status = ReleaseStatus::Good;
+            save(&info).map_err(|m| fail("record", m))?;
+            if site.health.sitemap && control.manages_services() {
+                sitemap(ctx, control, log);
+            }
+            Ok(())
+        }
+        Err(f) => {
+            info.status = ReleaseStatus::Failed;
+            let _ = save(&info);
+            Err(roll_back(
+                ctx,
+                control,
+                log,
+                f,
+                previous.as_deref(),
+                previous_venv.as_deref(),
+            ))
+        }
+    }
+}
+
+fn fail(step: &str, message: impl Into<String>) -> Failure {
+    Failure {
+        step: step.to_string(),
+        code: 1,
+        message: message.into(),
+    }
+}
+
+/// Site file, `.env`, PostgreSQL, Redis and (on a real system) the units.
+fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
+    let l = ctx.l();
+    let env_path = ctx.p(&l.env_file);
+    let gid = ctx.account.map(|(_, g)| g);
+    let env = envfile::read(&env_path, gid).map_err(|e| e.0)?;
+    let url = envfile::get(&env, "DATABASE_URL", &env_path).map_err(|e| e.0)?;
+    envfile::get(&env, "SECRET_KEY", &env_path).map_err(|e| e.0)?;
+    postgres_reachable(url, ctx.account)?;
+    let mut checked = vec!["site file", ".env", "PostgreSQL"];
+    match envfile::get(&env, "REDIS_URL", &env_path) {
+        Ok(redis) => {
+            crate::redisping::ping(redis, Duration::from_secs(5))?;
+            checked.push("Redis");
+        }
+        Err(_) => checked.push("(no REDIS_URL: Redis not checked)"),
+    }
+    if ctx.root.is_system() {
+        let unit = format!("sum-gunicorn@{}.service", ctx.site.name);
+        if control::load_state(&unit) != "loaded" {
+            return Err(format!(
+                "{unit} is not loaded: the generator has not seen {}; run `sumctl check` and \
+                 `systemctl daemon-reload`",
+                ctx.site.source.display()
+            ));
+        }
+        checked.push("units");
+    }
+    Ok((env, format!("{} ok", checked.join(", "))))
+}
+
+/// `SELECT 1` over the site's DATABASE_URL, as the site's user.
+fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-X", "-q", "-A", "-t", "--no-password", "-c", "SELECT 1"])
+        .arg(format!("--dbname={url}"))
+        .env("PGCONNECT_TIMEOUT", "5")
+        .current_dir("/");
+    if let Some((u, g)) = account {
+        cmd.uid(u).gid(g);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("failed to run psql (apt install postgresql-client): {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    let why = why.lines().next().unwrap_or("").trim();
+    Err(format!(
+        "PostgreSQL is not reachable with the DATABASE_URL of the site's .env ({}): {why}; \
+         is it running (`systemctl status postgresql`) and are the user, password and database right?",
+        backup::database_name(url)
+    ))
+}
+
+/// The environment app code sees, as the units give it.
+fn app_env(ctx: &Ctx, env: &[(String, String)]) -> Vec<(String, String)> {
+    let l = ctx.l();
+    let mut v: Vec<(String, String)> = env.to_vec();
+    v.push(("SUM_SITE".into(), ctx.site.name.clone()));
+    v.push((
+        "DJANGO_SETTINGS_MODULE".into(),
+        ctx.site.django.settings.clone(),
+    ));
+    v.push((
+        "STATIC_ROOT".into(),
+        ctx.p(&l.static_dir).display().to_string(),
+    ));
+    v.push((
+        "MEDIA_ROOT".into(),
+        ctx.p(&l.media_dir).display().to_string(),
+    ));
+    // pip's cache in a directory the site user owns.
+    v.push((
+        "PIP_CACHE_DIR".into(),
+        ctx.p(&l.venvs).join(".cache").display().to_string(),
+    ));
+    v.push(("HOME".into(), ctx.p(&l.home).display().to_string()));
+    v
+}
+
+/// Removes half-exported releases (`.<name>.tmp`) of killed deploys.
+fn clean_leftovers(releases: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(releases) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.')
+                && name.ends_with(".tmp")
+                && std::fs::remove_dir_all(e.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn swap(app_link: &Path, venv_link: &Path, release: &str, venv: &str) -> std::io::Result<()> {
+    symlink_atomic(Path::new(&format!("venvs/{venv}")), venv_link)?;
+    symlink_atomic(Path::new(&format!("releases/{release}")), app_link)
+}
+
+/// Re-renders this site's Caddy snippet in memory; when it differs from the
+/// one Caddy has, reloads Caddy (whose reload renders it).
+fn caddy_if_changed(ctx: &Ctx, control: &mut dyn Control, log: &mut Log) -> Result<(), Failure> {
+    let served = Served::from_disk(ctx.root, ctx.site);
+    let Ok(text) = caddy::snippet(ctx.site, &served) else {
+        return Ok(());
+    };
+    let dir = ctx.root.path(CADDY_RUN_DIR);
+    if !dir.is_dir() {
+        // Caddy never rendered here: it renders when it starts.
+        return Ok(());
+    }
+    let path = dir.join(format!("{}.caddy", ctx.site.name));
+    if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
+        return Ok(());
+    }
+    log.step("caddy", |_| {
+        control.reload_caddy()?;
+        Ok(((), "the site's snippet changed: Caddy reloaded".to_string()))
+    })
+    .map(|_| ())
+}
+
+/// Over the socket, then through Caddy over HTTPS.
+fn smoke(ctx: &Ctx, control: &mut dyn Control) -> Result<((), String), String> {
+    let site = ctx.site;
+    let socket = control.socket(site);
+    let r = crate::smoke::poll(
+        &socket,
+        &site.domain,
+        &site.health.path,
+        site.health.timeout,
+    )?;
+    let mut detail = format!(
+        "GET {} over the socket answered {}",
+        site.health.path, r.status
+    );
+    if control.public_url_reachable() {
+        match super::public::check(site) {
+            Ok(d) => detail.push_str(&format!("; {d}")),
+            Err(super::public::PublicError::Failed(e)) => return Err(e),
+            Err(super::public::PublicError::Unreachable(e)) => detail.push_str(&format!(
+                "; warning: the public check could not connect ({e})"
+            )),
+        }
+    }
+    Ok(((), detail))
+}
+
+/// GET /sitemap.xml over the socket: logged, never failing the deploy.
+fn sitemap(ctx: &Ctx, control: &mut dyn Control, log: &mut Log) {
+    let socket = control.socket(ctx.site);
+    let line = match crate::smoke::get(
+        &socket,
+        &ctx.site.domain,
+        "/sitemap.xml",
+        Duration::from_secs(10),
+    ) {
+        Ok(r) if r.status == 200 => {
+            let urls = r.body.matches("<loc>").count();
+            format!("    sitemap: /sitemap.xml answered 200 with {urls} URL(s)")
+        }
+        Ok(r) => format!(
+            "    sitemap: warning: /sitemap.xml answered {} (not blocking)",
+            r.status
+        ),
+        Err(e) => format!("    sitemap: warning: /sitemap.xml: {e} (not blocking)"),
+    };
+    log.line(&line);
+}
+
+/// Swaps back to `previous`, restarts and re-checks. Exit 4 when the
+/// previous release serves again, 5 when it does not.
+fn roll_back(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    log: &mut Log,
+    cause: Failure,
+    previous: Option<&str>,
+    previous_venv: Option<&str>,
+) -> Failure {
+    let site = ctx.site;
+    let l = ctx.l();
+    let tail = control.journal_tail(site);
+    let mut message = format!("{} failed after the swap: {}", cause.step, cause.message);
+    if !tail.is_empty() {
+        message.push_str(&format!(
+            "\nlast lines of sum-gunicorn@{}.service:\n{tail}",
+            site.name
+        ));
+    }
+    let back = log.step("rollback", |_| {
+        match (previous, previous_venv) {
+            (Some(p), Some(v)) => {
+                swap(&ctx.p(&l.app), &ctx.p(&l.venv), p, v).map_err(|e| e.to_string())?;
+                control.restart(site)?;
+                let socket = control.socket(site);
+                crate::smoke::poll(
+                    &socket,
+                    &site.domain,
+                    &site.health.path,
+                    site.health.timeout,
+                )?;
+                Ok(((), format!("releases/{p} serves again")))
+            }
+            _ => {
+                // A first deploy: nothing to go back to.
+                let _ = std::fs::remove_file(ctx.p(&l.app));
+                let _ = std::fs::remove_file(ctx.p(&l.venv));
+                control.stop(site)?;
+                Ok((
+                    (),
+                    "no previous release: the site answers \"not deployed yet\" again".to_string(),
+                ))
+            }
+        }
+    });
+    // The snippet may differ again (a first deploy going back to none).
+    let _ = caddy_if_changed(ctx, control, log);
+    match back {
+        Ok(()) => Failure {
+            step: cause.step,
+            code: 4,
+            message: format!(
+                "{message}\nrolled back to {}",
+                previous.unwrap_or("no release")
+            ),
+        },
+        Err(f) => Failure {
+            step: cause.step,
+            code: 5,
+            message: format!(
+                "{message}\nTHE ROLLBACK FAILED TOO: {}\nthe site may be down: check \
+                 `systemctl status sum-gunicorn@{}` and `sumctl releases {}` now",
+                f.message, site.name, site.name
+            ),
+        },
+    }
+}
+
+/// Deletes releases and venvs beyond `keep_releases` (see `state::plan_prune`).
+fn prune(ctx: &Ctx, log: &mut Log) -> std::io::Result<()> {
+    let l = ctx.l();
+    let state_dir = ctx.p(&l.state);
+    let releases = ctx.p(&l.releases);
+    let venvs_dir = ctx.p(&l.venvs);
+    let names = state::release_names(&releases)?;
+    let rels: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let info = state::load_release(&state_dir, n);
+            (
+                n.clone(),
+                info.as_ref().map(|i| i.status),
+                info.map(|i| i.venv).filter(|v| !v.is_empty()),
+            )
+        })
+        .collect();
+    let venvs: Vec<String> = match std::fs::read_dir(&venvs_dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let live = link_name(&ctx.p(&l.app));
+    let live_venv = link_name(&ctx.p(&l.venv));
+    let last_good = state::last_good(&state_dir, &releases);
+    let plan = state::plan_prune(
+        &rels,
+        live.as_deref(),
+        live_venv.as_deref(),
+        last_good.as_deref(),
+        ctx.site.deploy.keep_releases.max(1) as usize,
+        &venvs,
+    );
+    for r in &plan.remove_releases {
+        fs_err::remove_dir_all(releases.join(r))?;
+        let _ = std::fs::remove_file(state_dir.join("releases").join(format!("{r}.json")));
+    }
+    for v in &plan.remove_venvs {
+        fs_err::remove_dir_all(venvs_dir.join(v))?;
+    }
+    if !plan.remove_releases.is_empty() || !plan.remove_venvs.is_empty() {
+        log.line(&format!(
+            "pruned {} release(s) and {} venv(s) beyond keep_releases = {}",
+            plan.remove_releases.len(),
+            plan.remove_venvs.len(),
+            ctx.site.deploy.keep_releases
+        ));
+    }
+    Ok(())
+}
+
+fn summary(ctx: &Ctx, rec: &Record, result: &Result<(), Failure>, log: &mut Log) {
+    let n = &ctx.site.name;
+    let total: f64 = rec.steps.iter().map(|s| s.seconds).sum();
+    log.line("");
+    match result {
+        Ok(()) if ctx.opts.no_restart => log.line(&format!(
+            "prepared {} ({}) in {total:.1}s without going live (--no-restart)",
+            rec.release.as_deref().unwrap_or("?"),
+            rec.sha.as_deref().map_or("?", |s| &s[..12.min(s.len())]),
+        )),
+        Ok(()) => {
+            log.line(&format!(
+                "deployed {} ({} = {}) in {total:.1}s: https://{}{}",
+                rec.release.as_deref().unwrap_or("?"),
+                rec.git_ref.as_deref().unwrap_or("?"),
+                rec.sha.as_deref().map_or("?", |s| &s[..12.min(s.len())]),
+                ctx.site.domain,
+                ctx.site.health.path
+            ));
+        }
+        Err(f) => {
+            let what = match f.code {
+                1 => "the deploy failed before going live; the site is as it was",
+                2 => "the deploy was refused",
+                4 => "the deploy failed after going live and was rolled back; the previous release serves",
+                5 => "THE DEPLOY AND ITS ROLLBACK FAILED: the site may be down",
+                _ => "the deploy failed",
+            };
+            log.line(&format!("{what} (exit {}).", f.code));
+            log.line(&format!("step `{}`: {}", f.step, f.message));
+        }
+    }
+    log.line("where to look next:");
+    log.line(&format!(
+        "  sumctl status {n}        live release, units, backups"
+    ));
+    log.line(&format!(
+        "  sumctl history {n}       this and earlier deploys"
+    ));
+    log.line(&format!(
+        "  sumctl releases {n}      releases on disk; sumctl rollback {n}"
+    ));
+    log.line(&format!(
+        "  journalctl -u sum-gunicorn@{n} -u sum-deploy@{n}"
+    ));
+}
+
+/// The `sum-deploy` command: lock, deploy, exit code.
+pub fn run(
+    root: &Root,
+    site_name: &str,
+    opts: &Options,
+    control: Option<&mut dyn Control>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let site = match crate::backup_cmd::load_site(root, site_name) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "sum-deploy: {e}");
+            return 2;
+        }
+    };
+    let state_dir = root.path(SiteLayout::new(&site.name).state);
+    if let Err(e) = fs_err::create_dir_all(&state_dir) {
+        let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
+        return 1;
+    }
+    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    let _lock = match lock::acquire(
+        &state_dir.join("lock"),
+        &format!("sum-deploy {}", site.name),
+        &started,
+    ) {
+        Ok(l) => l,
+        Err(e @ LockError::Busy { .. }) => {
+            let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
+            return 3;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
+            return 1;
+        }
+    };
+    let ctx = Ctx {
+        root,
+        site: &site,
+        opts,
+        account: crate::backup_cmd::site_account(root, &site.name),
+    };
+    let mut systemd;
+    let mut none;
+    let control: &mut dyn Control = match control {
+        Some(c) => c,
+        None if root.is_system() => {
+            systemd = control::Systemd { root: root.clone() };
+            &mut systemd
+        }
+        None => {
+            none = control::NoControl { root: root.clone() };
+            &mut none
+        }
+    };
+    let outcome = deploy(&ctx, control, out);
+    if outcome.code != 0 {
+        let _ = writeln!(
+            err,
+            "sum-deploy {}: {}",
+            site.name,
+            outcome.record.error.as_deref().unwrap_or("failed")
+        );
+    }
+    outcome.code
+}

@@ -1,0 +1,329 @@
+//! What a deploy records (SPEC §7 step 9): one JSON line per deploy or
+//! rollback in `state/history.jsonl`, and one JSON file per release in
+//! `state/releases/<release>.json` saying what it is and whether it ever
+//! passed its smoke check. Pruning reads both.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+/// A release's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseStatus {
+    /// Built; not (yet) known to work.
+    Built,
+    /// Passed its smoke check while live at least once.
+    Good,
+    /// Failed a check, before or after the swap.
+    Failed,
+}
+
+/// `state/releases/<release>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub release: String,
+    pub git_ref: String,
+    pub sha: String,
+    /// The virtualenv it runs in: `venvs/<venv>`.
+    pub venv: String,
+    pub created_utc: String,
+    pub status: ReleaseStatus,
+    /// Every migration applied when it went live (`app.name`), so a
+    /// rollback can warn when its target predates some of them.
+    #[serde(default)]
+    pub migrations: Vec<String>,
+    /// Django's effective STATIC_ROOT and MEDIA_ROOT for this release.
+    #[serde(default)]
+    pub static_root: Option<String>,
+    #[serde(default)]
+    pub media_root: Option<String>,
+}
+
+/// One step of a deploy and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: String,
+    pub seconds: f64,
+}
+
+/// One line of `state/history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// `deploy` or `rollback`.
+    pub action: String,
+    pub started_utc: String,
+    pub finished_utc: String,
+    pub who: String,
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub release: Option<String>,
+    /// The release that was live before.
+    #[serde(default)]
+    pub previous: Option<String>,
+    /// `ok`, `failed` (nothing changed), `rolled-back`, `rollback-failed`,
+    /// `busy`.
+    pub outcome: String,
+    pub exit_code: u8,
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub migrations_applied: Vec<String>,
+    #[serde(default)]
+    pub backup: Option<String>,
+    #[serde(default)]
+    pub venv: Option<String>,
+    #[serde(default)]
+    pub venv_reused: Option<bool>,
+    #[serde(default)]
+    pub steps: Vec<StepTime>,
+}
+
+pub fn history_path(state: &Path) -> PathBuf {
+    state.join("history.jsonl")
+}
+
+fn releases_state_dir(state: &Path) -> PathBuf {
+    state.join("releases")
+}
+
+/// Appends a record (one line, fsynced). A line left unfinished by a crash
+/// is closed first, so it cannot swallow the new record.
+pub fn append(state: &Path, rec: &Record) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut line = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut f = fs_err::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(history_path(state))?;
+    if f.metadata()?.len() > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.insert(0, '\n');
+        }
+    }
+    f.write_all(line.as_bytes())?;
+    f.sync_all()
+}
+
+/// Every record, oldest first. Lines that do not parse (a line cut short by
+/// a crash) are skipped.
+pub fn history(state: &Path) -> std::io::Result<Vec<Record>> {
+    let text = match std::fs::read_to_string(history_path(state)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+pub fn save_release(state: &Path, info: &ReleaseInfo) -> std::io::Result<()> {
+    let dir = releases_state_dir(state);
+    fs_err::create_dir_all(&dir)?;
+    let text = serde_json::to_string_pretty(info).map_err(std::io::Error::other)?;
+    write_atomic(
+        &dir.join(format!("{}.json", info.release)),
+        text.as_bytes(),
+        0o644,
+    )
+}
+
+pub fn load_release(state: &Path, release: &str) -> Option<ReleaseInfo> {
+    let bytes = std::fs::read(releases_state_dir(state).join(format!("{release}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub fn set_status(state: &Path, release: &str, status: ReleaseStatus) -> std::io::Result<()> {
+    if let Some(mut info) = load_release(state, release) {
+        info.status = status;
+        save_release(state, &info)?;
+    }
+    Ok(())
+}
+
+/// Release directory names, newest first (names start with a UTC stamp).
+pub fn release_names(releases: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = match std::fs::read_dir(releases) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
+/// The newest release that is marked good.
+pub fn last_good(state: &Path, releases: &Path) -> Option<String> {
+    release_names(releases)
+        .ok()?
+        .into_iter()
+        .find(|r| load_release(state, r).is_some_and(|i| i.status == ReleaseStatus::Good))
+}
+
+/// What pruning decided.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PrunePlan {
+    pub remove_releases: Vec<String>,
+    pub remove_venvs: Vec<String>,
+}
+
+/// Decides which releases and venvs go. `releases` newest first with their
+/// status (None: no record, e.g. a release whose deploy was killed);
+/// `venv_of` gives a release's venv.
+///
+/// Kept: the live release and the last good one, always; the newest good
+/// releases up to `keep` in all; the newest failed or unrecorded release (for
+/// inspection). Failed releases never count as good ones. A venv goes when no
+/// kept release uses it and it is not the live one.
+pub fn plan_prune(
+    releases: &[(String, Option<ReleaseStatus>, Option<String>)],
+    live: Option<&str>,
+    live_venv: Option<&str>,
+    last_good: Option<&str>,
+    keep: usize,
+    venvs: &[String],
+) -> PrunePlan {
+    let mut kept: BTreeSet<&str> = BTreeSet::new();
+    kept.extend(live);
+    kept.extend(last_good);
+    let mut good = kept.len();
+    let mut kept_one_bad = false;
+    for (name, status, _) in releases {
+        if kept.contains(name.as_str()) {
+            continue;
+        }
+        match status {
+            Some(ReleaseStatus::Good) if good < keep => {
+                good += 1;
+                kept.insert(name);
+            }
+            Some(ReleaseStatus::Good) => {}
+            _ if !kept_one_bad => {
+                kept_one_bad = true;
+                kept.insert(name);
+            }
+            _ => {}
+        }
+    }
+    let remove_releases: Vec<String> = releases
+        .iter()
+        .filter(|(n, _, _)| !kept.contains(n.as_str()))
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    let used: BTreeSet<&str> = releases
+        .iter()
+        .filter(|(n, _, _)| kept.contains(n.as_str()))
+        .filter_map(|(_, _, v)| v.as_deref())
+        .chain(live_venv)
+        .collect();
+    let remove_venvs = venvs
+        .iter()
+        .filter(|v| !used.contains(v.as_str()))
+        .cloned()
+        .collect();
+    PrunePlan {
+        remove_releases,
+        remove_venvs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ReleaseStatus::*;
+
+    fn r(
+        n: &str,
+        s: Option<ReleaseStatus>,
+        v: &str,
+    ) -> (String, Option<ReleaseStatus>, Option<String>) {
+        (n.to_string(), s, Some(v.to_string()))
+    }
+
+    #[test]
+    fn pruning_keeps_live_last_good_and_newest_good() {
+        // newest first
+        let rels = vec![
+            r("r7", Some(Failed), "c"),
+            r("r6", Some(Failed), "c"),
+            r("r5", Some(Good), "b"),
+            r("r4", Some(Good), "b"),
+            r("r3", None, "a"),
+            r("r2", Some(Good), "a"),
+            r("r1", Some(Good), "z"),
+        ];
+        let venvs = vec!["a".into(), "b".into(), "c".into(), "z".into(), "old".into()];
+        let p = plan_prune(&rels, Some("r5"), Some("b"), Some("r5"), 2, &venvs);
+        assert_eq!(p.remove_releases, vec!["r6", "r3", "r2", "r1"]);
+        assert_eq!(p.remove_venvs, vec!["a", "z", "old"]);
+    }
+
+    #[test]
+    fn pruning_never_removes_live_or_last_good_even_when_old() {
+        let rels = vec![
+            r("r4", Some(Good), "d"),
+            r("r3", Some(Good), "c"),
+            r("r2", Some(Good), "b"),
+            r("r1", Some(Good), "a"),
+        ];
+        let venvs = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        // Rolled back to r1: r1 is live; r4 is the last good by date.
+        let p = plan_prune(&rels, Some("r1"), Some("a"), Some("r4"), 1, &venvs);
+        assert_eq!(p.remove_releases, vec!["r3", "r2"]);
+        assert_eq!(p.remove_venvs, vec!["b", "c"]);
+    }
+
+    #[test]
+    fn history_lines_cut_short_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Record {
+            action: "deploy".into(),
+            started_utc: "a".into(),
+            finished_utc: "b".into(),
+            who: "root".into(),
+            git_ref: Some("main".into()),
+            sha: None,
+            release: None,
+            previous: None,
+            outcome: "ok".into(),
+            exit_code: 0,
+            failed_step: None,
+            error: None,
+            migrations_applied: vec![],
+            backup: None,
+            venv: None,
+            venv_reused: None,
+            steps: vec![],
+        };
+        append(dir.path(), &rec).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(history_path(dir.path()))
+            .unwrap()
+            .write_all(b"{\"action\": \"dep")
+            .unwrap();
+        append(dir.path(), &rec).unwrap();
+        assert_eq!(history(dir.path()).unwrap().len(), 2);
+    }
+}

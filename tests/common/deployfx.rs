@@ -1,0 +1,293 @@
+//! The deploy tests' world: a temporary root with the example site's file
+//! and `.env`, a real PostgreSQL and Redis, a git repository of the example
+//! app with its five versions (examples/make-repo.sh), the wheelhouse of
+//! its requirements (tests/wheelhouse.sh), and a control that runs real
+//! gunicorn on the site's socket where systemd would.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use sum::deploy::control::Control;
+use sum::deploy::{Options, Outcome};
+use sum::layout::Root;
+use sum::site::Site;
+
+use super::pg::Pg;
+use super::redis::Redis;
+
+pub const SITE: &str = "acme";
+pub const DOMAIN: &str = "acme.localhost";
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static WHEELHOUSE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The wheelhouse, downloaded once per machine.
+pub fn wheelhouse() -> PathBuf {
+    let mut w = WHEELHOUSE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = &*w {
+        return p.clone();
+    }
+    let out = Command::new("bash")
+        .arg(manifest_dir().join("tests/wheelhouse.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tests/wheelhouse.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rel = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let p = manifest_dir().join(rel);
+    *w = Some(p.clone());
+    p
+}
+
+/// A fresh repository of the example app with tags v1..v5.
+pub fn make_repo(dest: &Path) {
+    let out = Command::new("bash")
+        .arg(manifest_dir().join("examples/make-repo.sh"))
+        .arg(dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/make-repo.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub struct Fixture {
+    pub root: tempfile::TempDir,
+    pub pg: Pg,
+    pub redis: Redis,
+    pub repo: PathBuf,
+    _repo_dir: tempfile::TempDir,
+    pub db_url: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Fixture {
+    /// None when PostgreSQL or redis-server is missing outside CI.
+    pub fn new(extra_toml: &str) -> Option<Fixture> {
+        if !super::require_tool("redis-server") || !super::require_tool("git") {
+            return None;
+        }
+        let pg = Pg::start()?;
+        let redis = Redis::start(None);
+        let db_url = pg.create_site_db("acme", "acme-pw", "acme");
+        let repo_dir = tempfile::tempdir().unwrap();
+        let repo = repo_dir.path().join("acme.git");
+        make_repo(&repo);
+        let root = tempfile::tempdir().unwrap();
+        let sites = root.path().join("etc/sum/sites");
+        std::fs::create_dir_all(&sites).unwrap();
+        std::fs::write(
+            sites.join("acme.toml"),
+            format!(
+                "domain = \"{DOMAIN}\"\n[git]\nurl = \"{}\"\nref = \"main\"\n\
+                 [health]\ntimeout = \"20s\"\n{extra_toml}",
+                repo.display()
+            ),
+        )
+        .unwrap();
+        let home = root.path().join("srv/sum/acme");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec![
+            ("DATABASE_URL".to_string(), db_url.clone()),
+            (
+                "SECRET_KEY".into(),
+                "tests-only-q8Vx2Lr7Kp4Zm9Tw1Ye6Hn3Jb5Sd0Fg8Uc7Ia2Ro4Wl".into(),
+            ),
+            ("REDIS_URL".into(), redis.url()),
+            ("ALLOWED_HOSTS".into(), DOMAIN.into()),
+            ("PIP_NO_INDEX".into(), "1".into()),
+            ("PIP_FIND_LINKS".into(), wheelhouse().display().to_string()),
+        ];
+        let fx = Fixture {
+            root,
+            pg,
+            redis,
+            repo,
+            _repo_dir: repo_dir,
+            db_url,
+            env,
+        };
+        fx.write_env(&fx.env);
+        Some(fx)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("srv/sum/acme")
+    }
+
+    pub fn sum_root(&self) -> Root {
+        Root::new(self.root.path())
+    }
+
+    pub fn write_env(&self, env: &[(String, String)]) {
+        let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let path = self.home().join(".env");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+
+    pub fn site(&self) -> Site {
+        sum::sites::load_file(&self.root.path().join("etc/sum/sites/acme.toml")).unwrap()
+    }
+
+    /// The live release's name.
+    pub fn live(&self) -> Option<String> {
+        std::fs::read_link(self.home().join("app"))
+            .ok()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    /// Runs a deploy through the library with `control`.
+    pub fn deploy(&self, control: &mut dyn Control, opts: &Options) -> (Outcome, String) {
+        let site = self.site();
+        let root = self.sum_root();
+        let ctx = sum::deploy::Ctx {
+            root: &root,
+            site: &site,
+            opts,
+            account: None,
+        };
+        let mut out = Vec::new();
+        let outcome = sum::deploy::deploy(&ctx, control, &mut out);
+        (outcome, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    pub fn gunicorn(&self) -> Gunicorn {
+        Gunicorn {
+            root: self.sum_root(),
+            home: self.home(),
+            env: self.env.clone(),
+            child: None,
+        }
+    }
+
+    /// GET over the site's socket, as Caddy would.
+    pub fn get(&self, path: &str) -> sum::smoke::Response {
+        sum::smoke::get(
+            &self.sum_root().path("/run/sum/acme/gunicorn.sock"),
+            DOMAIN,
+            path,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("GET {path} over the socket: {e}"))
+    }
+
+    /// The `release` the example's health view reports.
+    pub fn serving_version(&self) -> String {
+        let r = self.get("/health/");
+        let v: serde_json::Value = serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("health is not JSON ({e}): {}", r.body));
+        v["release"].as_str().unwrap_or("?").to_string()
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.pg.sql("acme", sql).trim().to_string()
+    }
+}
+
+/// Runs real gunicorn on the site's socket, as `sum-gunicorn@.service`
+/// would: from the `app` and `venv` links, preloaded, with the `.env`.
+pub struct Gunicorn {
+    root: Root,
+    home: PathBuf,
+    env: Vec<(String, String)>,
+    pub child: Option<Child>,
+}
+
+impl Gunicorn {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.home.join("gunicorn.log")
+    }
+}
+
+impl Drop for Gunicorn {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Control for Gunicorn {
+    fn manages_services(&self) -> bool {
+        true
+    }
+    fn restart(&mut self, site: &Site) -> Result<(), String> {
+        self.kill();
+        let sock = self.socket(site);
+        std::fs::create_dir_all(sock.parent().unwrap()).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&sock);
+        let log = std::fs::File::create(self.log()).map_err(|e| e.to_string())?;
+        let child = Command::new(self.home.join("venv/bin/gunicorn"))
+            .args(["--workers", "1", "--threads", "2", "--preload", "--bind"])
+            .arg(format!("unix:{}", sock.display()))
+            .arg(&site.django.wsgi)
+            .current_dir(self.home.join("app"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("DJANGO_SETTINGS_MODULE", &site.django.settings)
+            .env("STATIC_ROOT", self.home.join("static"))
+            .env("MEDIA_ROOT", self.home.join("media"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("gunicorn: {e}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+    fn stop(&mut self, _: &Site) -> Result<(), String> {
+        self.kill();
+        Ok(())
+    }
+    fn socket(&self, _: &Site) -> PathBuf {
+        self.root.path("/run/sum/acme/gunicorn.sock")
+    }
+    fn journal_tail(&mut self, _: &Site) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn public_url_reachable(&self) -> bool {
+        false
+    }
+}

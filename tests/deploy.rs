@@ -1,0 +1,209 @@
+//! sum-deploy against a temporary root with a real PostgreSQL and Redis,
+//! the example Django app in five versions, pip from a wheelhouse and real
+//! gunicorn on the site's socket (tests/common/deployfx.rs).
+
+mod common;
+
+use common::deployfx::{git, Fixture};
+use sum::deploy::state::{self, ReleaseStatus};
+use sum::deploy::Options;
+
+fn opts(r: &str) -> Options {
+    Options {
+        git_ref: Some(r.to_string()),
+        no_restart: false,
+    }
+}
+
+fn releases(fx: &Fixture) -> Vec<String> {
+    state::release_names(&fx.home().join("releases")).unwrap()
+}
+
+fn status_of(fx: &Fixture, release: &str) -> Option<ReleaseStatus> {
+    state::load_release(&fx.home().join("state"), release).map(|i| i.status)
+}
+
+#[test]
+fn a_site_through_five_versions_rollbacks_and_pruning() {
+    let Some(fx) = Fixture::new("[deploy]\nkeep_releases = 3\n") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+
+    // First deploy of v1: builds the venv, migrates, serves.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    println!("{log}");
+    assert_eq!(o.code, 0, "first deploy failed:\n{log}");
+    for step in [
+        "preflight",
+        "bootstrap",
+        "fetch",
+        "release",
+        "venv",
+        "check",
+        "import",
+        "collectstatic",
+        "migrations",
+        "backup",
+        "migrate",
+        "swap",
+        "restart",
+        "smoke",
+    ] {
+        assert!(
+            log.contains(&format!("==> {step}\n")),
+            "step {step} not logged:\n{log}"
+        );
+    }
+    assert!(log.contains("built venvs/"), "{log}");
+    assert_eq!(fx.serving_version(), "v1");
+    let v1 = fx.live().unwrap();
+    assert_eq!(status_of(&fx, &v1), Some(ReleaseStatus::Good));
+    assert!(
+        fx.home().join("static/notes/site.css").is_file(),
+        "collectstatic put nothing in static/"
+    );
+    assert!(log.contains("sitemap: /sitemap.xml answered 200"), "{log}");
+    let first = o.record;
+    assert_eq!(first.outcome, "ok");
+    assert_eq!(first.venv_reused, Some(false));
+
+    // The same ref again: a new release, the venv reused.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    println!("{log}");
+    assert_eq!(o.code, 0, "redeploy failed:\n{log}");
+    assert_eq!(o.record.venv_reused, Some(true), "{log}");
+    assert!(log.contains("reused venvs/"), "{log}");
+    assert_ne!(fx.live().unwrap(), v1, "a redeploy makes a new release");
+    assert_eq!(fx.serving_version(), "v1");
+
+    // v2 by branch name: its migration is applied after a verified backup.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("main"));
+    println!("{log}");
+    assert_eq!(o.code, 0, "v2 failed:\n{log}");
+    assert_eq!(o.record.migrations_applied, vec!["notes.0002_note_pinned"]);
+    let backup = o.record.backup.clone().expect("a pre-migrate backup");
+    assert!(
+        std::path::Path::new(&backup).is_file()
+            && std::path::Path::new(&format!("{backup}.json")).is_file(),
+        "{backup} and its manifest"
+    );
+    assert_eq!(fx.serving_version(), "v2");
+    assert_eq!(
+        fx.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes_note' AND column_name = 'pinned'"),
+        "1"
+    );
+    let v2 = fx.live().unwrap();
+    fx.sql(
+        "INSERT INTO notes_note (title, body, created, pinned) VALUES ('kept', '', now(), true)",
+    );
+
+    // v3 fails to import: exit 1 before the swap, v2 untouched.
+    let before = common::snapshot(&fx.home().join("static"));
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v3"));
+    println!("{log}");
+    assert_eq!(o.code, 1, "v3 must fail before the swap:\n{log}");
+    assert_eq!(o.record.failed_step.as_deref(), Some("import"));
+    let err = o.record.error.unwrap();
+    assert!(
+        err.contains("no_such_module") && err.contains("production is untouched"),
+        "{err}"
+    );
+    assert_eq!(fx.live().unwrap(), v2);
+    assert_eq!(fx.serving_version(), "v2");
+    assert_eq!(before, common::snapshot(&fx.home().join("static")));
+    let v3 = releases(&fx)[0].clone();
+    assert_eq!(status_of(&fx, &v3), Some(ReleaseStatus::Failed));
+
+    // v4 answers 503 after the swap: rolled back, exit 4, v2 serving.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v4"));
+    println!("{log}");
+    assert_eq!(o.code, 4, "v4 must roll back:\n{log}");
+    assert_eq!(o.record.outcome, "rolled-back");
+    let err = o.record.error.unwrap();
+    assert!(
+        err.contains("503") && err.contains(&format!("rolled back to {v2}")),
+        "{err}"
+    );
+    assert!(log.contains("==> rollback"), "{log}");
+    assert_eq!(fx.live().unwrap(), v2);
+    assert_eq!(fx.serving_version(), "v2");
+
+    // v5's migration fails halfway: exit 1, the database unchanged.
+    let tables = fx.sql("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'");
+    let applied = fx.sql("SELECT count(*) FROM django_migrations");
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v5"));
+    println!("{log}");
+    assert_eq!(o.code, 1, "v5 must fail:\n{log}");
+    assert_eq!(o.record.failed_step.as_deref(), Some("migrate"));
+    assert!(o.record.error.unwrap().contains("division by zero"));
+    assert_eq!(tables, fx.sql("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'"));
+    assert_eq!(applied, fx.sql("SELECT count(*) FROM django_migrations"));
+    assert_eq!(fx.live().unwrap(), v2);
+    assert_eq!(fx.serving_version(), "v2");
+    assert_eq!(fx.sql("SELECT title FROM notes_note WHERE pinned"), "kept");
+
+    // --no-restart: built and checked, not live.
+    let (o, log) = fx.deploy(
+        &mut gunicorn,
+        &Options {
+            git_ref: Some("v1".into()),
+            no_restart: true,
+        },
+    );
+    println!("{log}");
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(o.record.outcome, "prepared");
+    assert!(!log.contains("==> swap"), "{log}");
+    assert_eq!(fx.live().unwrap(), v2);
+
+    // A full sha works as a ref.
+    let sha = git(&fx.repo, &["rev-parse", "v2^{commit}"]);
+    let (o, log) = fx.deploy(&mut gunicorn, &opts(&sha));
+    println!("{log}");
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(o.record.sha.as_deref(), Some(sha.as_str()));
+    assert_eq!(fx.serving_version(), "v2");
+
+    // Pruning: keep_releases = 3 good ones plus the newest failed one; the
+    // live release always stays; venvs of pruned releases go.
+    let left = releases(&fx);
+    let live = fx.live().unwrap();
+    assert!(left.contains(&live));
+    let good: Vec<_> = left
+        .iter()
+        .filter(|r| status_of(&fx, r) == Some(ReleaseStatus::Good))
+        .collect();
+    assert_eq!(good.len(), 3, "{left:?}");
+    let bad: Vec<_> = left
+        .iter()
+        .filter(|r| status_of(&fx, r) != Some(ReleaseStatus::Good))
+        .collect();
+    assert_eq!(
+        bad.len(),
+        1,
+        "one failed or unfinished release is kept: {left:?}"
+    );
+    assert!(
+        !left.contains(&v1),
+        "the oldest release is pruned: {left:?}"
+    );
+
+    // Every deploy is in the history, with its outcome.
+    let hist = state::history(&fx.home().join("state")).unwrap();
+    let outcomes: Vec<&str> = hist.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            "ok",
+            "ok",
+            "ok",
+            "failed",
+            "rolled-back",
+            "failed",
+            "prepared",
+            "ok"
+        ]
+    );
+    assert!(hist.iter().all(|r| !r.steps.is_empty()));
+}
