@@ -189,20 +189,58 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         "the oldest release is pruned: {left:?}"
     );
 
-    // Every deploy is in the history, with its outcome.
+    // Rollback --to the v1 release: no rebuild, a warning about the
+    // migration applied since, v1 serving.
+    let v1_again = left
+        .iter()
+        .find(|r| {
+            state::load_release(&fx.home().join("state"), r)
+                .unwrap()
+                .git_ref
+                == "v1"
+                && status_of(&fx, r) == Some(ReleaseStatus::Good)
+        })
+        .expect("the v1 redeploy is kept")
+        .clone();
+    let (code, log) = fx.rollback(&mut gunicorn, Some(&v1_again[..22]));
+    println!("{log}");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("predates migrations applied since: notes.0002_note_pinned"),
+        "{log}"
+    );
+    assert_eq!(fx.live().unwrap(), v1_again);
+    assert_eq!(fx.serving_version(), "v1");
+    // Without --to there is no older good release left than this one.
+    let (code, log) = fx.rollback(&mut gunicorn, None);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("no earlier release"), "{log}");
+    assert_eq!(fx.serving_version(), "v1");
+    // Forward again with --to.
+    let (code, log) = fx.rollback(&mut gunicorn, Some(&live));
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(fx.serving_version(), "v2");
+
+    // Every deploy and rollback is in the history, with its outcome.
     let hist = state::history(&fx.home().join("state")).unwrap();
-    let outcomes: Vec<&str> = hist.iter().map(|r| r.outcome.as_str()).collect();
+    let outcomes: Vec<String> = hist
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.outcome))
+        .collect();
     assert_eq!(
         outcomes,
         vec![
-            "ok",
-            "ok",
-            "ok",
-            "failed",
-            "rolled-back",
-            "failed",
-            "prepared",
-            "ok"
+            "deploy ok",
+            "deploy ok",
+            "deploy ok",
+            "deploy failed",
+            "deploy rolled-back",
+            "deploy failed",
+            "deploy prepared",
+            "deploy ok",
+            "rollback ok",
+            "rollback failed",
+            "rollback ok"
         ]
     );
     assert!(hist.iter().all(|r| !r.steps.is_empty()));

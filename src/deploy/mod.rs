@@ -10,6 +10,7 @@ pub mod control;
 pub mod fetch;
 pub mod layout;
 pub mod public;
+pub mod rollback;
 pub mod run;
 pub mod state;
 

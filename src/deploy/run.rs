@@ -61,19 +61,26 @@ struct InProgress {
 
 const IN_PROGRESS: &str = "deploy-in-progress.json";
 
-struct Log<'a> {
+pub(super) struct Log<'a> {
     out: &'a mut dyn Write,
-    times: Vec<StepTime>,
+    pub(super) times: Vec<StepTime>,
 }
 
 impl Log<'_> {
-    fn line(&mut self, text: &str) {
+    pub(super) fn new(out: &mut dyn Write) -> Log<'_> {
+        Log {
+            out,
+            times: Vec::new(),
+        }
+    }
+
+    pub(super) fn line(&mut self, text: &str) {
         let _ = writeln!(self.out, "{text}");
         let _ = self.out.flush();
     }
 
     /// Runs one step, logging its start, its result and its duration.
-    fn step<T>(
+    pub(super) fn step<T>(
         &mut self,
         name: &str,
         f: impl FnOnce(&mut Self) -> Result<(T, String), String>,
@@ -121,7 +128,7 @@ pub fn who() -> String {
 }
 
 /// The file name a symlink points at (`releases/<r>` → `<r>`).
-fn link_name(link: &Path) -> Option<String> {
+pub(super) fn link_name(link: &Path) -> Option<String> {
     std::fs::read_link(link)
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -581,7 +588,7 @@ fn steps(
     }
 }
 
-fn fail(step: &str, message: impl Into<String>) -> Failure {
+pub(super) fn fail(step: &str, message: impl Into<String>) -> Failure {
     Failure {
         step: step.to_string(),
         code: 1,
@@ -689,14 +696,23 @@ fn clean_leftovers(releases: &Path) -> usize {
     n
 }
 
-fn swap(app_link: &Path, venv_link: &Path, release: &str, venv: &str) -> std::io::Result<()> {
+pub(super) fn swap(
+    app_link: &Path,
+    venv_link: &Path,
+    release: &str,
+    venv: &str,
+) -> std::io::Result<()> {
     symlink_atomic(Path::new(&format!("venvs/{venv}")), venv_link)?;
     symlink_atomic(Path::new(&format!("releases/{release}")), app_link)
 }
 
 /// Re-renders this site's Caddy snippet in memory; when it differs from the
 /// one Caddy has, reloads Caddy (whose reload renders it).
-fn caddy_if_changed(ctx: &Ctx, control: &mut dyn Control, log: &mut Log) -> Result<(), Failure> {
+pub(super) fn caddy_if_changed(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    log: &mut Log,
+) -> Result<(), Failure> {
     let served = Served::from_disk(ctx.root, ctx.site);
     let Ok(text) = caddy::snippet(ctx.site, &served) else {
         return Ok(());
@@ -937,6 +953,53 @@ fn summary(ctx: &Ctx, rec: &Record, result: &Result<(), Failure>, log: &mut Log)
     ));
 }
 
+/// Loads the site and takes its lock for `what` ("sum-deploy", "sumctl
+/// rollback"); on failure, the exit code (2 invalid site, 3 busy, 1 other).
+pub(super) fn site_and_lock(
+    root: &Root,
+    site_name: &str,
+    what: &str,
+    err: &mut dyn Write,
+) -> Result<(Site, lock::SiteLock), u8> {
+    let site = match crate::backup_cmd::load_site(root, site_name) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "{what}: {e}");
+            return Err(2);
+        }
+    };
+    let state_dir = root.path(SiteLayout::new(&site.name).state);
+    if let Err(e) = fs_err::create_dir_all(&state_dir) {
+        let _ = writeln!(err, "{what} {}: {e}", site.name);
+        return Err(1);
+    }
+    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    match lock::acquire(
+        &state_dir.join("lock"),
+        &format!("{what} {}", site.name),
+        &started,
+    ) {
+        Ok(l) => Ok((site, l)),
+        Err(e @ LockError::Busy { .. }) => {
+            let _ = writeln!(err, "{what} {}: {e}", site.name);
+            Err(3)
+        }
+        Err(e) => {
+            let _ = writeln!(err, "{what} {}: {e}", site.name);
+            Err(1)
+        }
+    }
+}
+
+/// systemd on a real system, nothing under a test root.
+pub(super) fn default_control(root: &Root) -> Box<dyn Control> {
+    if root.is_system() {
+        Box::new(control::Systemd { root: root.clone() })
+    } else {
+        Box::new(control::NoControl { root: root.clone() })
+    }
+}
+
 /// The `sum-deploy` command: lock, deploy, exit code.
 pub fn run(
     root: &Root,
@@ -946,33 +1009,9 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let site = match crate::backup_cmd::load_site(root, site_name) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(err, "sum-deploy: {e}");
-            return 2;
-        }
-    };
-    let state_dir = root.path(SiteLayout::new(&site.name).state);
-    if let Err(e) = fs_err::create_dir_all(&state_dir) {
-        let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
-        return 1;
-    }
-    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
-    let _lock = match lock::acquire(
-        &state_dir.join("lock"),
-        &format!("sum-deploy {}", site.name),
-        &started,
-    ) {
-        Ok(l) => l,
-        Err(e @ LockError::Busy { .. }) => {
-            let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
-            return 3;
-        }
-        Err(e) => {
-            let _ = writeln!(err, "sum-deploy {}: {e}", site.name);
-            return 1;
-        }
+    let (site, _lock) = match site_and_lock(root, site_name, "sum-deploy", err) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let ctx = Ctx {
         root,
@@ -980,17 +1019,12 @@ pub fn run(
         opts,
         account: crate::backup_cmd::site_account(root, &site.name),
     };
-    let mut systemd;
-    let mut none;
+    let mut default;
     let control: &mut dyn Control = match control {
         Some(c) => c,
-        None if root.is_system() => {
-            systemd = control::Systemd { root: root.clone() };
-            &mut systemd
-        }
         None => {
-            none = control::NoControl { root: root.clone() };
-            &mut none
+            default = default_control(root);
+            default.as_mut()
         }
     };
     let outcome = deploy(&ctx, control, out);

@@ -178,6 +178,22 @@ impl Fixture {
         (outcome, String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// Runs `sumctl rollback` through the library with `control`.
+    pub fn rollback(&self, control: &mut dyn Control, to: Option<&str>) -> (u8, String) {
+        let site = self.site();
+        let root = self.sum_root();
+        let opts = Options::default();
+        let ctx = sum::deploy::Ctx {
+            root: &root,
+            site: &site,
+            opts: &opts,
+            account: None,
+        };
+        let mut out = Vec::new();
+        let (code, _) = sum::deploy::rollback::rollback(&ctx, to, control, &mut out);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
     pub fn gunicorn(&self) -> Gunicorn {
         Gunicorn {
             root: self.sum_root(),
