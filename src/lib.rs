@@ -11,6 +11,7 @@ pub mod caddy;
 pub mod calendar;
 pub mod ctl;
 pub mod deploy;
+pub mod deploy_cmd;
 pub mod envfile;
 pub mod fsutil;
 pub mod generator;

@@ -50,7 +50,11 @@ fn verify_root() -> (tempfile::TempDir, Vec<String>) {
         }
     }
     // The units the package ships, which the generated ones refer to.
-    for shipped in ["sum-sites.target", "sum-backup@.service"] {
+    for shipped in [
+        "sum-sites.target",
+        "sum-backup@.service",
+        "sum-deploy@.service",
+    ] {
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("units")
@@ -60,12 +64,14 @@ fn verify_root() -> (tempfile::TempDir, Vec<String>) {
         .unwrap();
     }
     std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
-    std::fs::write(root.path().join("usr/bin/sum-backup"), "#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(
-        root.path().join("usr/bin/sum-backup"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    for bin in ["sum-backup", "sum-deploy"] {
+        std::fs::write(root.path().join("usr/bin").join(bin), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            root.path().join("usr/bin").join(bin),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
     let loaded = sites::load_all(&Root::new(sites_root.path())).unwrap();
     for site in &loaded.sites {
         let bin = root.path().join(format!("srv/sum/{}/venv/bin", site.name));
@@ -110,6 +116,19 @@ fn systemd_analyze_verify_accepts_every_generated_unit() {
     assert!(
         err.trim().is_empty(),
         "systemd-analyze verify warned:\n{err}"
+    );
+
+    // The shipped deploy template, as an instance.
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "--generators=no", "--root=."])
+        .arg("usr/lib/systemd/system/sum-deploy@.service")
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "sum-deploy@.service:\n{err}"
     );
 
     // The check can fail: a unit whose command is missing is reported.

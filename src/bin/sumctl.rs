@@ -50,6 +50,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Go back to an earlier release still on disk: swap, restart, smoke check
+    Rollback {
+        site: String,
+        /// The release to go to: its name or a unique part of it (e.g. a short sha);
+        /// default: the newest good release older than the live one
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+    },
+    /// List a site's releases on disk, newest first, with the live and last good ones
+    Releases {
+        site: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a site's deploys and rollbacks, newest first
+    History {
+        site: String,
+        #[arg(long)]
+        json: bool,
+        /// How many to show (0: all)
+        #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +110,15 @@ fn main() -> ExitCode {
         }
         Command::Backups { site, json } => {
             sum::status::backups(&root, site, *json, &mut out, &mut err)
+        }
+        Command::Rollback { site, to } => {
+            sum::deploy::rollback::run(&root, site, to.as_deref(), None, &mut out, &mut err)
+        }
+        Command::Releases { site, json } => {
+            sum::deploy_cmd::releases(&root, site, *json, &mut out, &mut err)
+        }
+        Command::History { site, json, limit } => {
+            sum::deploy_cmd::history(&root, site, *json, *limit, &mut out, &mut err)
         }
     };
     ExitCode::from(code)

@@ -63,6 +63,15 @@ impl Runner {
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
+        // A deploy killed mid-way (kill -9) takes pip and manage.py with
+        // it, so nothing keeps writing into a venv the next deploy rebuilds.
+        // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
         cmd
     }
 
@@ -170,13 +179,31 @@ pub fn ensure_venv(
     // A leftover of an interrupted build: emptied, not removed, so the
     // directory may be a mount point.
     empty_dir(dir).map_err(|e| format!("cannot clear the unfinished {}: {e}", dir.display()))?;
-    let result = build_venv(runner, dir, spec, release);
+    let result = build_venv(runner, dir, spec, release).map_err(|e| {
+        // Say so when the disk filled up: pip's own message may be buried.
+        match free_bytes(dir) {
+            Some(free) if free < LOW_SPACE => format!(
+                "{e}\nonly {} MiB left on the file system of {}: free some space and deploy again",
+                free / (1 << 20),
+                dir.display()
+            ),
+            _ => e,
+        }
+    });
     if result.is_err() {
         // Never leave a half-built venv that looks like something.
         let _ = empty_dir(dir);
         let _ = std::fs::remove_dir(dir);
     }
     result.map(|()| false)
+}
+
+/// Below this much free space a failed build is blamed on the disk.
+const LOW_SPACE: u64 = 64 << 20;
+
+fn free_bytes(path: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
 fn empty_dir(dir: &Path) -> std::io::Result<()> {

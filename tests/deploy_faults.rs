@@ -1,0 +1,422 @@
+//! sum-deploy under faults: each one fails with a message that says what to
+//! fix, leaves the live release serving, and the next deploy succeeds.
+//! Real PostgreSQL, Redis, gunicorn and the example app
+//! (tests/common/deployfx.rs).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::deployfx::{git, Fixture};
+use common::Node;
+use sum::deploy::Options;
+
+fn opts(r: &str) -> Options {
+    Options {
+        git_ref: Some(r.to_string()),
+        no_restart: false,
+    }
+}
+
+/// Everything under the site's home that a deploy could change, without
+/// the history and the lock (a failed deploy records itself there).
+fn site_state(fx: &Fixture) -> BTreeMap<PathBuf, Node> {
+    let mut snap = common::snapshot(&fx.home());
+    snap.retain(|p, _| {
+        let s = p.to_string_lossy();
+        !(s == "state/history.jsonl"
+            || s == "state/lock"
+            || s == ".env"
+            || s.starts_with("repo.git")
+            || s == "gunicorn.log")
+    });
+    snap
+}
+
+/// Fails naming the paths that differ, not dumping both trees.
+fn assert_same(before: &BTreeMap<PathBuf, Node>, after: &BTreeMap<PathBuf, Node>, what: &str) {
+    let mut diff: Vec<String> = Vec::new();
+    for (p, n) in before {
+        match after.get(p) {
+            None => diff.push(format!("removed {}", p.display())),
+            Some(m) if m != n => diff.push(format!("changed {}", p.display())),
+            _ => {}
+        }
+    }
+    for p in after.keys().filter(|p| !before.contains_key(*p)) {
+        diff.push(format!("added {}", p.display()));
+    }
+    assert!(diff.is_empty(), "{what} changed the site's files: {diff:?}");
+}
+
+fn sum_deploy(fx: &Fixture, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sum-deploy"));
+    cmd.arg("acme").args(args).env("SUM_ROOT", fx.root.path());
+    cmd
+}
+
+#[test]
+fn preflight_failures_touch_nothing_and_say_what_to_fix() {
+    let Some(mut fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    let before = site_state(&fx);
+
+    let check = |fx: &Fixture, what: &str, expect: &[&str]| {
+        let out = sum_deploy(fx, &["--ref", "v2"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{what}: no `{e}` in:\n{err}");
+        }
+        assert_same(&before, &site_state(fx), what);
+    };
+
+    // Redis down: stopped, then started again on its port.
+    let port = fx.redis.port;
+    drop(std::mem::replace(
+        &mut fx.redis,
+        common::redis::Redis::start(None),
+    ));
+    check(
+        &fx,
+        "Redis down",
+        &[
+            &format!("Redis at 127.0.0.1:{port} does not answer"),
+            "systemctl status redis-server",
+        ],
+    );
+    fx.redis = common::redis::Redis::start_on(port, None);
+    assert_eq!(fx.serving_version(), "v1");
+
+    // PostgreSQL down.
+    fx.pg.stop();
+    check(
+        &fx,
+        "PostgreSQL down",
+        &["PostgreSQL is not reachable", "systemctl status postgresql"],
+    );
+    fx.pg.start_server();
+    assert_eq!(fx.serving_version(), "v1");
+
+    // .env missing, world-readable, group-writable.
+    let env_file = fx.home().join(".env");
+    std::fs::rename(&env_file, fx.root.path().join("env.away")).unwrap();
+    check(&fx, ".env missing", &[".env is missing", "sumctl new"]);
+    std::fs::rename(fx.root.path().join("env.away"), &env_file).unwrap();
+    for (mode, what) in [(0o644, "world-readable"), (0o660, "writable")] {
+        std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = sum_deploy(&fx, &["--ref", "v2"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(".env") && err.contains(what) && err.contains("chmod 0640"),
+            "mode {mode:o}: {err}"
+        );
+        assert_same(&before, &site_state(&fx), what);
+    }
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // An invalid site file: exit 2, nothing touched.
+    let site_file = fx.root.path().join("etc/sum/sites/acme.toml");
+    let good = std::fs::read_to_string(&site_file).unwrap();
+    std::fs::write(&site_file, format!("{good}\n[deploy]\nkeep_releasez = 3\n")).unwrap();
+    let out = sum_deploy(&fx, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("acme.toml:") && err.contains("keep_releasez"),
+        "{err}"
+    );
+    std::fs::write(&site_file, good).unwrap();
+    assert_same(&before, &site_state(&fx), "an invalid site file");
+
+    // Each failure is in the history; the site still serves v1; the next
+    // deploy succeeds.
+    assert_eq!(fx.serving_version(), "v1");
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(fx.serving_version(), "v2");
+    let hist = sum::deploy::state::history(&fx.home().join("state")).unwrap();
+    let failed = hist.iter().filter(|r| r.outcome == "failed").count();
+    assert_eq!(failed, 5, "{hist:?}");
+    assert!(hist
+        .iter()
+        .filter(|r| r.outcome == "failed")
+        .all(|r| r.failed_step.as_deref() == Some("preflight")));
+}
+
+/// Starts sum-deploy and returns it once a line of its output matches.
+fn start_until(fx: &Fixture, args: &[&str], line_starts: &str) -> (Child, Vec<String>) {
+    let mut child = sum_deploy(fx, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.starts_with(line_starts);
+                seen.push(line);
+                if hit {
+                    // Keep draining so the child never blocks on a full pipe.
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return (child, seen);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "sum-deploy never printed `{line_starts}`; it printed:\n{}\n{}",
+                    seen.join("\n"),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+fn kill9(mut child: Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn two_deploys_at_once_the_second_exits_3_naming_the_holder() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let (first, _) = start_until(&fx, &["--ref", "v1"], "==> fetch");
+    let out = sum_deploy(&fx, &["--ref", "v1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("sum-deploy acme")
+            && err.contains("holds")
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the first deploy is unaffected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fx.live().is_some());
+}
+
+fn leftovers(fx: &Fixture) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(fx.home().join("releases"))
+        .unwrap()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') {
+            found.push(format!("releases/{n}"));
+        }
+    }
+    for e in std::fs::read_dir(fx.home().join("venvs"))
+        .unwrap()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with('.') && !e.path().join(".sum-ready").exists() {
+            found.push(format!("venvs/{n}"));
+        }
+    }
+    found
+}
+
+/// A branch whose requirements differ from v2's only by a comment: a
+/// new venv key, the same packages.
+fn branch_with_new_requirements(repo: &Path, name: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().join("w");
+    git(
+        Path::new("/"),
+        &[
+            "clone",
+            "-q",
+            &repo.display().to_string(),
+            &w.display().to_string(),
+        ],
+    );
+    git(&w, &["checkout", "-q", "-b", name, "v2"]);
+    let req = w.join("requirements.txt");
+    let mut text = std::fs::read_to_string(&req).unwrap();
+    text.push_str(&format!("# {name}\n"));
+    std::fs::write(&req, text).unwrap();
+    git(
+        &w,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qam",
+            name,
+        ],
+    );
+    git(&w, &["push", "-q", "origin", name]);
+}
+
+#[test]
+fn kill_9_at_any_point_leaves_the_site_serving_and_the_next_deploy_works() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    let v1 = fx.live().unwrap();
+    branch_with_new_requirements(&fx.repo, "newreqs");
+
+    // After the fetch, mid pip install, after migrate, right after the swap.
+    for (args, at, pause) in [
+        (["--ref", "v2"], "    fetch:", 0),
+        (["--ref", "newreqs"], "==> venv", 1500),
+        (["--ref", "v2"], "    migrate:", 0),
+        (["--ref", "v2"], "    swap:", 0),
+    ] {
+        let (child, seen) = start_until(&fx, &args, at);
+        std::thread::sleep(Duration::from_millis(pause));
+        kill9(child);
+        // The running site is the one from before: gunicorn was never
+        // restarted by the killed deploy.
+        assert_eq!(fx.serving_version(), "v1", "after kill at `{at}`: {seen:?}");
+        // The lock died with the process.
+        let probe = sum::lock::acquire(&fx.home().join("state/lock"), "probe", "now").unwrap();
+        drop(probe);
+        match at {
+            "    swap:" => assert_ne!(fx.live().unwrap(), v1, "the swap happened before the kill"),
+            // The swap follows the migration within a millisecond: the kill
+            // may land on either side of it. Either way the database is
+            // migrated and the old code serves.
+            "    migrate:" => assert_eq!(
+                fx.sql("SELECT count(*) FROM django_migrations WHERE name = '0002_note_pinned'"),
+                "1"
+            ),
+            _ => assert_eq!(fx.live().unwrap(), v1, "after kill at `{at}`"),
+        }
+    }
+    let unfinished = leftovers(&fx);
+    assert!(
+        unfinished.iter().any(|l| l.starts_with("venvs/")),
+        "the venv killed mid-install is unfinished: {unfinished:?}"
+    );
+
+    // The next deploys clean up and succeed.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("newreqs"));
+    assert_eq!(o.code, 0, "{log}");
+    assert!(
+        log.contains("interrupted after the swap")
+            && log.contains(&format!("{v1} counts as the previous release")),
+        "{log}"
+    );
+    assert!(
+        log.contains("built venvs/"),
+        "the unfinished venv is rebuilt: {log}"
+    );
+    assert_eq!(fx.serving_version(), "v2");
+    assert_eq!(leftovers(&fx), Vec::<String>::new());
+    assert!(!fx.home().join("state/deploy-in-progress.json").exists());
+}
+
+fn mount_tmpfs(at: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(at).unwrap();
+    Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_disk_filling_up_during_the_venv_build_fails_cleanly() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("note: mounting a small tmpfs needs root; skipping");
+        return;
+    }
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    branch_with_new_requirements(&fx.repo, "bigger");
+
+    // Where the new venv will go: its key from the same inputs the deploy hashes.
+    let tree = tempfile::tempdir().unwrap();
+    let req = git(&fx.repo, &["show", "bigger:requirements.txt"]) + "\n";
+    std::fs::write(tree.path().join("r"), &req).unwrap();
+    let runner = sum::deploy::app::Runner {
+        run_as: None,
+        env: vec![],
+    };
+    let identity = sum::deploy::app::interpreter_identity(&runner, "python3", tree.path()).unwrap();
+    let key = sum::deploy::app::venv_key(&identity, req.as_bytes(), &[]);
+    let target = fx.home().join("venvs").join(&key);
+    assert!(mount_tmpfs(&target, "40m"), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let mount = Unmount(target.clone());
+
+    let before = fx.live();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("bigger"));
+    assert_eq!(o.code, 1, "{log}");
+    assert_eq!(o.record.failed_step.as_deref(), Some("venv"));
+    let err = o.record.error.unwrap();
+    assert!(
+        err.contains("No space left on device") || err.contains("left on the file system"),
+        "{err}"
+    );
+    assert!(err.contains("free some space"), "{err}");
+    assert_eq!(fx.live(), before);
+    assert_eq!(fx.serving_version(), "v1");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "the half-built venv is removed"
+    );
+
+    drop(mount);
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("bigger"));
+    assert_eq!(o.code, 0, "{log}");
+    assert!(log.contains(&format!("built venvs/{key}")), "{log}");
+    assert_eq!(fx.serving_version(), "v2");
+}
