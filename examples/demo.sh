@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: builds the package, boots a throwaway Debian 12 container with
-# systemd as PID 1, installs the package there, creates the `acme` site and
-# shows what the operator gets. The container is kept for you to look around;
+# systemd as PID 1, installs the package there, creates the `acme` site,
+# deploys the example Django app with `systemctl start sum-deploy@acme`,
+# shows a failing deploy rolling back, and a verified backup. The container is kept for you to look around;
 # the last lines say how to enter it and how to remove it.
 #
 #   sudo bash examples/demo.sh
@@ -27,37 +28,53 @@ e2e_host_deps
 step "building the package"
 deb=$(realpath "$(bash packaging/build-deb | tail -n 1)")
 info "$deb"
+step "the example app: a git repository with five versions, and its wheels"
+wheelhouse=$(bash tests/wheelhouse.sh)
 step "image (built once, then cached)"
 image=$(e2e_image)
 step "booting the container"
 e2e_boot "$image"
 cp "$deb" "$E2E_STAGE/sum-golden-path.deb"
+# The container has no network: pip installs from this wheelhouse (the .env
+# says so with PIP_NO_INDEX and PIP_FIND_LINKS, as a private index would).
+cp -r "$wheelhouse" "$E2E_STAGE/wheels"
+bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 
 step "apt install ./sum-golden-path_*.deb"
 ct "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/in/sum-golden-path.deb >/dev/null"
 
 step "sumctl new acme, a database for it, then systemctl daemon-reload"
-ct 'sumctl new acme --domain acme.localhost --alias www.acme.localhost --git https://git.example.com/acme.git
+ct 'sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo
     runuser -u postgres -- psql -q -c "CREATE ROLE acme LOGIN PASSWORD '\''demo-pw'\''"
     runuser -u postgres -- createdb -O acme acme
     sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:demo-pw@127.0.0.1:5432/acme|" /srv/sum/acme/.env
-    psql -q postgres://acme:demo-pw@127.0.0.1:5432/acme -c "CREATE TABLE notes (id serial PRIMARY KEY, title text); INSERT INTO notes (title) VALUES ('\''hello'\'')"
-    systemctl daemon-reload && systemctl reload caddy'
+    cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
+    printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
+    systemctl daemon-reload'
 show "sumctl check"
 show "systemctl list-units --no-pager 'sum-*'"
 show "systemctl list-timers --no-pager 'sum-backup@*'"
-show "systemctl cat sum-gunicorn@acme.socket"
-show "curl -sS -i --cacert /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt --resolve acme.localhost:443:127.0.0.1 https://acme.localhost/"
+
+step "systemctl start sum-deploy@acme (blocks until the deploy ends)"
+show "systemctl start sum-deploy@acme; journalctl -u sum-deploy@acme --no-pager -o cat"
+show "curl -sS --cacert /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt --resolve acme.localhost:443:127.0.0.1 https://acme.localhost/health/"
+
+step "a deploy that fails after the switch (v4 answers 503) rolls back by itself"
+show "sum-deploy acme --ref v4 | tail -n 12; echo \"exit status: \${PIPESTATUS[0]}\""
+show "curl -sS --cacert /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt --resolve acme.localhost:443:127.0.0.1 https://acme.localhost/health/"
+show "sumctl history acme"
 
 step "a verified backup, as the timer would take it"
 show "systemctl start sum-backup@acme && sum-backup acme --list"
-show "journalctl --no-pager -o cat SUM_SITE=acme"
 
 cat <<'MSG'
 
-The site is generated and served by Caddy over HTTPS (503 until a release is
-deployed; deploys come with sum-deploy). Inside the container, try:
-  sumctl render acme            systemctl cat caddy          man sum-site.toml
+https://acme.localhost/ is deployed (v2 of the example app) and served by
+Caddy over HTTPS inside the container. Inside it, try:
+  sumctl status acme            sumctl releases acme         sumctl rollback acme
+  sum-deploy acme --ref v1      journalctl SUM_SITE=acme     man sum-deploy
+  curl --cacert /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt \
+       --resolve acme.localhost:443:127.0.0.1 https://acme.localhost/static/notes/site.css
   sum-restore acme latest --i-know-this-will-overwrite --into rehearsal
     (after: runuser -u postgres -- createdb -O acme rehearsal)
 MSG

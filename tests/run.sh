@@ -26,11 +26,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step "installing test dependencies"
-# postgresql: the backup and restore tests start their own cluster with its
-# initdb, as the postgres user.
+# postgresql, redis-server: the backup, restore and deploy tests start their
+# own servers (initdb as the postgres user; redis-server on a free port).
+# git, python3-venv, python3-pip: the deploy tests build the example app's
+# repository and virtualenvs from a wheelhouse pip downloads (tests/wheelhouse.sh).
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 python3-pip redis-server)
+          python3 python3-pip python3-venv git redis-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

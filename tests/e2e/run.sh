@@ -90,10 +90,12 @@ check "postgresql, redis-server and caddy run under systemd" '
 cp "$deb" "$E2E_STAGE/"
 # gunicorn for a running app: the container has no network, so its wheels
 # come from a wheelhouse downloaded here (the container's Python is 3.11).
-mkdir -p "$E2E_STAGE/wheels"
-python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-    --python-version 3.11 --platform manylinux2014_x86_64 --dest "$E2E_STAGE/wheels" \
-    gunicorn==23.0.0 >&2
+# The example app's wheels (gunicorn, Django, psycopg, redis), and its git
+# repository with five versions (examples/make-repo.sh).
+wheelhouse=$(bash tests/wheelhouse.sh)
+cp -r "$wheelhouse" "$E2E_STAGE/wheels"
+rm -rf "$E2E_STAGE/acme-repo"
+bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 debname=$(basename "$deb")
 
 step "installing the package"
@@ -101,12 +103,14 @@ E2E_UNITS=(caddy.service sum-sites.target)
 check "apt-get install of the .deb works offline" "
     apt-get install -y -q -o Dpkg::Use-Pty=0 /root/in/$debname"
 check "the package put the generator, sumctl and the caddy drop-in in place" '
-    for f in /usr/lib/systemd/system-generators/sum-generator /usr/bin/sumctl; do
+    for f in /usr/lib/systemd/system-generators/sum-generator /usr/bin/sumctl /usr/bin/sum-deploy \
+             /usr/bin/sum-backup /usr/bin/sum-restore; do
         test -x "$f" || { echo "not an executable: $f"; exit 1; }
     done
     for f in /usr/lib/systemd/system/caddy.service.d/sum-golden-path.conf \
              /usr/lib/systemd/system/sum-sites.target \
-             /usr/lib/systemd/system/sum-backup@.service; do
+             /usr/lib/systemd/system/sum-backup@.service \
+             /usr/lib/systemd/system/sum-deploy@.service; do
         test -f "$f" || { echo "missing: $f"; exit 1; }
     done
     test -d /etc/sum/sites || { echo "missing: /etc/sum/sites"; exit 1; }
@@ -320,6 +324,88 @@ check "after the restore the site answers again" '
     expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"
     expect "sum-gunicorn@beta.service (running before, started again)" active "$(systemctl is-active sum-gunicorn@beta.service)"
     expect "https://beta.localhost/health/" 200 "$(curl -sS --max-time 10 --cacert "$CA" --resolve beta.localhost:443:127.0.0.1 -o /dev/null -w "%{http_code}" https://beta.localhost/health/)"'
+
+step "deploys: sum-deploy@acme with the example app"
+E2E_UNITS=(sum-deploy@acme.service sum-gunicorn@acme.service caddy.service)
+check "systemctl start sum-deploy@acme deploys the example site" '
+    runuser -u postgres -- psql -q -c "CREATE ROLE acme LOGIN PASSWORD '\''pw-acme'\''"
+    runuser -u postgres -- createdb -O acme acme
+    sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo
+    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:pw-acme@127.0.0.1:5432/acme|; s|^REDIS_URL=.*|REDIS_URL=redis://127.0.0.1:6379/1|" /srv/sum/acme/.env
+    # Not under /tmp or /var/tmp: sum-deploy@.service has PrivateTmp=yes.
+    printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
+    rm -rf /srv/wheels && cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
+    # A short health timeout keeps the failing deploy below quick.
+    sed -i "s|^# timeout = \"60s\"|timeout = \"20s\"|" /etc/sum/sites/acme.toml
+    grep -q "^timeout = \"20s\"" /etc/sum/sites/acme.toml
+    sumctl check /etc/sum/sites/acme.toml
+    systemctl daemon-reload
+    systemctl start sum-deploy@acme
+    expect "sum-deploy@acme Result" success "$(systemctl show -P Result sum-deploy@acme)"
+    expect "sum-gunicorn@acme.service" active "$(systemctl is-active sum-gunicorn@acme.service)"'
+check "https://acme.localhost/health/ through Caddy answers 200 ok from v2" '
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"status\": \"ok\"" "$(cat /root/resp.b)"
+    contains "health body" "\"release\": \"v2\"" "$(cat /root/resp.b)"'
+check "/static/ is served by Caddy from the site'\''s static directory" '
+    expect "HTTP status" 200 "$(get https://acme.localhost/static/notes/site.css)"
+    cmp /root/resp.b /srv/sum/acme/static/notes/site.css
+    expect "sitemap" 200 "$(get https://acme.localhost/sitemap.xml)"'
+check "app code ran as sum-acme; code and history are root'\''s" '
+    expect "owner of the venv" sum-acme "$(stat -c %U /srv/sum/acme/venv/bin/python)"
+    expect "owner of the release" root "$(stat -c %U /srv/sum/acme/app/manage.py)"
+    expect "owner of the collected static" sum-acme "$(stat -c %U /srv/sum/acme/static/notes/site.css)"
+    expect "gunicorn runs as" sum-acme "$(ps -o user= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"'
+check "journalctl -u sum-deploy@acme shows the steps, the public check and the summary" '
+    j=$(journalctl -u sum-deploy@acme --no-pager -o cat)
+    for s in "==> preflight" "==> venv" "==> check" "==> import" "==> collectstatic" "==> backup" "==> migrate" "==> swap" "==> restart" "==> smoke"; do
+        contains "journal" "$s" "$j"
+    done
+    contains "journal" "https://acme.localhost/health/ answered 200" "$j"
+    contains "journal" "deployed " "$j"
+    contains "journalctl SUM_SITE=acme" "==> migrate" "$(journalctl SUM_SITE=acme --no-pager -o cat)"'
+check "a bad deploy through the unit (v4: health 503) rolls back and v2 keeps serving" '
+    live=$(readlink /srv/sum/acme/app)
+    sed -i "s|^ref = .*|ref = \"unhealthy\"|" /etc/sum/sites/acme.toml
+    grep -q "^ref = \"unhealthy\"" /etc/sum/sites/acme.toml
+    if systemctl start sum-deploy@acme; then echo "the deploy of v4 succeeded"; exit 1; fi
+    expect "sum-deploy@acme exit status" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
+    expect "the live release" "$live" "$(readlink /srv/sum/acme/app)"
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"release\": \"v2\"" "$(cat /root/resp.b)"
+    j=$(journalctl -u sum-deploy@acme --no-pager -o cat -n 80)
+    contains "journal" "==> rollback" "$j"
+    contains "journal" "rolled back to ${live#releases/}" "$j"
+    contains "journal" "last lines of sum-gunicorn@acme.service" "$j"
+    # gunicorn'\''s own access log, not only systemd'\''s lines, is in that tail.
+    contains "journal" "\"GET /health/ HTTP/1.1\" 503" "$j"
+    sed -i "s|^ref = .*|ref = \"main\"|" /etc/sum/sites/acme.toml
+    systemctl reset-failed sum-deploy@acme'
+check "sumctl releases and history show the live, the failed release and the rollback" '
+    live=$(readlink /srv/sum/acme/app)
+    out=$(sumctl releases acme)
+    contains "sumctl releases" "* ${live#releases/}" "$out"
+    contains "sumctl releases" "failed" "$out"
+    out=$(sumctl history acme)
+    contains "sumctl history" "rolled-back" "$out"
+    contains "sumctl history" "ok" "$out"'
+check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
+    v2=$(readlink /srv/sum/acme/app)
+    sum-deploy acme --ref v1 >/dev/null
+    v1=$(readlink /srv/sum/acme/app)
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"release\": \"v1\"" "$(cat /root/resp.b)"
+    # Without --to: the newest good release older than the live one.
+    sumctl rollback acme >/dev/null
+    expect "the live release after rollback" "$v2" "$(readlink /srv/sum/acme/app)"
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"release\": \"v2\"" "$(cat /root/resp.b)"
+    out=$(sumctl rollback acme --to "${v1#releases/}" 2>&1)
+    contains "sumctl rollback --to" "predates migrations applied since: notes.0002_note_pinned" "$out"
+    expect "the live release after rollback --to" "$v1" "$(readlink /srv/sum/acme/app)"
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"release\": \"v1\"" "$(cat /root/resp.b)"
+    contains "sumctl history" "rollback" "$(sumctl history acme)"'
 
 step "removing the package"
 E2E_UNITS=(caddy.service)

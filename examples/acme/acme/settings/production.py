@@ -73,8 +73,12 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+# gunicorn loads the app before forking (--preload) and has set up its own
+# loggers by then: disable_existing_loggers (True by default) would silence
+# gunicorn's error and access logs, and the journal would show nothing.
 LOGGING = {
     "version": 1,
+    "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
