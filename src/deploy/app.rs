@@ -89,11 +89,63 @@ impl Runner {
         })
     }
 
+    /// Starts a command in the background; [`Pending::wait`] collects what
+    /// it printed. Dropped unwaited, it is killed.
+    pub fn spawn(&self, mut cmd: Command) -> Result<Pending, String> {
+        let prog = format!("{:?}", cmd.get_program());
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("failed to run {prog}: {e}"))?;
+        Ok(Pending {
+            child: Some(child),
+            prog,
+        })
+    }
+
     /// `python manage.py ARGS` from the release, with the venv's python.
-    pub fn manage(&self, venv: &Path, release: &Path, args: &[&str]) -> Result<Ran, String> {
+    pub fn manage_command(&self, venv: &Path, release: &Path, args: &[&str]) -> Command {
         let mut cmd = self.command(venv.join("bin/python"), release);
         cmd.arg("manage.py").args(args);
-        self.run(cmd)
+        cmd
+    }
+
+    /// Runs `python manage.py ARGS` to the end.
+    pub fn manage(&self, venv: &Path, release: &Path, args: &[&str]) -> Result<Ran, String> {
+        self.run(self.manage_command(venv, release, args))
+    }
+}
+
+/// A command running in the background (see [`Runner::spawn`]).
+#[derive(Debug)]
+pub struct Pending {
+    child: Option<std::process::Child>,
+    prog: String,
+}
+
+impl Pending {
+    /// Waits for the command and captures what it printed.
+    pub fn wait(mut self) -> Result<Ran, String> {
+        let child = self.child.take().expect("a Pending is waited for once");
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("failed to wait for {}: {e}", self.prog))?;
+        Ok(Ran {
+            ok: out.status.success(),
+            status: out.status.to_string(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

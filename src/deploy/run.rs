@@ -376,7 +376,18 @@ fn steps(
     rec.venv_reused = Some(reused);
     save(&info).map_err(|m| fail("venv", m))?;
 
-    // 4. Checks from the new release.
+    // 4. Checks from the new release. The import probe and the migration
+    // plan only read, so they start now and run beside `check --deploy`:
+    // each is a Python and Django start-up of its own, and a code-only
+    // deploy is mostly start-ups. Their steps below wait for them; a
+    // failing step kills whichever has not been waited for.
+    let import_probe = {
+        let mut cmd = runner.command(venv_dir.join("bin/python"), &release_dir);
+        cmd.args(["-c", app::IMPORT_PROBE, &site.django.wsgi]);
+        runner.spawn(cmd)
+    };
+    let plan_probe =
+        runner.spawn(runner.manage_command(&venv_dir, &release_dir, &["showmigrations", "--plan"]));
     log.step("check", |log| {
         let ran = runner.manage(&venv_dir, &release_dir, &["check", "--deploy"])?;
         let warnings: Vec<&str> = ran
@@ -401,9 +412,7 @@ fn steps(
 
     let effective = log
         .step("import", |_| {
-            let mut cmd = runner.command(venv_dir.join("bin/python"), &release_dir);
-            cmd.args(["-c", app::IMPORT_PROBE, &site.django.wsgi]);
-            let ran = runner.run(cmd)?;
+            let ran = import_probe?.wait()?;
             if !ran.ok {
                 return Err(format!(
                     "importing {} failed, so the release cannot start; production is untouched:\n{}",
@@ -451,7 +460,7 @@ fn steps(
     // 5. Migrations: a verified backup first when some are pending.
     let plan = log
         .step("migrations", |_| {
-            let ran = runner.manage(&venv_dir, &release_dir, &["showmigrations", "--plan"])?;
+            let ran = plan_probe?.wait()?;
             if !ran.ok {
                 return Err(format!(
                     "`manage.py showmigrations --plan` failed ({}):\n{}",

@@ -73,6 +73,8 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+# Django sets TZ for the process: UTC keeps gunicorn's log times in UTC too.
+TIME_ZONE = "UTC"
 # gunicorn loads the app before forking (--preload) and has set up its own
 # loggers by then: disable_existing_loggers (True by default) would silence
 # gunicorn's error and access logs, and the journal would show nothing.
