@@ -191,8 +191,8 @@ for ((i = 0; i < RUNS; i++)); do
 done
 ct 'journalctl -u sum-deploy@acme -o cat --no-pager | grep -q "venv: reused"' || die "the venv was not reused"
 # Where the time of the last code-only deploy went, step by step.
-breakdown=$(ct 'journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID sum-deploy@acme) \
-    | sed -n "s/^    \([a-z]*\): .*(\([0-9.]*\)s)$/\1 \2/p"' | tr '\n' ' ')
+breakdown=$(ct "sumctl history acme --json -n 1 | python3 -c 'import json, sys
+print(\" \".join(\"%s %.2f\" % (s[\"step\"], s[\"seconds\"]) for s in json.load(sys.stdin)[0][\"steps\"]))'")
 seed_breakdown=$(ct 'set -a; . /srv/seed/.env; set +a; cd /srv/seed/app
     t() { local name=$1 s e d; shift; s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
           d=$(( (e - s) / 10000000 )); printf "%s %d.%02d " "$name" $((d / 100)) $((d % 100)); }
