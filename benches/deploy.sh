@@ -110,6 +110,9 @@ printf "STATIC_ROOT=/srv/seed/static\nMEDIA_ROOT=/srv/seed/media\nDJANGO_SETTING
 chown root:sum-acme /srv/seed/.env && chmod 0640 /srv/seed/.env
 opts=$(systemctl show -P ExecStart sum-gunicorn@acme.service | sed -n "s/.*argv\[\]=\([^;]*\) ;.*/\1/p")
 opts=${opts#* }
+# Without the gunicorn settings the package ships (the hook that lets idle
+# workers wake on SIGTERM): a seed setup runs plain gunicorn.
+opts=$(echo "$opts" | sed "s| --config [^ ]*||")
 cat >/etc/systemd/system/seed-gunicorn.service <<EOF
 [Service]
 Type=notify

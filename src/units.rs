@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::layout::SiteLayout;
+use crate::layout::{SiteLayout, GUNICORN_CONF};
 use crate::site::Site;
 
 /// One generated unit file.
@@ -279,6 +279,8 @@ pub fn render(site: &Site) -> Rendered {
                 "--graceful-timeout",
                 &graceful_s,
                 "--preload",
+                "--config",
+                GUNICORN_CONF,
                 "--access-logfile",
                 "-",
                 "--error-logfile",

@@ -269,7 +269,9 @@ impl Control for Gunicorn {
         let _ = std::fs::remove_file(&sock);
         let log = std::fs::File::create(self.log()).map_err(|e| e.to_string())?;
         let child = Command::new(self.home.join("venv/bin/gunicorn"))
-            .args(["--workers", "1", "--threads", "2", "--preload", "--bind"])
+            .args(["--workers", "1", "--threads", "2", "--preload", "--config"])
+            .arg(manifest_dir().join("units/gunicorn.conf.py"))
+            .arg("--bind")
             .arg(format!("unix:{}", sock.display()))
             .arg(&site.django.wsgi)
             .current_dir(self.home.join("app"))

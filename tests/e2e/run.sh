@@ -355,7 +355,9 @@ check "app code ran as sum-acme; code and history are root'\''s" '
     expect "owner of the venv" sum-acme "$(stat -c %U /srv/sum/acme/venv/bin/python)"
     expect "owner of the release" root "$(stat -c %U /srv/sum/acme/app/manage.py)"
     expect "owner of the collected static" sum-acme "$(stat -c %U /srv/sum/acme/static/notes/site.css)"
-    expect "gunicorn runs as" sum-acme "$(ps -o user= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"'
+    expect "gunicorn runs as" sum-acme "$(ps -o user= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"
+    contains "gunicorn'\''s command line" "--config /usr/share/sum-golden-path/gunicorn.conf.py" \
+        "$(ps -o args= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"'
 check "journalctl -u sum-deploy@acme shows the steps, the public check and the summary" '
     j=$(journalctl -u sum-deploy@acme --no-pager -o cat)
     for s in "==> preflight" "==> venv" "==> check" "==> import" "==> collectstatic" "==> backup" "==> migrate" "==> swap" "==> restart" "==> smoke"; do
