@@ -50,6 +50,8 @@ ct 'sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /ro
     sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:demo-pw@127.0.0.1:5432/acme|" /srv/sum/acme/.env
     cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
     printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
+    # A failing health check gives up after 15 s instead of the default 60 s.
+    sed -i "s|^# timeout = \"60s\"|timeout = \"15s\"|" /etc/sum/sites/acme.toml
     systemctl daemon-reload'
 show "sumctl check"
 show "systemctl list-units --no-pager 'sum-*'"
