@@ -31,6 +31,17 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Ran {
+    fn from(out: std::process::Output) -> Ran {
+        Ran {
+            ok: out.status.success(),
+            status: out.status.to_string(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Ran {
     /// The last `n` lines of stderr, else of stdout: what an error shows.
     pub fn tail(&self, n: usize) -> String {
@@ -81,12 +92,7 @@ impl Runner {
         let out = cmd
             .output()
             .map_err(|e| format!("failed to run {prog}: {e}"))?;
-        Ok(Ran {
-            ok: out.status.success(),
-            status: out.status.to_string(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Ran::from(out))
     }
 
     /// Starts a command in the background; [`Pending::wait`] collects what
@@ -131,12 +137,7 @@ impl Pending {
         let out = child
             .wait_with_output()
             .map_err(|e| format!("failed to wait for {}: {e}", self.prog))?;
-        Ok(Ran {
-            ok: out.status.success(),
-            status: out.status.to_string(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Ran::from(out))
     }
 }
 
