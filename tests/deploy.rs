@@ -25,7 +25,11 @@ fn status_of(fx: &Fixture, release: &str) -> Option<ReleaseStatus> {
 
 #[test]
 fn a_site_through_five_versions_rollbacks_and_pruning() {
-    let Some(fx) = Fixture::new("[deploy]\nkeep_releases = 3\n") else {
+    // var/uploads is not in the release (created empty on first use);
+    // README.md is (seeded from the first release).
+    let Some(fx) =
+        Fixture::new("[deploy]\nkeep_releases = 3\nshared = [\"var/uploads\", \"README.md\"]\n")
+    else {
         return;
     };
     let mut gunicorn = fx.gunicorn();
@@ -64,6 +68,20 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         "collectstatic put nothing in static/"
     );
     assert!(log.contains("sitemap: /sitemap.xml answered 200"), "{log}");
+    // [deploy] shared: links into shared/, created or seeded on first use.
+    assert!(
+        log.contains("shared: var/uploads -> shared/var/uploads (created empty)")
+            && log.contains("shared: README.md -> shared/README.md (seeded from this release)"),
+        "{log}"
+    );
+    let release_dir = fx.home().join("releases").join(&v1);
+    assert_eq!(
+        std::fs::read_link(release_dir.join("var/uploads")).unwrap(),
+        fx.home().join("shared/var/uploads")
+    );
+    std::fs::write(release_dir.join("var/uploads/photo.jpg"), b"uploaded").unwrap();
+    let readme = std::fs::read(fx.home().join("shared/README.md")).unwrap();
+    assert!(!readme.is_empty());
     let first = o.record;
     assert_eq!(first.outcome, "ok");
     assert_eq!(first.venv_reused, Some(false));
@@ -244,4 +262,13 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         ]
     );
     assert!(hist.iter().all(|r| !r.steps.is_empty()));
+
+    // Shared content survived every deploy, rollback and pruning, and the
+    // live release reads it through its link.
+    let live = fx.home().join("releases").join(fx.live().unwrap());
+    assert_eq!(
+        std::fs::read(live.join("var/uploads/photo.jpg")).unwrap(),
+        b"uploaded"
+    );
+    assert_eq!(std::fs::read(live.join("README.md")).unwrap(), readme);
 }

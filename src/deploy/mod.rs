@@ -3,7 +3,8 @@
 //! `run` is the command; `state` is what it records (history, releases,
 //! pruning); `app` runs the app's own code (pip, manage.py) as the site's
 //! user; `control` is the service manager; `fetch` and `layout` build the
-//! release and the site's directories; `public` is the HTTPS check.
+//! release and the site's directories; `shared` links `[deploy] shared`
+//! paths; `public` is the HTTPS check.
 
 pub mod app;
 pub mod control;
@@ -12,6 +13,7 @@ pub mod layout;
 pub mod public;
 pub mod rollback;
 pub mod run;
+pub mod shared;
 pub mod state;
 
 pub use run::{deploy, run, Ctx, Options, Outcome};

@@ -287,7 +287,7 @@ fn steps(
     })?;
     rec.sha = Some(sha.clone());
     let releases = ctx.p(&l.releases);
-    let (release_dir, release) = log.step("release", |_| {
+    let (release_dir, release) = log.step("release", |log| {
         let mut now = crate::backup_cmd::now_unix();
         let short = &sha[..7];
         while releases
@@ -298,6 +298,14 @@ fn steps(
             now = crate::backup_cmd::now_unix().max(now + 1);
         }
         let dir = fetch::build_release(&repo, &releases, &sha, &timefmt::compact_utc(now))?;
+        // [deploy] shared: before anything runs from the release.
+        let linked = super::shared::link(&dir, &ctx.p(&l.shared_dir), &site.deploy.shared, account)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&dir);
+            })?;
+        for x in &linked {
+            log.line(&format!("    shared: {x}"));
+        }
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
