@@ -7,7 +7,7 @@
 //! and then `/run/sum/caddy/*.caddy`. `snippet` is pure; `render_all` is the
 //! I/O around it.
 
-use std::path::Path;
+use std::path::{Component, Path};
 
 use crate::fsutil::write_atomic;
 use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
@@ -39,10 +39,51 @@ impl Served {
         }
     }
 
-    /// Reads what is on disk under `root` for `site`.
+    /// Reads what is on disk under `root` for `site`: whether a release is
+    /// live, and the effective STATIC_ROOT and MEDIA_ROOT that the live
+    /// release's deploy recorded (`state/releases/<release>.json`), so a
+    /// deploy or a rollback switches what Caddy serves with the code. A
+    /// recorded path is used only when it lies inside the site's home
+    /// (`/srv/sum/<site>/`): the app's settings must not make Caddy serve
+    /// other parts of the file system.
     pub fn from_disk(root: &Root, site: &Site) -> Served {
         let l = SiteLayout::new(&site.name);
-        Served::defaults(site, root.path(&l.app).exists())
+        let app = root.path(&l.app);
+        let mut served = Served::defaults(site, app.exists());
+        let Some(release) = std::fs::read_link(&app)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        else {
+            return served;
+        };
+        let Some(info) = crate::deploy::state::load_release(&root.path(&l.state), &release) else {
+            return served;
+        };
+        let home = Path::new(&l.home);
+        // Recorded paths are real ones, under a test root too; the snippet
+        // names canonical ones.
+        let base = root.path("/");
+        let accept = |recorded: &Option<String>| -> Option<String> {
+            let p = Path::new(recorded.as_deref()?);
+            let canonical = match p.strip_prefix(&base) {
+                Ok(rest) if !root.is_system() => Path::new("/").join(rest),
+                _ => p.to_path_buf(),
+            };
+            let inside = canonical.is_absolute()
+                && canonical.starts_with(home)
+                && canonical != home
+                && canonical
+                    .components()
+                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            inside.then(|| canonical.to_string_lossy().into_owned())
+        };
+        if let Some(d) = accept(&info.static_root) {
+            served.static_dir = d;
+        }
+        if let Some(d) = accept(&info.media_root) {
+            served.media_dir = d;
+        }
+        served
     }
 }
 
@@ -256,5 +297,85 @@ mod tests {
         assert_eq!(token("say \"hi\"").unwrap(), "\"say \\\"hi\\\"\"");
         assert!(token("/srv/{env.HOME}").is_err());
         assert!(token("a\nb").is_err());
+    }
+
+    #[test]
+    fn the_live_release_decides_where_static_and_media_are_served_from() {
+        use crate::deploy::state::{save_release, ReleaseInfo, ReleaseStatus};
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        let site = Site::parse(
+            "acme",
+            Path::new("/etc/sum/sites/acme.toml"),
+            "domain = \"acme.example.com\"\n[git]\nurl = \"https://git.example.com/acme.git\"\n",
+        )
+        .unwrap();
+        let home = root.path("/srv/sum/acme");
+        let state = root.path("/srv/sum/acme/state");
+        std::fs::create_dir_all(home.join("releases/r1")).unwrap();
+        std::fs::create_dir_all(home.join("releases/r2")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let record = |name: &str, st: Option<String>, media: Option<String>| {
+            save_release(
+                &state,
+                &ReleaseInfo {
+                    release: name.into(),
+                    git_ref: "main".into(),
+                    sha: "0".repeat(40),
+                    venv: "v".into(),
+                    created_utc: "2026-12-03T00:00:00Z".into(),
+                    status: ReleaseStatus::Good,
+                    migrations: vec![],
+                    static_root: st,
+                    media_root: media,
+                },
+            )
+            .unwrap()
+        };
+        // Not deployed: the defaults.
+        let s = Served::from_disk(&root, &site);
+        assert_eq!(s, Served::defaults(&site, false));
+
+        // r1 collected into its own directory (recorded as the real path
+        // under this test root); its MEDIA_ROOT points outside the site.
+        let collected = home.join("releases/r1/collect_static");
+        record(
+            "r1",
+            Some(collected.display().to_string()),
+            Some("/etc".into()),
+        );
+        // r2 recorded nothing.
+        std::os::unix::fs::symlink("releases/r1", home.join("app")).unwrap();
+        let s = Served::from_disk(&root, &site);
+        assert!(s.deployed);
+        assert_eq!(s.static_dir, "/srv/sum/acme/releases/r1/collect_static");
+        assert_eq!(
+            s.media_dir, "/srv/sum/acme/media",
+            "outside the site: refused"
+        );
+        let text = snippet(&site, &s).unwrap();
+        assert!(
+            text.contains("root * /srv/sum/acme/releases/r1/collect_static"),
+            "{text}"
+        );
+
+        // A rollback to r2 switches back to the defaults.
+        std::fs::remove_file(home.join("app")).unwrap();
+        std::os::unix::fs::symlink("releases/r2", home.join("app")).unwrap();
+        assert_eq!(
+            Served::from_disk(&root, &site),
+            Served::defaults(&site, true)
+        );
+
+        // '..' and the home itself are refused.
+        record(
+            "r2",
+            Some("/srv/sum/acme/../other/static".into()),
+            Some("/srv/sum/acme".into()),
+        );
+        assert_eq!(
+            Served::from_disk(&root, &site),
+            Served::defaults(&site, true)
+        );
     }
 }
