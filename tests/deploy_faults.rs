@@ -420,3 +420,31 @@ fn a_disk_filling_up_during_the_venv_build_fails_cleanly() {
     assert!(log.contains(&format!("built venvs/{key}")), "{log}");
     assert_eq!(fx.serving_version(), "v2");
 }
+
+#[test]
+fn a_first_deploy_failing_after_the_swap_leaves_nothing_live() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    // v4 answers 503 once live; there is no earlier release to go back to.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v4"));
+    println!("{log}");
+    assert_eq!(o.code, 4, "{log}");
+    assert_eq!(o.record.outcome, "rolled-back");
+    assert!(
+        log.contains("no previous release: the site answers \"not deployed yet\" again"),
+        "{log}"
+    );
+    for link in ["app", "venv"] {
+        assert!(
+            std::fs::symlink_metadata(fx.home().join(link)).is_err(),
+            "{link} is still there after the failed first deploy"
+        );
+    }
+    assert_eq!(fx.live(), None);
+    // The next deploy of a good ref goes live.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(fx.serving_version(), "v1");
+}

@@ -12,7 +12,7 @@
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path};
 
-use nix::unistd::{chown, Gid, Uid};
+use nix::unistd::{Gid, Uid};
 
 /// What happened to one shared path, for the deploy log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +137,7 @@ fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
 }
 
 /// Copies a file, a symlink or a directory tree, keeping modes, owned by
-/// `owner`.
+/// `owner` (symlinks themselves, not what they point at).
 fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let m = std::fs::symlink_metadata(from)?;
     if m.file_type().is_symlink() {
@@ -152,15 +152,7 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Resu
     } else {
         fs_err::copy(from, to)?;
     }
-    if let Some((uid, gid)) = owner {
-        if !m.file_type().is_symlink() {
-            chown(to, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(std::io::Error::from)?;
-        } else {
-            give(to, owner).map_err(std::io::Error::other)?;
-        }
-    }
-    Ok(())
+    give(to, owner).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -260,6 +252,31 @@ mod tests {
             std::fs::read(shared.join("acme/media/upload.jpg")).unwrap(),
             b"user data"
         );
+    }
+
+    #[test]
+    fn what_is_created_belongs_to_the_site_user() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let (_d, release, shared) = setup();
+        let paths = vec!["acme/media".to_string(), "var/cache".to_string()];
+        link(&release, &shared, &paths, Some((65534, 65534))).unwrap();
+        for p in [
+            "acme",
+            "acme/media",
+            "acme/media/uploads",
+            "acme/media/uploads/logo.png",
+            "var",
+            "var/cache",
+        ] {
+            let m = std::fs::symlink_metadata(shared.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
+        }
+        // The release itself stays root's.
+        let m = std::fs::symlink_metadata(release.join("acme")).unwrap();
+        assert_eq!(m.uid(), 0);
     }
 
     #[test]

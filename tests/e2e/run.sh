@@ -390,7 +390,7 @@ check "sumctl releases and history show the live, the failed release and the rol
     contains "sumctl releases" "failed" "$out"
     out=$(sumctl history acme)
     contains "sumctl history" "rolled-back" "$out"
-    contains "sumctl history" "ok" "$out"'
+    contains "sumctl history" " ok " "$out"'
 check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
     v2=$(readlink /srv/sum/acme/app)
     sum-deploy acme --ref v1 >/dev/null
