@@ -26,8 +26,8 @@ pub fn check_safe(path: &Path, gid: Option<u32>) -> Result<(), EnvFileError> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| {
         EnvFileError(if e.kind() == std::io::ErrorKind::NotFound {
             format!(
-                "{} is missing: create it with DATABASE_URL, SECRET_KEY and REDIS_URL \
-                 (`sumctl new` writes a skeleton)",
+                "{} is missing: create it with DATABASE_URL, REDIS_URL and the app's \
+                 secrets (`sumctl new` writes a skeleton)",
                 path.display()
             )
         } else {

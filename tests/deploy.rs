@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::deployfx::{git, Fixture};
+use common::deployfx::{git, App, Fixture};
 use sum::deploy::state::{self, ReleaseStatus};
 use sum::deploy::Options;
 
@@ -46,6 +46,7 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         "venv",
         "check",
         "import",
+        "paths",
         "collectstatic",
         "migrations",
         "backup",
@@ -271,4 +272,123 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         b"uploaded"
     );
     assert_eq!(std::fs::read(live.join("README.md")).unwrap(), readme);
+}
+
+/// examples/bakery, shaped like a Wagtail project: STATIC_ROOT and
+/// MEDIA_ROOT hard-coded inside the project (so inside the release),
+/// DJANGO_-prefixed variables, no gunicorn in its requirements, no health
+/// view. Static files are per release and follow a rollback; an upload
+/// made through the app survives a new release and a rollback.
+#[test]
+fn an_app_with_hard_coded_static_and_media_paths() {
+    let Some(fx) = Fixture::with_app(App::Bakery, "") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let home = fx.home();
+    let served = || sum::caddy::Served::from_disk(&fx.sum_root(), &fx.site());
+    let css = |release: &str| {
+        std::fs::read_to_string(
+            home.join("releases")
+                .join(release)
+                .join("collect_static/css/site.css"),
+        )
+        .unwrap()
+    };
+
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    println!("{log}");
+    assert_eq!(o.code, 0, "bakery v1 failed:\n{log}");
+    assert!(
+        log.contains("requirements.txt does not name gunicorn: adding it to the venv"),
+        "{log}"
+    );
+    assert!(
+        log.contains("STATIC_ROOT collect_static lies inside the release")
+            && log.contains(&format!(
+                "MEDIA_ROOT media lies inside the release: linked to {}",
+                home.join("media").display()
+            ))
+            && log.contains("media/ was empty: seeded with the 1 entry of the release's media"),
+        "{log}"
+    );
+    let v1 = fx.live().unwrap();
+    let info = state::load_release(&home.join("state"), &v1).unwrap();
+    let v1_static = home.join("releases").join(&v1).join("collect_static");
+    assert_eq!(info.static_root, Some(v1_static.display().to_string()));
+    assert_eq!(
+        info.media_root,
+        Some(home.join("media").display().to_string())
+    );
+    assert!(css(&v1).starts_with("/* bakery v1 */"), "{}", css(&v1));
+    // collectstatic wrote into the release, not into the default static/.
+    assert!(!home.join("static/css").exists());
+    assert_eq!(
+        std::fs::read_link(home.join("releases").join(&v1).join("media")).unwrap(),
+        home.join("media")
+    );
+    let s = served();
+    assert_eq!(
+        s.static_dir,
+        format!("/srv/sum/acme/releases/{v1}/collect_static")
+    );
+    assert_eq!(s.media_dir, "/srv/sum/acme/media");
+    let page = fx.get("/");
+    assert!(
+        page.status == 200 && page.body.contains("v1"),
+        "{}",
+        page.body
+    );
+
+    // An upload through the running app lands in the persistent media/.
+    let (status, body) = fx.upload("/upload/", "cake.txt", b"a cake\n");
+    assert_eq!(status, 201, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let name = answer["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("original_images/cake"), "{name}");
+    assert_eq!(answer["url"].as_str().unwrap(), format!("/media/{name}"));
+    let uploaded = home.join("media").join(&name);
+    assert_eq!(std::fs::read(&uploaded).unwrap(), b"a cake\n");
+
+    // v2: a new release with its own static; the upload is still there.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("main"));
+    println!("{log}");
+    assert_eq!(o.code, 0, "bakery v2 failed:\n{log}");
+    assert!(
+        log.contains("the release's own media (1 entry) is not copied: media/ already has files"),
+        "{log}"
+    );
+    let v2 = fx.live().unwrap();
+    assert_ne!(v1, v2);
+    assert!(css(&v2).starts_with("/* bakery v2 */"), "{}", css(&v2));
+    assert!(
+        css(&v1).starts_with("/* bakery v1 */"),
+        "v2 changed v1's static"
+    );
+    assert_eq!(
+        served().static_dir,
+        format!("/srv/sum/acme/releases/{v2}/collect_static")
+    );
+    assert!(fx.get("/").body.contains("v2"));
+    assert_eq!(
+        std::fs::read(home.join("releases").join(&v2).join("media").join(&name)).unwrap(),
+        b"a cake\n"
+    );
+
+    // A rollback serves v1's static again; the upload is still there.
+    let (code, log) = fx.rollback(&mut gunicorn, None);
+    println!("{log}");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(fx.live().unwrap(), v1);
+    assert_eq!(
+        served().static_dir,
+        format!("/srv/sum/acme/releases/{v1}/collect_static")
+    );
+    assert_eq!(served().media_dir, "/srv/sum/acme/media");
+    assert!(fx.get("/").body.contains("v1"));
+    assert_eq!(std::fs::read(&uploaded).unwrap(), b"a cake\n");
+    assert_eq!(
+        std::fs::read_to_string(home.join("media/original_images/welcome.txt")).unwrap(),
+        "welcome to the bakery\n"
+    );
 }

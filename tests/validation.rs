@@ -515,3 +515,33 @@ fn no_field_can_inject_into_generated_output() {
         "no payload was accepted, so the output check never ran"
     );
 }
+
+/// The site files shipped under examples/ (and in the package's docs) are
+/// valid, and the bakery's says what its shape needs.
+#[test]
+fn the_example_site_files_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["acme", "bakery"] {
+        let path = dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Site::parse(name, &path, &text) {
+            let msgs: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            panic!("{}: {msgs:?}", path.display());
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("bakery.toml")).unwrap();
+    let bakery = Site::parse("bakery", &dir.join("bakery.toml"), &text).unwrap();
+    assert_eq!(bakery.health.path, "/");
+    assert_eq!(bakery.django.settings, "bakery.settings.production");
+    let production =
+        std::fs::read_to_string(dir.join("bakery/requirements/production.txt")).unwrap();
+    let pins: Vec<&str> = production
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        bakery.python.extra, pins,
+        "extra must match requirements/production.txt"
+    );
+}

@@ -76,9 +76,13 @@ impl Runner {
         }
         // A deploy killed mid-way (kill -9) takes pip and manage.py with
         // it, so nothing keeps writing into a venv the next deploy rebuilds.
-        // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+        // What collectstatic writes must be readable by Caddy whatever
+        // umask the deploy was started with (root's may be 077).
+        // SAFETY: prctl and umask are async-signal-safe; the closure
+        // allocates nothing.
         unsafe {
             cmd.pre_exec(|| {
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                     .map_err(std::io::Error::from)
             });

@@ -5,6 +5,13 @@
 //! writes at run time (static files at collectstatic, media, shared paths,
 //! its virtualenvs, celery beat's schedule). Caddy, another user, needs to
 //! traverse the site directory and read static and media.
+//!
+//! Media is written by gunicorn, whose units run with `UMask=0027`: the
+//! directories Django creates there at run time (`original_images/`, ...)
+//! would be closed to Caddy. So `media/` belongs to the site's user and to
+//! the `caddy` group, with the set-group-ID bit (2750): everything created
+//! below it inherits the group, Caddy can read uploads, and the other
+//! sites' users still cannot.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,12 +20,17 @@ use nix::unistd::{chown, Gid, Uid};
 
 use crate::layout::{Root, SiteLayout};
 
-/// Who owns what: `Root` (root:root) or `App` (the site's user and group).
+/// Who owns what: `Root` (root:root), `App` (the site's user and group) or
+/// `Media` (the site's user and the `caddy` group, set-group-ID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     Root,
     App,
+    Media,
 }
+
+/// The group Caddy runs as, whose members read static and media files.
+pub const CADDY_GROUP: &str = "caddy";
 
 /// Every directory of a site with its owner and mode.
 pub fn directories(l: &SiteLayout) -> Vec<(&str, Owner, u32)> {
@@ -27,7 +39,7 @@ pub fn directories(l: &SiteLayout) -> Vec<(&str, Owner, u32)> {
         (l.releases.as_str(), Owner::Root, 0o755),
         (l.venvs.as_str(), Owner::App, 0o755),
         (l.static_dir.as_str(), Owner::App, 0o755),
-        (l.media_dir.as_str(), Owner::App, 0o755),
+        (l.media_dir.as_str(), Owner::Media, 0o2750),
         (l.shared_dir.as_str(), Owner::App, 0o755),
         (l.backups.as_str(), Owner::Root, 0o700),
         (l.state.as_str(), Owner::Root, 0o755),
@@ -47,12 +59,36 @@ pub fn ensure(root: &Root, site: &str, app: Option<(u32, u32)>) -> std::io::Resu
             let (u, g) = match owner {
                 Owner::Root => (0, 0),
                 Owner::App => (uid, gid),
+                Owner::Media => match caddy_gid() {
+                    Some(caddy) => (uid, caddy),
+                    // No Caddy on this machine: nobody else needs to read.
+                    None => (uid, gid),
+                },
             };
             set_owner(&path, u, g)?;
         }
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
+}
+
+/// The gid of the `caddy` group, when it exists.
+pub fn caddy_gid() -> Option<u32> {
+    nix::unistd::Group::from_name(CADDY_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
+/// Makes a media directory outside `media/` (an effective MEDIA_ROOT in a
+/// shared path) readable by Caddy the same way: the site's user, the
+/// `caddy` group, 2750. Nothing happens without a `caddy` group.
+pub fn open_to_caddy(path: &Path, uid: u32) -> std::io::Result<()> {
+    let Some(caddy) = caddy_gid() else {
+        return Ok(());
+    };
+    set_owner(path, uid, caddy)?;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o2750))
 }
 
 fn set_owner(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {

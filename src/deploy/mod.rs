@@ -10,6 +10,7 @@ pub mod app;
 pub mod control;
 pub mod fetch;
 pub mod layout;
+pub mod paths;
 pub mod public;
 pub mod rollback;
 pub mod run;

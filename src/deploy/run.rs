@@ -431,8 +431,10 @@ fn steps(
             let eff = app::parse_effective(&ran.stdout);
             let detail = match &eff {
                 Some(e) => format!(
-                    "{} imports; STATIC_ROOT={} MEDIA_ROOT={}",
-                    site.django.wsgi, e.static_root, e.media_root
+                    "{} imports; Django's STATIC_ROOT={} MEDIA_ROOT={}",
+                    site.django.wsgi,
+                    shown(&e.static_root),
+                    shown(&e.media_root)
                 ),
                 None => format!("{} imports", site.django.wsgi),
             };
@@ -440,8 +442,25 @@ fn steps(
         })
         .map_err(|f| failed(&mut info, f))?;
     if let Some(e) = &effective {
-        info.static_root = Some(e.static_root.clone());
-        info.media_root = Some(e.media_root.clone());
+        let placed = log
+            .step("paths", |log| {
+                let home = ctx.p(&l.home);
+                let placed =
+                    super::paths::place(&release_dir, &home, &ctx.p(&l.media_dir), e, account)?;
+                for n in &placed.notes {
+                    log.line(&format!("    {n}"));
+                }
+                let detail = format!(
+                    "static from {}, media in {}",
+                    shown(&placed.static_root),
+                    shown(&placed.media_root)
+                );
+                Ok((placed, detail))
+            })
+            .map_err(|f| failed(&mut info, f))?;
+        info.static_root = Some(placed.static_root);
+        info.media_root = Some(placed.media_root);
+        save(&info).map_err(|m| fail("paths", m))?;
     }
 
     log.step("collectstatic", |_| {
@@ -605,6 +624,15 @@ fn steps(
     }
 }
 
+/// A setting's value for the log; Django's default for both is "".
+fn shown(value: &str) -> &str {
+    if value.is_empty() {
+        "(unset)"
+    } else {
+        value
+    }
+}
+
 pub(super) fn fail(step: &str, message: impl Into<String>) -> Failure {
     Failure {
         step: step.to_string(),
@@ -620,7 +648,6 @@ fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
     let gid = ctx.account.map(|(_, g)| g);
     let env = envfile::read(&env_path, gid).map_err(|e| e.0)?;
     let url = envfile::get(&env, "DATABASE_URL", &env_path).map_err(|e| e.0)?;
-    envfile::get(&env, "SECRET_KEY", &env_path).map_err(|e| e.0)?;
     postgres_reachable(url, ctx.account)?;
     let mut checked = vec!["site file", ".env", "PostgreSQL"];
     match envfile::get(&env, "REDIS_URL", &env_path) {

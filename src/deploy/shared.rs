@@ -122,7 +122,7 @@ fn create_dirs(dir: &Path, base: &Path, owner: Option<(u32, u32)>) -> Result<(),
     give(dir, owner)
 }
 
-fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+pub(super) fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
     if let Some((uid, gid)) = owner {
         nix::unistd::fchownat(
             None,
@@ -138,7 +138,7 @@ fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
 
 /// Copies a file, a symlink or a directory tree, keeping modes, owned by
 /// `owner` (symlinks themselves, not what they point at).
-fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub(super) fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let m = std::fs::symlink_metadata(from)?;
     if m.file_type().is_symlink() {
         symlink(std::fs::read_link(from)?, to)?;

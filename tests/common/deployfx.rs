@@ -49,16 +49,32 @@ pub fn wheelhouse() -> PathBuf {
 
 /// A fresh repository of the example app with tags v1..v5.
 pub fn make_repo(dest: &Path) {
+    make_repo_with("examples/make-repo.sh", dest)
+}
+
+fn make_repo_with(script: &str, dest: &Path) {
     let out = Command::new("bash")
-        .arg(manifest_dir().join("examples/make-repo.sh"))
+        .arg(manifest_dir().join(script))
         .arg(dest)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "examples/make-repo.sh failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Which example app the site runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    /// examples/acme: reads our environment variables, has a health view.
+    Acme,
+    /// examples/bakery, shaped like a Wagtail project: hard-coded
+    /// STATIC_ROOT/MEDIA_ROOT inside the project, DJANGO_-prefixed
+    /// variables, no gunicorn in its requirements, no health view. The
+    /// site is still called acme; only its code differs.
+    Bakery,
 }
 
 pub fn git(repo: &Path, args: &[&str]) -> String {
@@ -89,6 +105,10 @@ pub struct Fixture {
 impl Fixture {
     /// None when PostgreSQL or redis-server is missing outside CI.
     pub fn new(extra_toml: &str) -> Option<Fixture> {
+        Fixture::with_app(App::Acme, extra_toml)
+    }
+
+    pub fn with_app(app: App, extra_toml: &str) -> Option<Fixture> {
         if !super::require_tool("redis-server") || !super::require_tool("git") {
             return None;
         }
@@ -97,7 +117,29 @@ impl Fixture {
         let db_url = pg.create_site_db("acme", "acme-pw", "acme");
         let repo_dir = tempfile::tempdir().unwrap();
         let repo = repo_dir.path().join("acme.git");
-        make_repo(&repo);
+        let app_toml = match app {
+            App::Acme => {
+                make_repo(&repo);
+                String::new()
+            }
+            App::Bakery => {
+                make_repo_with("examples/make-bakery-repo.sh", &repo);
+                // The example's own site file decides the Django and
+                // Python settings.
+                let example =
+                    std::fs::read_to_string(manifest_dir().join("examples/bakery.toml")).unwrap();
+                let table: toml::Table = example.parse().unwrap();
+                format!(
+                    "[django]\n{}[python]\n{}",
+                    toml::to_string(&table["django"]).unwrap(),
+                    toml::to_string(&table["python"]).unwrap()
+                )
+            }
+        };
+        let health_path = match app {
+            App::Acme => "",
+            App::Bakery => "path = \"/\"\n",
+        };
         let root = tempfile::tempdir().unwrap();
         let sites = root.path().join("etc/sum/sites");
         std::fs::create_dir_all(&sites).unwrap();
@@ -105,7 +147,7 @@ impl Fixture {
             sites.join("acme.toml"),
             format!(
                 "domain = \"{DOMAIN}\"\n[git]\nurl = \"{}\"\nref = \"main\"\n\
-                 [health]\ntimeout = \"20s\"\n{extra_toml}",
+                 [health]\ntimeout = \"20s\"\n{health_path}{app_toml}{extra_toml}",
                 repo.display()
             ),
         )
@@ -113,14 +155,16 @@ impl Fixture {
         let home = root.path().join("srv/sum/acme");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = "tests-only-q8Vx2Lr7Kp4Zm9Tw1Ye6Hn3Jb5Sd0Fg8Uc7Ia2Ro4Wl";
+        let (key_var, hosts_var) = match app {
+            App::Acme => ("SECRET_KEY", "ALLOWED_HOSTS"),
+            App::Bakery => ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"),
+        };
         let env = vec![
             ("DATABASE_URL".to_string(), db_url.clone()),
-            (
-                "SECRET_KEY".into(),
-                "tests-only-q8Vx2Lr7Kp4Zm9Tw1Ye6Hn3Jb5Sd0Fg8Uc7Ia2Ro4Wl".into(),
-            ),
+            (key_var.into(), key.into()),
             ("REDIS_URL".into(), redis.url()),
-            ("ALLOWED_HOSTS".into(), DOMAIN.into()),
+            (hosts_var.into(), DOMAIN.into()),
             ("PIP_NO_INDEX".into(), "1".into()),
             ("PIP_FIND_LINKS".into(), wheelhouse().display().to_string()),
         ];
@@ -212,6 +256,45 @@ impl Fixture {
             std::time::Duration::from_secs(10),
         )
         .unwrap_or_else(|e| panic!("GET {path} over the socket: {e}"))
+    }
+
+    /// POSTs one file as multipart form data over the site's socket (an
+    /// upload, as a browser would send it through Caddy); status and body.
+    pub fn upload(&self, path: &str, filename: &str, content: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let boundary = "sum-golden-path-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{filename}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut s = std::os::unix::net::UnixStream::connect(
+            self.sum_root().path("/run/sum/acme/gunicorn.sock"),
+        )
+        .unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nX-Forwarded-Proto: https\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, body.to_string())
     }
 
     /// The `release` the example's health view reports.

@@ -1,0 +1,548 @@
+//! Where a release's static and media files really go (SPEC §7 step 4).
+//!
+//! Real apps often hard-code `STATIC_ROOT = <project>/collect_static` and
+//! `MEDIA_ROOT = <project>/media` instead of reading the `STATIC_ROOT` and
+//! `MEDIA_ROOT` the units export. The import probe asks Django for the
+//! effective values; [`place`] makes them work in a release that root owns
+//! and that the next deploy replaces:
+//!
+//! - a `STATIC_ROOT` inside the release is created for the site's user, so
+//!   `collectstatic` (run as that user) can fill it. Each release then has
+//!   its own static files, and a rollback serves the old release's.
+//! - a `MEDIA_ROOT` inside the release becomes a symlink to the site's
+//!   persistent `media/`, seeded from the release's own media the first
+//!   time (while `media/` is empty), so uploads outlive every release.
+//!
+//! What is recorded with the release is where the files really are: the
+//! in-release static directory, and `media/` for linked media. Caddy
+//! serves those; backups archive that media directory.
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::app::Effective;
+use super::shared::{copy_tree, give};
+
+/// Where the release's static and media files are, and what was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub static_root: String,
+    pub media_root: String,
+    /// Lines for the deploy log: what was created or linked, and warnings.
+    pub notes: Vec<String>,
+}
+
+/// Prepares the effective paths of `release` (not live yet).
+/// `home` is the site's directory and `media` its persistent media
+/// directory, both as real paths; `owner` is the site user's (uid, gid),
+/// None under a test root.
+pub fn place(
+    release: &Path,
+    home: &Path,
+    media: &Path,
+    eff: &Effective,
+    owner: Option<(u32, u32)>,
+) -> Result<Placed, String> {
+    let release = release
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", release.display()))?;
+    let given_home = home;
+    let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+    // Recorded under the home's own name, so a /srv that is a symlink
+    // still gives paths inside /srv/sum/<site>/.
+    let record = |p: &Path| match p.strip_prefix(&home) {
+        Ok(rest) => given_home.join(rest).display().to_string(),
+        Err(_) => p.display().to_string(),
+    };
+    let mut notes = Vec::new();
+    let in_release = |p: &Path| p.strip_prefix(&release).ok().map(Path::to_path_buf);
+
+    let static_root = match resolve(&eff.static_root, &release, "STATIC_ROOT")? {
+        None => String::new(),
+        Some(p) => {
+            if let Some(rel) = in_release(&p) {
+                if rel.as_os_str().is_empty() {
+                    return Err(format!(
+                        "STATIC_ROOT is the release directory itself ({}); collectstatic would \
+                         write over the code: point it at a directory of its own, such as \
+                         BASE_DIR / \"collect_static\"",
+                        p.display()
+                    ));
+                }
+                make_writable(&release, &rel, owner)?;
+                notes.push(format!(
+                    "STATIC_ROOT {} lies inside the release: created for collectstatic; each \
+                     release keeps its own static files, and a rollback serves its own",
+                    rel.display()
+                ));
+            } else if !p.starts_with(&home) {
+                notes.push(format!(
+                    "warning: STATIC_ROOT {} lies outside {}: Caddy will not serve /static/ \
+                     from it; use the STATIC_ROOT environment variable the units set",
+                    p.display(),
+                    home.display()
+                ));
+            }
+            record(&p)
+        }
+    };
+
+    let media_root = match resolve(&eff.media_root, &release, "MEDIA_ROOT")? {
+        None => String::new(),
+        Some(p) => {
+            if let Some(rel) = in_release(&p) {
+                if rel.as_os_str().is_empty() {
+                    return Err(format!(
+                        "MEDIA_ROOT is the release directory itself ({}); uploads would land \
+                         among the code: point it at a directory of its own, such as \
+                         BASE_DIR / \"media\"",
+                        p.display()
+                    ));
+                }
+                if Path::new(&static_root).starts_with(&p) {
+                    return Err(format!(
+                        "STATIC_ROOT {static_root} lies inside MEDIA_ROOT {}: give them \
+                         separate directories",
+                        p.display()
+                    ));
+                }
+                notes.extend(link_media(&release, &rel, media, owner)?);
+                media.display().to_string()
+            } else {
+                if !p.starts_with(&home) {
+                    notes.push(format!(
+                        "warning: MEDIA_ROOT {} lies outside {}: the app's units may not write \
+                         there, Caddy will not serve /media/ from it and backups do not archive \
+                         it; use the MEDIA_ROOT environment variable the units set",
+                        p.display(),
+                        home.display()
+                    ));
+                } else if p.starts_with(home.join("shared")) && p.is_dir() {
+                    // Media in a [deploy] shared path: readable by Caddy too.
+                    if let Some((uid, _)) = owner {
+                        super::layout::open_to_caddy(&p, uid).map_err(|e| e.to_string())?;
+                    }
+                }
+                record(&p)
+            }
+        }
+    };
+    Ok(Placed {
+        static_root,
+        media_root,
+        notes,
+    })
+}
+
+/// Django's value as a real path: relative values are relative to the
+/// release (the working directory of every app process), symlinks in the
+/// part that exists are resolved, and `..` in the rest is refused.
+fn resolve(value: &str, release: &Path, name: &str) -> Result<Option<PathBuf>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let path = release.join(value);
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        let Some(parent) = existing.parent() else {
+            break;
+        };
+        if let Some(name) = existing.file_name() {
+            rest.push(name.to_os_string());
+        }
+        existing = parent;
+    }
+    if path
+        .components()
+        .rev()
+        .take(rest.len())
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!("{name} {value:?} is not a plain path"));
+    }
+    let mut real = existing
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {name} {value:?}: {e}"))?;
+    for c in rest.iter().rev() {
+        real.push(c);
+    }
+    Ok(Some(real))
+}
+
+/// Creates `release/rel` (and missing parents, root's) for the site's user.
+/// A directory the release already has is given to the user with its
+/// content, so collectstatic may replace what was committed.
+fn make_writable(release: &Path, rel: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let dir = release.join(rel);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => give_tree(&dir, owner).map_err(|e| e.to_string()),
+        Ok(_) => Err(format!(
+            "STATIC_ROOT {} is a file in the release, not a directory",
+            rel.display()
+        )),
+        Err(_) => {
+            if let Some(parent) = dir.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            fs_err::create_dir(&dir).map_err(|e| e.to_string())?;
+            fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| e.to_string())?;
+            give(&dir, owner)
+        }
+    }
+}
+
+/// chmod g+s on every directory of a tree (not through symlinks).
+fn set_group_id_on_dirs(path: &Path) -> std::io::Result<()> {
+    let m = std::fs::symlink_metadata(path)?;
+    if m.is_dir() {
+        let mode = m.permissions().mode() | 0o2000;
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        for entry in fs_err::read_dir(path)? {
+            set_group_id_on_dirs(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn give_tree(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    if owner.is_none() {
+        return Ok(());
+    }
+    let m = std::fs::symlink_metadata(path)?;
+    if m.is_dir() {
+        for entry in fs_err::read_dir(path)? {
+            give_tree(&entry?.path(), owner)?;
+        }
+    }
+    give(path, owner).map_err(std::io::Error::other)
+}
+
+/// Replaces `release/rel` with a symlink to `media`, seeding `media` from
+/// it while `media` is empty. Returns the log lines.
+fn link_media(
+    release: &Path,
+    rel: &Path,
+    media: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<Vec<String>, String> {
+    let inside = release.join(rel);
+    let mut notes = Vec::new();
+    let empty = match fs_err::read_dir(media) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => return Err(format!("the site's media directory: {e}")),
+    };
+    match std::fs::symlink_metadata(&inside) {
+        Ok(m) if m.is_dir() => {
+            let entries: Vec<_> = fs_err::read_dir(&inside)
+                .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| e.to_string())?;
+            let n = entries.len();
+            let plural = if n == 1 { "y" } else { "ies" };
+            if n > 0 && empty {
+                // Seeded files take media/'s group (caddy's on a real
+                // system) and its directories the set-group-ID bit, like
+                // everything the app creates there later.
+                let group = std::fs::metadata(media).map(|m| m.gid()).ok();
+                let seed_owner = owner.map(|(uid, gid)| (uid, group.unwrap_or(gid)));
+                for entry in &entries {
+                    let to = media.join(entry.file_name());
+                    copy_tree(&entry.path(), &to, seed_owner)
+                        .and_then(|()| match seed_owner {
+                            Some(_) => set_group_id_on_dirs(&to),
+                            None => Ok(()),
+                        })
+                        .map_err(|e| {
+                            format!("seeding {} from the release: {e}", media.display())
+                        })?;
+                }
+                notes.push(format!(
+                    "media/ was empty: seeded with the {n} entr{plural} of the release's {}",
+                    rel.display()
+                ));
+            } else if n > 0 {
+                notes.push(format!(
+                    "the release's own {} ({n} entr{plural}) is not copied: media/ already has \
+                     files",
+                    rel.display(),
+                ));
+            }
+            fs_err::remove_dir_all(&inside).map_err(|e| e.to_string())?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "MEDIA_ROOT {} is a file in the release, not a directory",
+                rel.display()
+            ))
+        }
+        Err(_) => {
+            if let Some(parent) = inside.parent() {
+                fs_err::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    symlink(media, &inside)
+        .map_err(|e| format!("linking {} to {}: {e}", inside.display(), media.display()))?;
+    notes.insert(
+        0,
+        format!(
+            "MEDIA_ROOT {} lies inside the release: linked to {}, so uploads outlive every \
+             release and rollback",
+            rel.display(),
+            media.display()
+        ),
+    );
+    Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Site {
+        _d: tempfile::TempDir,
+        home: PathBuf,
+        media: PathBuf,
+    }
+
+    fn site() -> Site {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().canonicalize().unwrap().join("srv/sum/bakery");
+        let media = home.join("media");
+        std::fs::create_dir_all(&media).unwrap();
+        std::fs::create_dir_all(home.join("static")).unwrap();
+        Site { _d: d, home, media }
+    }
+
+    /// A release shaped like bakerydemo: committed media, no collect_static.
+    fn release(s: &Site, name: &str) -> PathBuf {
+        let r = s.home.join("releases").join(name);
+        std::fs::create_dir_all(r.join("media/original_images")).unwrap();
+        std::fs::write(r.join("media/original_images/welcome.txt"), name).unwrap();
+        std::fs::create_dir_all(r.join("bakery")).unwrap();
+        r
+    }
+
+    fn hard_coded(r: &Path) -> Effective {
+        Effective {
+            static_root: r.join("collect_static").display().to_string(),
+            media_root: r.join("media").display().to_string(),
+        }
+    }
+
+    #[test]
+    fn in_release_paths_get_static_per_release_and_media_linked() {
+        let s = site();
+        let r1 = release(&s, "r1");
+        let p1 = place(&r1, &s.home, &s.media, &hard_coded(&r1), None).unwrap();
+        assert_eq!(
+            p1.static_root,
+            r1.join("collect_static").display().to_string()
+        );
+        assert!(r1.join("collect_static").is_dir());
+        assert_eq!(p1.media_root, s.media.display().to_string());
+        assert_eq!(std::fs::read_link(r1.join("media")).unwrap(), s.media);
+        // First use: media/ was empty, so the release's own media seeded it.
+        assert_eq!(
+            std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
+            "r1"
+        );
+        assert!(p1
+            .notes
+            .iter()
+            .any(|n| n.contains("MEDIA_ROOT media lies inside the release: linked to")));
+        assert!(p1
+            .notes
+            .iter()
+            .any(|n| n.contains("seeded with the 1 entry")));
+        assert!(p1
+            .notes
+            .iter()
+            .any(|n| n.contains("STATIC_ROOT collect_static")));
+
+        // An upload through r1, then r2: the upload stays, nothing is
+        // overwritten by r2's own media.
+        std::fs::write(r1.join("media/original_images/upload.jpg"), b"jpg").unwrap();
+        let r2 = release(&s, "r2");
+        let p2 = place(&r2, &s.home, &s.media, &hard_coded(&r2), None).unwrap();
+        assert_eq!(
+            p2.static_root,
+            r2.join("collect_static").display().to_string()
+        );
+        assert_ne!(p1.static_root, p2.static_root);
+        assert_eq!(
+            std::fs::read(r2.join("media/original_images/upload.jpg")).unwrap(),
+            b"jpg"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
+            "r1"
+        );
+        assert!(p2
+            .notes
+            .iter()
+            .any(|n| n.contains("is not copied: media/ already has files")));
+        // Removing a release (pruning) removes the link, not the media.
+        std::fs::remove_dir_all(&r1).unwrap();
+        assert!(s.media.join("original_images/upload.jpg").is_file());
+    }
+
+    #[test]
+    fn paths_from_the_environment_are_recorded_as_they_are() {
+        let s = site();
+        let r = release(&s, "r1");
+        let eff = Effective {
+            static_root: s.home.join("static").display().to_string(),
+            media_root: s.media.display().to_string(),
+        };
+        let p = place(&r, &s.home, &s.media, &eff, None).unwrap();
+        assert_eq!(p.static_root, eff.static_root);
+        assert_eq!(p.media_root, eff.media_root);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        // The release's media directory is left alone: the app does not use it.
+        assert!(r.join("media").is_dir());
+        assert!(!r.join("media").is_symlink());
+    }
+
+    #[test]
+    fn relative_unset_and_outside_values() {
+        let s = site();
+        let r = release(&s, "r1");
+        // Relative to the release (the app's working directory); unset media.
+        let eff = Effective {
+            static_root: "build/static".into(),
+            media_root: String::new(),
+        };
+        let p = place(&r, &s.home, &s.media, &eff, None).unwrap();
+        assert_eq!(p.static_root, r.join("build/static").display().to_string());
+        assert!(r.join("build/static").is_dir());
+        assert_eq!(p.media_root, "");
+        // Outside the site's home: recorded, with a warning naming the fix.
+        let eff = Effective {
+            static_root: "/var/www/static".into(),
+            media_root: "/var/www/media".into(),
+        };
+        let p = place(&r, &s.home, &s.media, &eff, None).unwrap();
+        assert_eq!(p.media_root, "/var/www/media");
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("warning: STATIC_ROOT /var/www/static")));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("warning: MEDIA_ROOT /var/www/media")
+                && n.contains("the MEDIA_ROOT environment variable")));
+    }
+
+    #[test]
+    fn a_home_reached_through_a_symlink_is_recorded_under_its_own_name() {
+        let s = site();
+        let r = release(&s, "r1");
+        let link = s.home.parent().unwrap().join("bakery-link");
+        std::os::unix::fs::symlink(&s.home, &link).unwrap();
+        let r_link = link.join("releases/r1");
+        let p = place(
+            &r_link,
+            &link,
+            &link.join("media"),
+            &hard_coded(&r_link),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p.static_root,
+            link.join("releases/r1/collect_static")
+                .display()
+                .to_string()
+        );
+        assert_eq!(p.media_root, link.join("media").display().to_string());
+        assert!(r.join("collect_static").is_dir());
+    }
+
+    #[test]
+    fn refusals_name_the_setting() {
+        let s = site();
+        let r = release(&s, "r1");
+        let cases = [
+            (
+                r.display().to_string(),
+                String::new(),
+                "STATIC_ROOT is the release directory itself",
+            ),
+            (
+                String::new(),
+                r.display().to_string(),
+                "MEDIA_ROOT is the release directory itself",
+            ),
+            (
+                r.join("media/static").display().to_string(),
+                r.join("media").display().to_string(),
+                "lies inside MEDIA_ROOT",
+            ),
+            (
+                "x/../../y".into(),
+                String::new(),
+                "STATIC_ROOT \"x/../../y\" is not a plain path",
+            ),
+        ];
+        for (st, me, want) in cases {
+            let eff = Effective {
+                static_root: st,
+                media_root: me,
+            };
+            let e = place(&r, &s.home, &s.media, &eff, None).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        // A file where MEDIA_ROOT should be a directory.
+        std::fs::write(r.join("uploads"), b"").unwrap();
+        let eff = Effective {
+            static_root: String::new(),
+            media_root: r.join("uploads").display().to_string(),
+        };
+        let e = place(&r, &s.home, &s.media, &eff, None).unwrap_err();
+        assert!(
+            e.contains("MEDIA_ROOT uploads is a file in the release"),
+            "{e}"
+        );
+        // Nothing was seeded or linked by the refused attempts.
+        assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
+        assert!(r.join("media").is_dir() && !r.join("media").is_symlink());
+    }
+
+    #[test]
+    fn what_is_created_belongs_to_the_site_user() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        let s = site();
+        let r = release(&s, "r1");
+        std::fs::create_dir_all(r.join("collect_static/css")).unwrap();
+        std::fs::write(r.join("collect_static/css/old.css"), b"").unwrap();
+        // media/ as the bootstrap leaves it: the caddy group, 2750.
+        std::os::unix::fs::chown(&s.media, Some(4321), Some(4323)).unwrap();
+        place(&r, &s.home, &s.media, &hard_coded(&r), Some((4321, 4322))).unwrap();
+        for p in [
+            r.join("collect_static"),
+            r.join("collect_static/css/old.css"),
+        ] {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4322), "{}", p.display());
+        }
+        // Seeded media take media/'s group; directories pass it on (g+s).
+        for p in [
+            s.media.join("original_images"),
+            s.media.join("original_images/welcome.txt"),
+        ] {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4323), "{}", p.display());
+        }
+        let m = std::fs::metadata(s.media.join("original_images")).unwrap();
+        assert_eq!(m.mode() & 0o2000, 0o2000);
+        // The release itself stays root's.
+        assert_eq!(std::fs::metadata(&r).unwrap().uid(), 0);
+    }
+}
