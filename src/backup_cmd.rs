@@ -118,7 +118,13 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
             return 1;
         }
     };
-    let media_dir = root.path(&layout.media_dir);
+    // The persistent media directory wherever the live release's settings
+    // put it (a linked in-release MEDIA_ROOT is recorded as media/).
+    let media_dir = root.path(
+        crate::deploy::state::live_paths(root, &site.name)
+            .media_dir
+            .unwrap_or_else(|| layout.media_dir.clone()),
+    );
     let release = std::fs::read_link(root.path(&layout.app))
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));

@@ -7,7 +7,7 @@
 //! and then `/run/sum/caddy/*.caddy`. `snippet` is pure; `render_all` is the
 //! I/O around it.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use crate::fsutil::write_atomic;
 use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
@@ -48,39 +48,12 @@ impl Served {
     /// other parts of the file system.
     pub fn from_disk(root: &Root, site: &Site) -> Served {
         let l = SiteLayout::new(&site.name);
-        let app = root.path(&l.app);
-        let mut served = Served::defaults(site, app.exists());
-        let Some(release) = std::fs::read_link(&app)
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        else {
-            return served;
-        };
-        let Some(info) = crate::deploy::state::load_release(&root.path(&l.state), &release) else {
-            return served;
-        };
-        let home = Path::new(&l.home);
-        // Recorded paths are real ones, under a test root too; the snippet
-        // names canonical ones.
-        let base = root.path("/");
-        let accept = |recorded: &Option<String>| -> Option<String> {
-            let p = Path::new(recorded.as_deref()?);
-            let canonical = match p.strip_prefix(&base) {
-                Ok(rest) if !root.is_system() => Path::new("/").join(rest),
-                _ => p.to_path_buf(),
-            };
-            let inside = canonical.is_absolute()
-                && canonical.starts_with(home)
-                && canonical != home
-                && canonical
-                    .components()
-                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-            inside.then(|| canonical.to_string_lossy().into_owned())
-        };
-        if let Some(d) = accept(&info.static_root) {
+        let mut served = Served::defaults(site, root.path(&l.app).exists());
+        let live = crate::deploy::state::live_paths(root, &site.name);
+        if let Some(d) = live.static_dir {
             served.static_dir = d;
         }
-        if let Some(d) = accept(&info.media_root) {
+        if let Some(d) = live.media_dir {
             served.media_dir = d;
         }
         served

@@ -636,3 +636,78 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     );
     assert!(!orphan.exists());
 }
+
+/// The media archive follows the live release's effective MEDIA_ROOT (here
+/// a `[deploy] shared` directory, as the deploy recorded it), not the
+/// default `media/`; a MEDIA_ROOT outside the site's home is not followed.
+#[test]
+fn media_are_archived_from_where_the_live_release_keeps_them() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "media = true");
+    let home = site.root.path().join("srv/sum/acme");
+    let release = "20261101T000000Z-abc1234";
+    std::fs::create_dir_all(home.join("releases").join(release)).unwrap();
+    std::os::unix::fs::symlink(format!("releases/{release}"), home.join("app")).unwrap();
+    // The default media/ has a file the app no longer uses.
+    std::fs::create_dir_all(home.join("media")).unwrap();
+    std::fs::write(home.join("media/stale.txt"), "not this").unwrap();
+    let shared_media = home.join("shared/bakery/media");
+    std::fs::create_dir_all(shared_media.join("original_images")).unwrap();
+    std::fs::write(shared_media.join("original_images/cake.jpg"), "cake").unwrap();
+    let record = |media_root: &str| {
+        sum::deploy::state::save_release(
+            &home.join("state"),
+            &sum::deploy::state::ReleaseInfo {
+                release: release.into(),
+                git_ref: "main".into(),
+                sha: "abc1234".repeat(5) + "ab",
+                venv: "v".into(),
+                created_utc: "2026-11-01T00:00:00Z".into(),
+                status: sum::deploy::state::ReleaseStatus::Good,
+                migrations: vec![],
+                static_root: None,
+                media_root: Some(media_root.into()),
+            },
+        )
+        .unwrap();
+    };
+    let listing = |dump: &str| {
+        let archive = site.backups().join(sum::media::media_name(dump));
+        let out = Command::new("tar")
+            .arg("-tzf")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+
+    record(&shared_media.display().to_string());
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let files = site.files();
+    let dump = files
+        .iter()
+        .find(|f| f.ends_with(".sql.gz"))
+        .unwrap()
+        .clone();
+    let names = listing(&dump);
+    assert!(names.contains("original_images/cake.jpg"), "{names}");
+    assert!(!names.contains("stale.txt"), "{names}");
+
+    // Outside the site's home: the default media/ is archived instead.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    record("/etc");
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let newest = site
+        .files()
+        .into_iter()
+        .filter(|f| f.ends_with(".sql.gz") && *f != dump)
+        .max()
+        .unwrap();
+    let names = listing(&newest);
+    assert!(
+        names.contains("stale.txt") && !names.contains("passwd"),
+        "{names}"
+    );
+}

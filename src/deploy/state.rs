@@ -5,11 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+use crate::layout::{Root, SiteLayout};
 
 /// A release's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,5 +326,52 @@ mod tests {
             .unwrap();
         append(dir.path(), &rec).unwrap();
         assert_eq!(history(dir.path()).unwrap().len(), 2);
+    }
+}
+
+/// The effective static and media directories of the live release, as
+/// canonical paths (`/srv/sum/<site>/...`), when its deploy recorded them
+/// and they lie inside the site's home (`/srv/sum/<site>/`, not the home
+/// itself, no `..`): the app's settings must not make Caddy serve, or a
+/// backup archive, other parts of the file system. None means the default
+/// (`static/`, `media/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LivePaths {
+    pub static_dir: Option<String>,
+    pub media_dir: Option<String>,
+}
+
+pub fn live_paths(root: &Root, site: &str) -> LivePaths {
+    let l = SiteLayout::new(site);
+    let Some(release) = std::fs::read_link(root.path(&l.app))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return LivePaths::default();
+    };
+    let Some(info) = load_release(&root.path(&l.state), &release) else {
+        return LivePaths::default();
+    };
+    let home = Path::new(&l.home);
+    // Recorded paths are real ones, under a test root too; callers get
+    // canonical ones.
+    let base = root.path("/");
+    let accept = |recorded: &Option<String>| -> Option<String> {
+        let p = Path::new(recorded.as_deref()?);
+        let canonical = match p.strip_prefix(&base) {
+            Ok(rest) if !root.is_system() => Path::new("/").join(rest),
+            _ => p.to_path_buf(),
+        };
+        let inside = canonical.is_absolute()
+            && canonical.starts_with(home)
+            && canonical != home
+            && canonical
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        inside.then(|| canonical.to_string_lossy().into_owned())
+    };
+    LivePaths {
+        static_dir: accept(&info.static_root),
+        media_dir: accept(&info.media_root),
     }
 }
