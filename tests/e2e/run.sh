@@ -44,6 +44,7 @@ CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
 get() { # get URL [curl args]: prints the HTTP status; headers in /root/resp.h, body in /root/resp.b
     curl -sS --max-time 10 --cacert "$CA" \
         --resolve acme.localhost:443:127.0.0.1 --resolve www.acme.localhost:443:127.0.0.1 \
+        --resolve bakery.localhost:443:127.0.0.1 \
         -D /root/resp.h -o /root/resp.b -w "%{http_code}" "$@"
 }
 header() { # header NAME: the value of a response header of the last get, lower-cased name
@@ -94,8 +95,11 @@ cp "$deb" "$E2E_STAGE/"
 # repository with five versions (examples/make-repo.sh).
 wheelhouse=$(bash tests/wheelhouse.sh)
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
-rm -rf "$E2E_STAGE/acme-repo"
+rm -rf "$E2E_STAGE/acme-repo" "$E2E_STAGE/bakery-repo"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
+# The Wagtail-shaped example (hard-coded STATIC_ROOT/MEDIA_ROOT), v1 and v2.
+bash examples/make-bakery-repo.sh "$E2E_STAGE/bakery-repo" >/dev/null
+cp examples/bakery.toml "$E2E_STAGE/bakery.toml"
 debname=$(basename "$deb")
 
 step "installing the package"
@@ -408,6 +412,90 @@ check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
     expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
     contains "health body" "\"release\": \"v1\"" "$(cat /root/resp.b)"
     contains "sumctl history" "rollback" "$(sumctl history acme)"'
+
+step "a Wagtail-shaped app: hard-coded STATIC_ROOT and MEDIA_ROOT (examples/bakery)"
+E2E_UNITS=(sum-deploy@bakery.service sum-gunicorn@bakery.service caddy.service)
+check "sum-deploy@bakery deploys v1: static collected inside the release, media linked to media/" '
+    runuser -u postgres -- psql -q -c "CREATE ROLE bakery LOGIN PASSWORD '\''pw-bakery'\''"
+    runuser -u postgres -- createdb -O bakery bakery
+    sumctl new bakery --domain bakery.localhost --git /root/in/bakery-repo >/dev/null
+    # The example'\''s own site file, pointed at the test repository and v1.
+    sed -e "s|^domain = .*|domain = \"bakery.localhost\"|" \
+        -e "s|^url = .*|url = \"/root/in/bakery-repo\"|" -e "s|^ref = .*|ref = \"v1\"|" \
+        -e "/^\[health\]/,/^\[/ s|^timeout = .*|timeout = \"20s\"|" /root/in/bakery.toml >/etc/sum/sites/bakery.toml
+    grep -q "^timeout = \"20s\"" /etc/sum/sites/bakery.toml
+    # The app reads DJANGO_-prefixed names, not the ones sumctl new writes.
+    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://bakery:pw-bakery@127.0.0.1:5432/bakery|; s|^REDIS_URL=.*|REDIS_URL=redis://127.0.0.1:6379/2|" /srv/sum/bakery/.env
+    sed -n "s/^SECRET_KEY=/DJANGO_SECRET_KEY=/p" /srv/sum/bakery/.env >>/srv/sum/bakery/.env
+    printf "DJANGO_ALLOWED_HOSTS=bakery.localhost\nPIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/bakery/.env
+    sumctl check /etc/sum/sites/bakery.toml
+    systemctl daemon-reload
+    systemctl start sum-deploy@bakery
+    expect "sum-deploy@bakery Result" success "$(systemctl show -P Result sum-deploy@bakery)"
+    live=$(readlink -f /srv/sum/bakery/app)
+    j=$(journalctl -u sum-deploy@bakery --no-pager -o cat)
+    contains "journal" "does not name gunicorn: adding it" "$j"
+    contains "journal" "STATIC_ROOT collect_static lies inside the release" "$j"
+    contains "journal" "MEDIA_ROOT media lies inside the release: linked to /srv/sum/bakery/media" "$j"
+    contains "journal" "media/ was empty: seeded" "$j"
+    rec=/srv/sum/bakery/state/releases/$(basename "$live").json
+    contains "the release record" "\"static_root\": \"$live/collect_static\"" "$(cat "$rec")"
+    contains "the release record" "\"media_root\": \"/srv/sum/bakery/media\"" "$(cat "$rec")"
+    expect "the release'\''s media" /srv/sum/bakery/media "$(readlink "$live/media")"
+    expect "owner of the collected static" sum-bakery "$(stat -c %U "$live/collect_static/css/site.css")"
+    expect "media/ (the caddy group, set-group-ID)" "sum-bakery:caddy 2750" "$(stat -c "%U:%G %a" /srv/sum/bakery/media)"'
+# The effective paths the deploy found and recorded, for the log.
+ct "grep -hE '\"(static|media)_root\"' /srv/sum/bakery/state/releases/\$(basename \$(readlink /srv/sum/bakery/app)).json" \
+    | sed 's/^ */    recorded: /' || true
+check "bakery v1 through Caddy: the page, static from the release, the seeded media" '
+    expect "https://bakery.localhost/" 200 "$(get https://bakery.localhost/)"
+    contains "home page" "v1" "$(cat /root/resp.b)"
+    expect "site.css" 200 "$(get https://bakery.localhost/static/css/site.css)"
+    contains "site.css" "/* bakery v1 */" "$(head -n 1 /root/resp.b)"
+    cmp /root/resp.b /srv/sum/bakery/app/collect_static/css/site.css
+    expect "welcome.txt" 200 "$(get https://bakery.localhost/media/original_images/welcome.txt)"
+    expect "welcome.txt" "welcome to the bakery" "$(cat /root/resp.b)"'
+check "an upload through Caddy and gunicorn lands in media/ and Caddy serves it" '
+    head -c 3000 /dev/urandom | base64 >/root/cake.txt
+    expect "POST /upload/" 201 "$(get https://bakery.localhost/upload/ -F file=@/root/cake.txt -F title=cake)"
+    url=$(python3 -c "import json; print(json.load(open(\"/root/resp.b\"))[\"url\"])")
+    echo "$url" >/root/upload-url
+    contains "upload url" "/media/original_images/cake" "$url"
+    cmp /root/cake.txt "/srv/sum/bakery/media/${url#/media/}"
+    expect "owner of the upload" "sum-bakery:caddy" "$(stat -c %U:%G "/srv/sum/bakery/media/${url#/media/}")"
+    expect "GET $url" 200 "$(get "https://bakery.localhost$url")"
+    cmp /root/resp.b /root/cake.txt'
+check "redeployed to v2: new static, the upload still served" '
+    v1=$(readlink /srv/sum/bakery/app)
+    sed -i "s|^ref = .*|ref = \"main\"|" /etc/sum/sites/bakery.toml
+    systemctl start sum-deploy@bakery
+    v2=$(readlink /srv/sum/bakery/app)
+    [ "$v1" != "$v2" ] || { echo "no new release: $v2"; exit 1; }
+    contains "journal" "is not copied: media/ already has files" "$(journalctl -u sum-deploy@bakery --no-pager -o cat -n 60)"
+    expect "https://bakery.localhost/" 200 "$(get https://bakery.localhost/)"
+    contains "home page" "v2" "$(cat /root/resp.b)"
+    expect "site.css" 200 "$(get https://bakery.localhost/static/css/site.css)"
+    contains "site.css" "/* bakery v2 */" "$(head -n 1 /root/resp.b)"
+    url=$(cat /root/upload-url)
+    expect "GET $url" 200 "$(get "https://bakery.localhost$url")"
+    cmp /root/resp.b /root/cake.txt'
+check "rolled back to v1: v1's static again, the upload still served" '
+    sumctl rollback bakery >/dev/null
+    expect "https://bakery.localhost/" 200 "$(get https://bakery.localhost/)"
+    contains "home page" "v1" "$(cat /root/resp.b)"
+    expect "site.css" 200 "$(get https://bakery.localhost/static/css/site.css)"
+    contains "site.css" "/* bakery v1 */" "$(head -n 1 /root/resp.b)"
+    cmp /root/resp.b /srv/sum/bakery/app/collect_static/css/site.css
+    url=$(cat /root/upload-url)
+    expect "GET $url" 200 "$(get "https://bakery.localhost$url")"
+    cmp /root/resp.b /root/cake.txt'
+check "sum-backup@bakery archives the persistent media directory with the upload" '
+    systemctl start sum-backup@bakery
+    expect "sum-backup@bakery Result" success "$(systemctl show -P Result sum-backup@bakery)"
+    archive=$(ls -t /srv/sum/bakery/backups/*.media.tar.gz | head -n 1)
+    url=$(cat /root/upload-url)
+    contains "the media archive" "${url#/media/}" "$(tar -tzf "$archive")"
+    contains "the media archive" "original_images/welcome.txt" "$(tar -tzf "$archive")"'
 
 step "removing the package"
 E2E_UNITS=(caddy.service)
