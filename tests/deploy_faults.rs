@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::deployfx::{git, Fixture};
+use common::deployfx::{git, App, Fixture};
 use common::Node;
 use sum::deploy::Options;
 
@@ -447,4 +447,48 @@ fn a_first_deploy_failing_after_the_swap_leaves_nothing_live() {
     let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
     assert_eq!(o.code, 0, "{log}");
     assert_eq!(fx.serving_version(), "v1");
+}
+
+/// The bakery example reads DJANGO_ALLOWED_HOSTS; when it lacks the
+/// domain, Django answers 400 and the deploy says which setting and which
+/// variable of the .env to fix, rolls back (nothing was live: exit 4), and
+/// the media the first attempt seeded are kept.
+#[test]
+fn a_host_django_rejects_is_named_with_the_variable_to_fix() {
+    let Some(mut fx) = Fixture::with_app(App::Bakery, "") else {
+        return;
+    };
+    let good = fx.env.clone();
+    for (k, v) in fx.env.iter_mut() {
+        if k == "DJANGO_ALLOWED_HOSTS" {
+            *v = "other.example".into();
+        }
+    }
+    fx.write_env(&fx.env);
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    println!("{log}");
+    assert_eq!(o.code, 4, "{log}");
+    assert!(
+        log.contains(
+            "answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks acme.localhost"
+        ) && log.contains(
+            "the site's .env has DJANGO_ALLOWED_HOSTS=other.example, which does not list \
+                 acme.localhost"
+        ),
+        "{log}"
+    );
+    assert_eq!(fx.live(), None);
+    assert!(fx
+        .home()
+        .join("media/original_images/welcome.txt")
+        .is_file());
+
+    drop(gunicorn);
+    fx.env = good;
+    fx.write_env(&fx.env);
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(fx.get("/").status, 200);
 }
