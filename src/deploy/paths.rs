@@ -57,10 +57,11 @@ pub fn place(
     let mut notes = Vec::new();
     let in_release = |p: &Path| p.strip_prefix(&release).ok().map(Path::to_path_buf);
 
-    let static_root = match resolve(&eff.static_root, &release, "STATIC_ROOT")? {
+    let static_real = resolve(&eff.static_root, &release, "STATIC_ROOT")?;
+    let static_root = match &static_real {
         None => String::new(),
         Some(p) => {
-            if let Some(rel) = in_release(&p) {
+            if let Some(rel) = in_release(p) {
                 if rel.as_os_str().is_empty() {
                     return Err(format!(
                         "STATIC_ROOT is the release directory itself ({}); collectstatic would \
@@ -68,6 +69,16 @@ pub fn place(
                          BASE_DIR / \"collect_static\"",
                         p.display()
                     ));
+                }
+                if let Some(m) = resolve(&eff.media_root, &release, "MEDIA_ROOT")? {
+                    if p.starts_with(&m) {
+                        return Err(format!(
+                            "STATIC_ROOT {} lies inside MEDIA_ROOT {}: give them separate \
+                             directories",
+                            p.display(),
+                            m.display()
+                        ));
+                    }
                 }
                 make_writable(&release, &rel, owner)?;
                 notes.push(format!(
@@ -83,7 +94,7 @@ pub fn place(
                     home.display()
                 ));
             }
-            record(&p)
+            record(p)
         }
     };
 
@@ -96,13 +107,6 @@ pub fn place(
                         "MEDIA_ROOT is the release directory itself ({}); uploads would land \
                          among the code: point it at a directory of its own, such as \
                          BASE_DIR / \"media\"",
-                        p.display()
-                    ));
-                }
-                if Path::new(&static_root).starts_with(&p) {
-                    return Err(format!(
-                        "STATIC_ROOT {static_root} lies inside MEDIA_ROOT {}: give them \
-                         separate directories",
                         p.display()
                     ));
                 }
