@@ -409,6 +409,27 @@ mod tests {
         assert!(!r.join("media").is_symlink());
     }
 
+    /// `[deploy] shared = ["media"]` ran first (the release step): the
+    /// effective MEDIA_ROOT resolves into shared/, which is used as it is.
+    #[test]
+    fn media_in_a_shared_path_is_recorded_there_and_not_linked_again() {
+        let s = site();
+        let r = release(&s, "r1");
+        let shared = s.home.join("shared/media");
+        std::fs::create_dir_all(shared.join("original_images")).unwrap();
+        std::fs::remove_dir_all(r.join("media")).unwrap();
+        std::os::unix::fs::symlink(&shared, r.join("media")).unwrap();
+        let p = place(&r, &s.home, &s.media, &hard_coded(&r), None).unwrap();
+        assert_eq!(p.media_root, shared.display().to_string());
+        assert_eq!(std::fs::read_link(r.join("media")).unwrap(), shared);
+        assert!(
+            !p.notes.iter().any(|n| n.contains("MEDIA_ROOT")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
+    }
+
     #[test]
     fn relative_unset_and_outside_values() {
         let s = site();
