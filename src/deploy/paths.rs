@@ -22,6 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::app::Effective;
 use super::shared::{copy_tree, give};
+use super::state::{servable, Served};
 
 /// Where the release's static and media files are, and what was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +87,13 @@ pub fn place(
                      release keeps its own static files, and a rollback serves its own",
                     rel.display()
                 ));
-            } else if !p.starts_with(&home) {
+            } else if !servable(&home, p, Served::Static) {
                 notes.push(format!(
-                    "warning: STATIC_ROOT {} lies outside {}: Caddy will not serve /static/ \
-                     from it; use the STATIC_ROOT environment variable the units set",
-                    p.display(),
-                    home.display()
+                    "warning: STATIC_ROOT {} is not where Caddy serves /static/ from (the \
+                     site's static/, a [deploy] shared path or a directory inside the \
+                     release), so it serves static/, which collectstatic does not fill; use \
+                     the STATIC_ROOT environment variable the units set",
+                    p.display()
                 ));
             }
             record(p)
@@ -113,13 +115,13 @@ pub fn place(
                 notes.extend(link_media(&release, &rel, media, owner)?);
                 media.display().to_string()
             } else {
-                if !p.starts_with(&home) {
+                if !servable(&home, &p, Served::Media) {
                     notes.push(format!(
-                        "warning: MEDIA_ROOT {} lies outside {}: the app's units may not write \
-                         there, Caddy will not serve /media/ from it and backups do not archive \
-                         it; use the MEDIA_ROOT environment variable the units set",
-                        p.display(),
-                        home.display()
+                        "warning: MEDIA_ROOT {} is not where Caddy serves /media/ from or \
+                         backups archive (the site's media/ or a [deploy] shared path), and \
+                         the app's units may not write there; use the MEDIA_ROOT environment \
+                         variable the units set",
+                        p.display()
                     ));
                 } else if p.starts_with(home.join("shared")) && p.is_dir() {
                     // Media in a [deploy] shared path: readable by Caddy too.
@@ -459,6 +461,15 @@ mod tests {
             .iter()
             .any(|n| n.starts_with("warning: MEDIA_ROOT /var/www/media")
                 && n.contains("the MEDIA_ROOT environment variable")));
+        // Inside the home but not a place Caddy serves: the git mirror.
+        let eff = Effective {
+            static_root: s.home.join("repo.git").display().to_string(),
+            media_root: s.home.join("state").display().to_string(),
+        };
+        let p = place(&r, &s.home, &s.media, &eff, None).unwrap();
+        assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+        assert!(p.notes[0].contains("is not where Caddy serves /static/ from"));
+        assert!(p.notes[1].contains("is not where Caddy serves /media/ from"));
     }
 
     #[test]

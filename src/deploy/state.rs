@@ -249,8 +249,115 @@ pub fn plan_prune(
     }
 }
 
+/// Which kind of directory Caddy serves: `/static/` or `/media/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Static,
+    Media,
+}
+
+/// Whether Caddy may serve `path` (under `home`, both in the same space:
+/// canonical, or real under a test root) for `kind`. Only the places made
+/// for it: `static/` and `media/`, a `[deploy] shared` path, and for
+/// static files a directory inside a release (a hard-coded STATIC_ROOT);
+/// never the home itself, the backups, the state, the venvs, the git
+/// mirror or a whole release, and no `..`.
+pub fn servable(home: &Path, path: &Path, kind: Served) -> bool {
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+    {
+        return false;
+    }
+    let Ok(rest) = path.strip_prefix(home) else {
+        return false;
+    };
+    let parts: Vec<&std::ffi::OsStr> = rest.iter().collect();
+    match (parts.first().and_then(|p| p.to_str()), kind) {
+        (Some("static"), Served::Static) | (Some("media"), Served::Media) => true,
+        (Some("shared"), _) => parts.len() >= 2,
+        (Some("releases"), Served::Static) => parts.len() >= 3,
+        _ => false,
+    }
+}
+
+/// The effective static and media directories of the live release, as
+/// canonical paths (`/srv/sum/<site>/...`), when its deploy recorded them
+/// and they are [`servable`]: the app's settings must not make Caddy serve,
+/// or a backup archive, other parts of the file system. None means the
+/// default (`static/`, `media/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LivePaths {
+    pub static_dir: Option<String>,
+    pub media_dir: Option<String>,
+}
+
+pub fn live_paths(root: &Root, site: &str) -> LivePaths {
+    let l = SiteLayout::new(site);
+    let Some(release) = std::fs::read_link(root.path(&l.app))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return LivePaths::default();
+    };
+    let Some(info) = load_release(&root.path(&l.state), &release) else {
+        return LivePaths::default();
+    };
+    let home = Path::new(&l.home);
+    // Recorded paths are real ones, under a test root too; callers get
+    // canonical ones.
+    let base = root.path("/");
+    let accept = |recorded: &Option<String>, kind| -> Option<String> {
+        let p = Path::new(recorded.as_deref()?);
+        let canonical = match p.strip_prefix(&base) {
+            Ok(rest) if !root.is_system() => Path::new("/").join(rest),
+            _ => p.to_path_buf(),
+        };
+        servable(home, &canonical, kind).then(|| canonical.to_string_lossy().into_owned())
+    };
+    LivePaths {
+        static_dir: accept(&info.static_root, Served::Static),
+        media_dir: accept(&info.media_root, Served::Media),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn caddy_serves_only_the_places_made_for_it() {
+        use super::{servable, Served};
+        use std::path::Path;
+        let home = Path::new("/srv/sum/acme");
+        let yes = |p: &str, k| servable(home, Path::new(p), k);
+        assert!(yes("/srv/sum/acme/static", Served::Static));
+        assert!(yes("/srv/sum/acme/media", Served::Media));
+        assert!(yes("/srv/sum/acme/media/uploads", Served::Media));
+        assert!(yes("/srv/sum/acme/shared/bakery/media", Served::Media));
+        assert!(yes(
+            "/srv/sum/acme/releases/r1/collect_static",
+            Served::Static
+        ));
+        for (p, k) in [
+            ("/srv/sum/acme", Served::Static),
+            ("/srv/sum/acme/releases/r1", Served::Static),
+            ("/srv/sum/acme/releases/r1/media", Served::Media),
+            ("/srv/sum/acme/static", Served::Media),
+            ("/srv/sum/acme/media", Served::Static),
+            ("/srv/sum/acme/shared", Served::Media),
+            ("/srv/sum/acme/backups", Served::Media),
+            ("/srv/sum/acme/state", Served::Static),
+            ("/srv/sum/acme/repo.git", Served::Static),
+            ("/srv/sum/acme/venvs", Served::Static),
+            ("/srv/sum/acme/static/../backups", Served::Static),
+            ("/srv/sum/other/static", Served::Static),
+            ("/etc", Served::Media),
+            ("static", Served::Static),
+        ] {
+            assert!(!yes(p, k), "{p} {k:?}");
+        }
+    }
+
     use super::*;
     use ReleaseStatus::*;
 
@@ -326,52 +433,5 @@ mod tests {
             .unwrap();
         append(dir.path(), &rec).unwrap();
         assert_eq!(history(dir.path()).unwrap().len(), 2);
-    }
-}
-
-/// The effective static and media directories of the live release, as
-/// canonical paths (`/srv/sum/<site>/...`), when its deploy recorded them
-/// and they lie inside the site's home (`/srv/sum/<site>/`, not the home
-/// itself, no `..`): the app's settings must not make Caddy serve, or a
-/// backup archive, other parts of the file system. None means the default
-/// (`static/`, `media/`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LivePaths {
-    pub static_dir: Option<String>,
-    pub media_dir: Option<String>,
-}
-
-pub fn live_paths(root: &Root, site: &str) -> LivePaths {
-    let l = SiteLayout::new(site);
-    let Some(release) = std::fs::read_link(root.path(&l.app))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-    else {
-        return LivePaths::default();
-    };
-    let Some(info) = load_release(&root.path(&l.state), &release) else {
-        return LivePaths::default();
-    };
-    let home = Path::new(&l.home);
-    // Recorded paths are real ones, under a test root too; callers get
-    // canonical ones.
-    let base = root.path("/");
-    let accept = |recorded: &Option<String>| -> Option<String> {
-        let p = Path::new(recorded.as_deref()?);
-        let canonical = match p.strip_prefix(&base) {
-            Ok(rest) if !root.is_system() => Path::new("/").join(rest),
-            _ => p.to_path_buf(),
-        };
-        let inside = canonical.is_absolute()
-            && canonical.starts_with(home)
-            && canonical != home
-            && canonical
-                .components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-        inside.then(|| canonical.to_string_lossy().into_owned())
-    };
-    LivePaths {
-        static_dir: accept(&info.static_root),
-        media_dir: accept(&info.media_root),
     }
 }
