@@ -125,9 +125,7 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
             .media_dir
             .unwrap_or_else(|| layout.media_dir.clone()),
     );
-    let release = std::fs::read_link(root.path(&layout.app))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let release = crate::fsutil::link_name(&root.path(&layout.app));
     let src = DumpSource {
         release: release.as_deref(),
         database_url: &url,

@@ -5,7 +5,6 @@
 //! Human output is a table; `--json` prints stable keys for scripts.
 
 use std::io::Write;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -41,13 +40,6 @@ pub struct ReleaseRow {
     pub media_root: Option<String>,
 }
 
-/// The name of the release or venv a site symlink points at.
-fn link_target_name(link: &Path) -> Option<String> {
-    std::fs::read_link(link)
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
 fn status_word(s: ReleaseStatus) -> &'static str {
     match s {
         ReleaseStatus::Built => "built",
@@ -66,7 +58,7 @@ pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>
     let state_dir = root.path(&l.state);
     let releases = root.path(&l.releases);
     let venvs = root.path(&l.venvs);
-    let live = link_target_name(&root.path(&l.app));
+    let live = crate::fsutil::link_name(&root.path(&l.app));
     let last_good = state::last_good(&state_dir, &releases);
     let names = state::release_names(&releases)?;
     Ok(names
@@ -170,7 +162,7 @@ pub fn releases(
         json_out(&rows, out);
         return 0;
     }
-    let live = link_target_name(&root.path(&l.app));
+    let live = crate::fsutil::link_name(&root.path(&l.app));
     if rows.is_empty() {
         let _ = writeln!(
             out,

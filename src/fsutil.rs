@@ -57,6 +57,14 @@ pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
 }
 
 /// Adds the verb and the path to an I/O error, as fs-err does.
+/// The file name a symlink points at (`releases/<r>` → `<r>`): which
+/// release or venv the `app` and `venv` links of a site name.
+pub fn link_name(link: &Path) -> Option<String> {
+    std::fs::read_link(link)
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
 pub fn with_path(e: std::io::Error, verb: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(
         e.kind(),

@@ -37,9 +37,7 @@ fn systemctl_show(unit: &str, prop: &str) -> Option<String> {
 
 pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let l = SiteLayout::new(&site.name);
-    let live_release = std::fs::read_link(root.path(&l.app))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let live_release = crate::fsutil::link_name(&root.path(&l.app));
     let listed = backup::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
     let last = listed.iter().find(|b| b.verified);
     let now = crate::backup_cmd::now_unix();

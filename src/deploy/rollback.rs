@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use super::control::{self, Control};
 use super::run::{
-    caddy_if_changed, default_control, fail, link_name, site_and_lock, swap, who, Ctx, Failure,
-    Log, Options,
+    caddy_if_changed, default_control, fail, site_and_lock, swap, who, Ctx, Failure, Log, Options,
 };
 use super::state::{self, Record, ReleaseStatus};
+use crate::fsutil::link_name;
 use crate::layout::Root;
 use crate::layout::SiteLayout;
 use crate::timefmt;

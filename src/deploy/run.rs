@@ -19,7 +19,7 @@ use super::{fetch, layout as site_layout};
 use crate::backup::{self, DumpSource};
 use crate::caddy::{self, Served};
 use crate::envfile;
-use crate::fsutil::{symlink_atomic, write_atomic};
+use crate::fsutil::{link_name, symlink_atomic, write_atomic};
 use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
 use crate::lock::{self, LockError};
 use crate::site::Site;
@@ -125,13 +125,6 @@ pub fn who() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
-}
-
-/// The file name a symlink points at (`releases/<r>` → `<r>`).
-pub(super) fn link_name(link: &Path) -> Option<String> {
-    std::fs::read_link(link)
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
 /// Everything a deploy works with.

@@ -295,10 +295,7 @@ pub struct LivePaths {
 
 pub fn live_paths(root: &Root, site: &str) -> LivePaths {
     let l = SiteLayout::new(site);
-    let Some(release) = std::fs::read_link(root.path(&l.app))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-    else {
+    let Some(release) = crate::fsutil::link_name(&root.path(&l.app)) else {
         return LivePaths::default();
     };
     let Some(info) = load_release(&root.path(&l.state), &release) else {
