@@ -55,10 +55,12 @@ pub fn place(
         Ok(rest) => given_home.join(rest).display().to_string(),
         Err(_) => p.display().to_string(),
     };
+    let media_dir = media.canonicalize().unwrap_or_else(|_| media.to_path_buf());
     let mut notes = Vec::new();
     let in_release = |p: &Path| p.strip_prefix(&release).ok().map(Path::to_path_buf);
 
     let static_real = resolve(&eff.static_root, &release, "STATIC_ROOT")?;
+    let media_real = resolve(&eff.media_root, &release, "MEDIA_ROOT")?;
     let static_root = match &static_real {
         None => String::new(),
         Some(p) => {
@@ -71,8 +73,8 @@ pub fn place(
                         p.display()
                     ));
                 }
-                if let Some(m) = resolve(&eff.media_root, &release, "MEDIA_ROOT")? {
-                    if p.starts_with(&m) {
+                if let Some(m) = &media_real {
+                    if p.starts_with(m) {
                         return Err(format!(
                             "STATIC_ROOT {} lies inside MEDIA_ROOT {}: give them separate \
                              directories",
@@ -100,10 +102,10 @@ pub fn place(
         }
     };
 
-    let media_root = match resolve(&eff.media_root, &release, "MEDIA_ROOT")? {
+    let media_root = match &media_real {
         None => String::new(),
         Some(p) => {
-            if let Some(rel) = in_release(&p) {
+            if let Some(rel) = in_release(p) {
                 if rel.as_os_str().is_empty() {
                     return Err(format!(
                         "MEDIA_ROOT is the release directory itself ({}); uploads would land \
@@ -115,7 +117,7 @@ pub fn place(
                 notes.extend(link_media(&release, &rel, media, owner)?);
                 media.display().to_string()
             } else {
-                if !servable(&home, &p, Served::Media) {
+                if !servable(&home, p, Served::Media) {
                     notes.push(format!(
                         "warning: MEDIA_ROOT {} is not where Caddy serves /media/ from or \
                          backups archive (the site's media/ or a [deploy] shared path), and \
@@ -123,13 +125,14 @@ pub fn place(
                          variable the units set",
                         p.display()
                     ));
-                } else if p.starts_with(home.join("shared")) && p.is_dir() {
-                    // Media in a [deploy] shared path: readable by Caddy too.
+                } else if !p.starts_with(&media_dir) && p.is_dir() {
+                    // Servable and not media/: a [deploy] shared path,
+                    // made readable by Caddy like media/.
                     if let Some((uid, _)) = owner {
-                        super::layout::open_to_caddy(&p, uid).map_err(|e| e.to_string())?;
+                        super::layout::open_to_caddy(p, uid).map_err(|e| e.to_string())?;
                     }
                 }
-                record(&p)
+                record(p)
             }
         }
     };
@@ -199,30 +202,39 @@ fn make_writable(release: &Path, rel: &Path, owner: Option<(u32, u32)>) -> Resul
     }
 }
 
-/// chmod g+s on every directory of a tree (not through symlinks).
-fn set_group_id_on_dirs(path: &Path) -> std::io::Result<()> {
+/// Calls `f` on every entry of a tree, `path` included, without following
+/// symlinks.
+fn walk(
+    path: &Path,
+    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let m = std::fs::symlink_metadata(path)?;
     if m.is_dir() {
-        let mode = m.permissions().mode() | 0o2000;
-        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         for entry in fs_err::read_dir(path)? {
-            set_group_id_on_dirs(&entry?.path())?;
+            walk(&entry?.path(), f)?;
         }
     }
-    Ok(())
+    f(path, &m)
+}
+
+/// chmod g+s on every directory of a tree.
+fn set_group_id_on_dirs(path: &Path) -> std::io::Result<()> {
+    walk(path, &mut |p, m| {
+        if !m.is_dir() {
+            return Ok(());
+        }
+        let mode = m.permissions().mode() | 0o2000;
+        fs_err::set_permissions(p, std::fs::Permissions::from_mode(mode))
+    })
 }
 
 fn give_tree(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     if owner.is_none() {
         return Ok(());
     }
-    let m = std::fs::symlink_metadata(path)?;
-    if m.is_dir() {
-        for entry in fs_err::read_dir(path)? {
-            give_tree(&entry?.path(), owner)?;
-        }
-    }
-    give(path, owner).map_err(std::io::Error::other)
+    walk(path, &mut |p, _| {
+        give(p, owner).map_err(std::io::Error::other)
+    })
 }
 
 /// Replaces `release/rel` with a symlink to `media`, seeding `media` from
@@ -430,6 +442,33 @@ mod tests {
             p.notes
         );
         assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
+    }
+
+    /// What docs/deploy.md says: media in a shared path is opened to Caddy
+    /// like media/ (the caddy group, 2750).
+    #[test]
+    fn media_in_a_shared_path_is_given_to_the_caddy_group() {
+        use std::os::unix::fs::MetadataExt;
+        let Some(caddy) = crate::deploy::layout::caddy_gid() else {
+            eprintln!("skipped: no caddy group on this machine");
+            return;
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        let s = site();
+        let r = release(&s, "r1");
+        let shared = s.home.join("shared/media");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::remove_dir_all(r.join("media")).unwrap();
+        std::os::unix::fs::symlink(&shared, r.join("media")).unwrap();
+        place(&r, &s.home, &s.media, &hard_coded(&r), Some((4321, 4322))).unwrap();
+        let m = std::fs::metadata(&shared).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4321, caddy, 0o2750));
+        // media/ itself is the bootstrap's to set up, not place()'s.
+        let m = std::fs::metadata(&s.media).unwrap();
+        assert_eq!(m.mode() & 0o2000, 0);
     }
 
     #[test]
