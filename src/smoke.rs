@@ -70,6 +70,9 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// How [`judge`] words a 400, which [`with_hosts_hint`] adds to.
+const BAD_REQUEST: &str = "answered 400 Bad Request";
+
 /// Whether a response passes, and if not, why, in words an operator acts on.
 pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), String> {
     match r.status {
@@ -87,11 +90,37 @@ pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), String> {
             }
         }
         400 => Err(format!(
-            "{path} answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks {host}; \
+            "{path} {BAD_REQUEST}: Django's ALLOWED_HOSTS probably lacks {host}; \
              add it (ALLOWED_HOSTS in the site's .env for apps that read it)"
         )),
         s => Err(format!("{path} answered {s}: {}", first_line(&r.body))),
     }
+}
+
+/// A 400 from the smoke check names Django's ALLOWED_HOSTS; this adds
+/// what the site's `.env` says, as apps name the variable differently
+/// (`ALLOWED_HOSTS`, `DJANGO_ALLOWED_HOSTS`).
+pub fn with_hosts_hint(error: String, env: &[(String, String)], host: &str) -> String {
+    if !error.contains(BAD_REQUEST) {
+        return error;
+    }
+    let vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.ends_with("ALLOWED_HOSTS"))
+        .collect();
+    let lists = |v: &str| v.split(',').any(|h| h.trim() == host || h.trim() == "*");
+    let hint = if vars.is_empty() {
+        "the site's .env sets no *ALLOWED_HOSTS variable".to_string()
+    } else if let Some((k, _)) = vars.iter().find(|(_, v)| lists(v)) {
+        format!("the site's .env lists it in {k}: do the settings read that variable?")
+    } else {
+        let set: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "the site's .env has {}, which does not list {host}",
+            set.join(" and ")
+        )
+    };
+    format!("{error}; {hint}")
 }
 
 fn first_line(body: &str) -> &str {
@@ -155,5 +184,43 @@ mod tests {
         assert!(judge(&r(503, "down"), "h", "/")
             .unwrap_err()
             .contains("503"));
+    }
+
+    #[test]
+    fn a_400_names_what_the_env_says_about_allowed_hosts() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = "/ answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks b.localhost";
+        let h = with_hosts_hint(
+            e.into(),
+            &env(&[("DJANGO_ALLOWED_HOSTS", "other.example"), ("X", "y")]),
+            "b.localhost",
+        );
+        assert!(
+            h.starts_with(e)
+                && h.ends_with(
+                    "; the site's .env has DJANGO_ALLOWED_HOSTS=other.example, which does not \
+                     list b.localhost"
+                ),
+            "{h}"
+        );
+        let h = with_hosts_hint(
+            e.into(),
+            &env(&[("ALLOWED_HOSTS", "a.example, b.localhost")]),
+            "b.localhost",
+        );
+        assert!(
+            h.ends_with("lists it in ALLOWED_HOSTS: do the settings read that variable?"),
+            "{h}"
+        );
+        let h = with_hosts_hint(e.into(), &env(&[]), "b.localhost");
+        assert!(h.ends_with("sets no *ALLOWED_HOSTS variable"), "{h}");
+        // Other failures are left as they are.
+        let other = "/health/ answered 503: down".to_string();
+        assert_eq!(with_hosts_hint(other.clone(), &env(&[]), "x"), other);
     }
 }
