@@ -43,9 +43,8 @@ impl Served {
     /// live, and the effective STATIC_ROOT and MEDIA_ROOT that the live
     /// release's deploy recorded (`state/releases/<release>.json`), so a
     /// deploy or a rollback switches what Caddy serves with the code. A
-    /// recorded path is used only when it lies inside the site's home
-    /// (`/srv/sum/<site>/`): the app's settings must not make Caddy serve
-    /// other parts of the file system.
+    /// recorded path is used only where Caddy may serve from
+    /// ([`crate::deploy::state::servable`]).
     pub fn from_disk(root: &Root, site: &Site) -> Served {
         let l = SiteLayout::new(&site.name);
         let mut served = Served::defaults(site, root.path(&l.app).exists());

@@ -34,7 +34,8 @@ pub fn get(socket: &Path, host: &str, path: &str, timeout: Duration) -> std::io:
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
 }
 
-fn parse(raw: &[u8]) -> Option<Response> {
+/// A raw HTTP/1.1 response: status and body (plain or chunked).
+pub fn parse(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");

@@ -43,19 +43,54 @@ fn venv(dir: &Path) -> Option<PathBuf> {
     Some(venv)
 }
 
-fn gunicorn(venv: &Path, app_dir: &Path, args: &[&str], log: &Path) -> Child {
-    Command::new(venv.join("bin/gunicorn"))
-        .args(args)
-        .arg("--config")
-        .arg(conf())
-        .current_dir(app_dir)
-        .env("MARK_DIR", app_dir.join("marks"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A venv with gunicorn and an app directory holding one module; gunicorn
+/// started from there on a unix socket, with the package's config, its
+/// log (stderr) in a file.
+struct World {
+    _dir: tempfile::TempDir,
+    venv: PathBuf,
+    app_dir: PathBuf,
+    sock: PathBuf,
+    log: PathBuf,
+}
+
+impl World {
+    /// None when python3 is missing outside CI.
+    fn new(module: &str, source: &str) -> Option<World> {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = venv(dir.path())?;
+        let app_dir = dir.path().join("app");
+        std::fs::create_dir_all(app_dir.join("marks")).unwrap();
+        std::fs::write(app_dir.join(format!("{module}.py")), source).unwrap();
+        Some(World {
+            sock: dir.path().join("g.sock"),
+            log: dir.path().join("g.log"),
+            _dir: dir,
+            venv,
+            app_dir,
+        })
+    }
+
+    fn gunicorn(&self, args: &[&str]) -> Child {
+        Command::new(self.venv.join("bin/gunicorn"))
+            .args(args)
+            .arg("--bind")
+            .arg(format!("unix:{}", self.sock.display()))
+            .arg("--config")
+            .arg(conf())
+            .current_dir(&self.app_dir)
+            .env("MARK_DIR", self.app_dir.join("marks"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
@@ -88,36 +123,15 @@ def app(environ, start_response):
 
 #[test]
 fn a_clean_stop_runs_atexit_handlers_and_flushes_the_logs() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(venv) = venv(dir.path()) else {
+    let Some(w) = World::new("hello", APP) else {
         return;
     };
-    let app_dir = dir.path().join("app");
-    std::fs::create_dir_all(app_dir.join("marks")).unwrap();
-    std::fs::write(app_dir.join("hello.py"), APP).unwrap();
-    let sock = dir.path().join("g.sock");
-    let log = dir.path().join("g.log");
-    let bind = format!("unix:{}", sock.display());
-    let mut child = gunicorn(
-        &venv,
-        &app_dir,
-        &[
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            "--preload",
-            "--bind",
-            &bind,
-            "hello:app",
-        ],
-        &log,
-    );
+    let mut child = w.gunicorn(&["--workers", "2", "--threads", "2", "--preload", "hello:app"]);
     // Both workers answer before the stop.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut pids = std::collections::BTreeSet::new();
     while pids.len() < 2 && Instant::now() < deadline {
-        if let Ok(r) = sum::smoke::get(&sock, "localhost", "/", Duration::from_secs(5)) {
+        if let Ok(r) = sum::smoke::get(&w.sock, "localhost", "/", Duration::from_secs(5)) {
             assert_eq!(r.status, 200);
             pids.insert(r.body);
         } else {
@@ -133,7 +147,7 @@ fn a_clean_stop_runs_atexit_handlers_and_flushes_the_logs() {
     let status = wait_exit(&mut child, Duration::from_secs(30));
     assert!(status.success(), "gunicorn exited with {status}");
     // The master and both workers ran the app's atexit handler.
-    let mut marks: Vec<String> = std::fs::read_dir(app_dir.join("marks"))
+    let mut marks: Vec<String> = std::fs::read_dir(w.app_dir.join("marks"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -143,32 +157,20 @@ fn a_clean_stop_runs_atexit_handlers_and_flushes_the_logs() {
     expected.sort();
     assert_eq!(marks, expected);
     // gunicorn's last log lines made it out.
-    let err = std::fs::read_to_string(log.with_extension("err")).unwrap();
+    let err = w.log();
     assert_eq!(err.matches("Worker exiting").count(), 2, "{err}");
     assert!(err.contains("Shutting down: Master"), "{err}");
 }
 
 #[test]
 fn a_worker_that_fails_to_boot_still_stops_gunicorn_with_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(venv) = venv(dir.path()) else {
+    let Some(w) = World::new("broken", "import no_such_module\n") else {
         return;
     };
-    let app_dir = dir.path().join("app");
-    std::fs::create_dir_all(app_dir.join("marks")).unwrap();
-    std::fs::write(app_dir.join("broken.py"), "import no_such_module\n").unwrap();
-    let sock = dir.path().join("g.sock");
-    let log = dir.path().join("g.log");
-    let bind = format!("unix:{}", sock.display());
     // Without --preload the import fails in the workers.
-    let mut child = gunicorn(
-        &venv,
-        &app_dir,
-        &["--workers", "2", "--bind", &bind, "broken:app"],
-        &log,
-    );
+    let mut child = w.gunicorn(&["--workers", "2", "broken:app"]);
     let status = wait_exit(&mut child, Duration::from_secs(60));
     assert!(!status.success(), "gunicorn exited with {status}");
-    let err = std::fs::read_to_string(log.with_extension("err")).unwrap();
+    let err = w.log();
     assert!(err.contains("Worker failed to boot"), "{err}");
 }

@@ -321,10 +321,11 @@ pub fn live_paths(root: &Root, site: &str) -> LivePaths {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use ReleaseStatus::*;
+
     #[test]
     fn caddy_serves_only_the_places_made_for_it() {
-        use super::{servable, Served};
-        use std::path::Path;
         let home = Path::new("/srv/sum/acme");
         let yes = |p: &str, k| servable(home, Path::new(p), k);
         assert!(yes("/srv/sum/acme/static", Served::Static));
@@ -354,9 +355,6 @@ mod tests {
             assert!(!yes(p, k), "{p} {k:?}");
         }
     }
-
-    use super::*;
-    use ReleaseStatus::*;
 
     fn r(
         n: &str,

@@ -117,10 +117,11 @@ impl Fixture {
         let db_url = pg.create_site_db("acme", "acme-pw", "acme");
         let repo_dir = tempfile::tempdir().unwrap();
         let repo = repo_dir.path().join("acme.git");
-        let app_toml = match app {
+        // The bakery has no health view: its home page stands in.
+        let (health_path, app_toml) = match app {
             App::Acme => {
                 make_repo(&repo);
-                String::new()
+                ("", String::new())
             }
             App::Bakery => {
                 make_repo_with("examples/make-bakery-repo.sh", &repo);
@@ -129,16 +130,13 @@ impl Fixture {
                 let example =
                     std::fs::read_to_string(manifest_dir().join("examples/bakery.toml")).unwrap();
                 let table: toml::Table = example.parse().unwrap();
-                format!(
+                let app_toml = format!(
                     "[django]\n{}[python]\n{}",
                     toml::to_string(&table["django"]).unwrap(),
                     toml::to_string(&table["python"]).unwrap()
-                )
+                );
+                ("path = \"/\"\n", app_toml)
             }
-        };
-        let health_path = match app {
-            App::Acme => "",
-            App::Bakery => "path = \"/\"\n",
         };
         let root = tempfile::tempdir().unwrap();
         let sites = root.path().join("etc/sum/sites");
@@ -286,15 +284,11 @@ impl Fixture {
         )
         .unwrap();
         s.write_all(&body).unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let status = raw
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (status, body.to_string())
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let r = sum::smoke::parse(&raw)
+            .unwrap_or_else(|| panic!("POST {path}: {}", String::from_utf8_lossy(&raw)));
+        (r.status, r.body)
     }
 
     /// The `release` the example's health view reports.
