@@ -32,8 +32,8 @@ def _drain(fd):
 
 
 # Fast exits. Once a worker has finished its last request, Python's own
-# shutdown (tearing down every module of a Django process) takes a few
-# hundred milliseconds of CPU per worker, all of it while the restart
+# shutdown (tearing down every module of a Django process) takes about a
+# third of a second per worker, all of it while the restart
 # waits and requests queue. A process that ends cleanly (exit status 0)
 # runs its atexit handlers (an error reporter's last flush, say), flushes
 # the logs and leaves without the teardown. Any other exit (a worker that
