@@ -342,6 +342,10 @@ mod tests {
         r
     }
 
+    fn noted(p: &Placed, needle: &str) -> bool {
+        p.notes.iter().any(|n| n.contains(needle))
+    }
+
     fn hard_coded(r: &Path) -> Effective {
         Effective {
             static_root: r.join("collect_static").display().to_string(),
@@ -366,18 +370,13 @@ mod tests {
             std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
             "r1"
         );
-        assert!(p1
-            .notes
-            .iter()
-            .any(|n| n.contains("MEDIA_ROOT media lies inside the release: linked to")));
-        assert!(p1
-            .notes
-            .iter()
-            .any(|n| n.contains("seeded with the 1 entry")));
-        assert!(p1
-            .notes
-            .iter()
-            .any(|n| n.contains("STATIC_ROOT collect_static")));
+        assert!(
+            noted(&p1, "MEDIA_ROOT media lies inside the release: linked to"),
+            "{:?}",
+            p1.notes
+        );
+        assert!(noted(&p1, "seeded with the 1 entry"), "{:?}", p1.notes);
+        assert!(noted(&p1, "STATIC_ROOT collect_static"), "{:?}", p1.notes);
 
         // An upload through r1, then r2: the upload stays, nothing is
         // overwritten by r2's own media.
@@ -397,10 +396,11 @@ mod tests {
             std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
             "r1"
         );
-        assert!(p2
-            .notes
-            .iter()
-            .any(|n| n.contains("is not copied: media/ already has files")));
+        assert!(
+            noted(&p2, "is not copied: media/ already has files"),
+            "{:?}",
+            p2.notes
+        );
         // Removing a release (pruning) removes the link, not the media.
         std::fs::remove_dir_all(&r1).unwrap();
         assert!(s.media.join("original_images/upload.jpg").is_file());
@@ -436,11 +436,7 @@ mod tests {
         let p = place(&r, &s.home, &s.media, &hard_coded(&r), None).unwrap();
         assert_eq!(p.media_root, shared.display().to_string());
         assert_eq!(std::fs::read_link(r.join("media")).unwrap(), shared);
-        assert!(
-            !p.notes.iter().any(|n| n.contains("MEDIA_ROOT")),
-            "{:?}",
-            p.notes
-        );
+        assert!(!noted(&p, "MEDIA_ROOT"), "{:?}", p.notes);
         assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
     }
 
