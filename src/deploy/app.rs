@@ -7,7 +7,12 @@
 //! So PIP_INDEX_URL, PIP_FIND_LINKS or PIP_NO_INDEX in the `.env` point pip
 //! at a private index or a wheelhouse.
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
+
+use nix::fcntl::FdFlag;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -99,58 +104,12 @@ impl Runner {
         Ok(Ran::from(out))
     }
 
-    /// Starts a command in the background; [`Pending::wait`] collects what
-    /// it printed. Dropped unwaited, it is killed.
-    pub fn spawn(&self, mut cmd: Command) -> Result<Pending, String> {
-        let prog = format!("{:?}", cmd.get_program());
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("failed to run {prog}: {e}"))?;
-        Ok(Pending {
-            child: Some(child),
-            prog,
-        })
-    }
-
-    /// `python manage.py ARGS` from the release, with the venv's python.
-    pub fn manage_command(&self, venv: &Path, release: &Path, args: &[&str]) -> Command {
+    /// Runs `python manage.py ARGS` from the release, with the venv's
+    /// python, to the end.
+    pub fn manage(&self, venv: &Path, release: &Path, args: &[&str]) -> Result<Ran, String> {
         let mut cmd = self.command(venv.join("bin/python"), release);
         cmd.arg("manage.py").args(args);
-        cmd
-    }
-
-    /// Runs `python manage.py ARGS` to the end.
-    pub fn manage(&self, venv: &Path, release: &Path, args: &[&str]) -> Result<Ran, String> {
-        self.run(self.manage_command(venv, release, args))
-    }
-}
-
-/// A command running in the background (see [`Runner::spawn`]).
-#[derive(Debug)]
-pub struct Pending {
-    child: Option<std::process::Child>,
-    prog: String,
-}
-
-impl Pending {
-    /// Waits for the command and captures what it printed.
-    pub fn wait(mut self) -> Result<Ran, String> {
-        let child = self.child.take().expect("a Pending is waited for once");
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("failed to wait for {}: {e}", self.prog))?;
-        Ok(Ran::from(out))
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.run(cmd)
     }
 }
 
@@ -346,30 +305,191 @@ pub fn parse_plan(text: &str) -> Migrations {
     m
 }
 
-/// The Python that imports the WSGI app once and prints Django's effective
-/// STATIC_ROOT and MEDIA_ROOT as JSON.
-pub const IMPORT_PROBE: &str = r#"
-import importlib, json, sys
-module, _, attr = sys.argv[1].partition(":")
-app = getattr(importlib.import_module(module), attr or "application")
-if not callable(app):
-    raise SystemExit(f"{sys.argv[1]} is not callable")
-from django.conf import settings
-print(json.dumps({"static_root": str(settings.STATIC_ROOT or ""), "media_root": str(settings.MEDIA_ROOT or "")}))
-"#;
+/// The release checks' Python (see the file): `check --deploy`, the WSGI
+/// import and the migration plan, then `manage.py` commands on request, in
+/// one process.
+pub const RELEASE_CHECKS: &str = include_str!("release_checks.py");
 
-/// Effective paths as the probe prints them.
+/// Effective paths as the import phase reports them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Effective {
     pub static_root: String,
     pub media_root: String,
 }
 
-pub fn parse_effective(stdout: &str) -> Option<Effective> {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l.trim()).ok())
+/// One finished phase of the release checks.
+#[derive(Debug)]
+pub struct Phase {
+    pub ran: Ran,
+    /// What the phase returned (the import phase: [`Effective`]).
+    pub value: serde_json::Value,
+}
+
+#[derive(serde::Deserialize)]
+struct Report {
+    phase: String,
+    status: i32,
+    #[serde(default)]
+    value: serde_json::Value,
+    stdout: (u64, u64),
+    stderr: (u64, u64),
+}
+
+/// The release checks' process (see [`RELEASE_CHECKS`]). Its stdout and
+/// stderr are unlinked files read by offset, so what a phase printed is
+/// there even when the process dies in it; reports arrive on a pipe at its
+/// fd 3. Dropped before [`Checks::finish`], it is killed.
+pub struct Checks {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    reports: BufReader<std::fs::File>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    /// Where the last report's ranges ended: what follows is unreported.
+    read: (u64, u64),
+    reported: HashMap<String, Phase>,
+}
+
+/// The fd the release checks report on.
+const REPORT_FD: RawFd = 3;
+
+impl Runner {
+    /// Starts the release checks from `release` with the venv's python.
+    pub fn start_checks(&self, venv: &Path, release: &Path, wsgi: &str) -> Result<Checks, String> {
+        let io = |e: std::io::Error| format!("cannot set up the release checks: {e}");
+        let stdout = tempfile::tempfile().map_err(io)?;
+        let stderr = tempfile::tempfile().map_err(io)?;
+        let (reports, report_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io(e.into()))?;
+        let w = report_w.as_raw_fd();
+        let mut cmd = self.command(venv.join("bin/python"), release);
+        cmd.args(["-c", RELEASE_CHECKS, wsgi])
+            .stdin(Stdio::piped())
+            .stdout(stdout.try_clone().map_err(io)?)
+            .stderr(stderr.try_clone().map_err(io)?);
+        // SAFETY: dup2 and fcntl are async-signal-safe; nothing allocates.
+        unsafe {
+            cmd.pre_exec(move || {
+                if w == REPORT_FD {
+                    // dup2 onto itself would keep close-on-exec.
+                    nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETFD(FdFlag::empty()))?;
+                } else {
+                    nix::unistd::dup2(w, REPORT_FD)?;
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        // Only the child writes reports: its end closing is the EOF.
+        drop(report_w);
+        let mut child =
+            spawned.map_err(|e| format!("failed to run {}/bin/python: {e}", venv.display()))?;
+        let stdin = child.stdin.take();
+        Ok(Checks {
+            child,
+            stdin,
+            reports: BufReader::new(std::fs::File::from(reports)),
+            stdout,
+            stderr,
+            read: (0, 0),
+            reported: HashMap::new(),
+        })
+    }
+}
+
+/// `file`'s bytes from `start` to `end` (to its end when `end` is None).
+fn read_range(file: &std::fs::File, start: u64, end: Option<u64>) -> String {
+    use std::os::unix::fs::FileExt;
+    let end = end.unwrap_or_else(|| file.metadata().map(|m| m.len()).unwrap_or(start));
+    let mut buf = vec![0; end.saturating_sub(start) as usize];
+    let n = file.read_at(&mut buf, start).unwrap_or(0);
+    buf.truncate(n);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+impl Checks {
+    /// Waits for the phase `name` (`check`, `import`, `plan`, or the first
+    /// argument of a [`Checks::manage`]).
+    pub fn phase(&mut self, name: &str) -> Result<Phase, String> {
+        loop {
+            if let Some(p) = self.reported.remove(name) {
+                return Ok(p);
+            }
+            let mut line = String::new();
+            let n = self.reports.read_line(&mut line).unwrap_or(0);
+            if n == 0 {
+                return Err(self.died(name));
+            }
+            let r: Report = serde_json::from_str(&line).map_err(|e| {
+                format!(
+                    "the release checks reported something unexpected ({e}): {}",
+                    line.trim()
+                )
+            })?;
+            self.read = (r.stdout.1, r.stderr.1);
+            let phase = Phase {
+                ran: Ran {
+                    ok: r.status == 0,
+                    status: format!("exit status: {}", r.status),
+                    stdout: read_range(&self.stdout, r.stdout.0, Some(r.stdout.1)),
+                    stderr: read_range(&self.stderr, r.stderr.0, Some(r.stderr.1)),
+                },
+                value: r.value,
+            };
+            self.reported.insert(r.phase, phase);
+        }
+    }
+
+    /// Runs `manage.py ARGS` in the same process, after the checks.
+    pub fn manage(&mut self, args: &[&str]) -> Result<Phase, String> {
+        let name = args.first().copied().unwrap_or_default();
+        let sent = self.stdin.as_mut().map(|stdin| {
+            let mut line = serde_json::to_string(args).unwrap_or_default();
+            line.push('\n');
+            stdin
+                .write_all(line.as_bytes())
+                .and_then(|()| stdin.flush())
+        });
+        match sent {
+            Some(Ok(())) => self.phase(name),
+            _ => Err(self.died(name)),
+        }
+    }
+
+    /// Ends the process: no more commands, then waits for it.
+    pub fn finish(mut self) {
+        self.stdin = None;
+        let _ = self.child.wait();
+    }
+
+    /// The process ended before reporting `name`: its status, and what it
+    /// printed since its last report.
+    fn died(&mut self, name: &str) -> String {
+        self.stdin = None;
+        let status = match self.child.wait() {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let ran = Ran {
+            ok: false,
+            status: status.clone(),
+            stdout: read_range(&self.stdout, self.read.0, None),
+            stderr: read_range(&self.stderr, self.read.1, None),
+        };
+        format!(
+            "the release checks' python ended before `{name}` ({status}):\n{}",
+            ran.tail(12)
+        )
+    }
+}
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
 
 /// `venvs/<key>` for a site's venvs directory.
@@ -426,13 +546,5 @@ mod tests {
             vec!["contenttypes.0001_initial", "notes.0001_initial"]
         );
         assert_eq!(m.pending, vec!["notes.0002_note_pinned"]);
-    }
-
-    #[test]
-    fn parses_the_probe_output_after_noise() {
-        let e = parse_effective("warning: x\n{\"static_root\": \"/a\", \"media_root\": \"/b\"}\n")
-            .unwrap();
-        assert_eq!(e.static_root, "/a");
-        assert!(parse_effective("nothing").is_none());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Real apps often hard-code `STATIC_ROOT = <project>/collect_static` and
 //! `MEDIA_ROOT = <project>/media` instead of reading the `STATIC_ROOT` and
-//! `MEDIA_ROOT` the units export. The import probe asks Django for the
+//! `MEDIA_ROOT` the units export. The import step asks Django for the
 //! effective values; [`place`] makes them work in a release that root owns
 //! and that the next deploy replaces:
 //!

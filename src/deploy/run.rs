@@ -377,43 +377,39 @@ fn steps(
     rec.venv_reused = Some(reused);
     save(&info).map_err(|m| fail("venv", m))?;
 
-    // 4. Checks from the new release. The import probe and the migration
-    // plan only read, so they start now and run beside `check --deploy`:
-    // each is a Python and Django start-up of its own, and a code-only
-    // deploy is mostly start-ups. Their steps below wait for them; a
-    // failing step kills whichever has not been waited for.
-    let import_probe = {
-        let mut cmd = runner.command(venv_dir.join("bin/python"), &release_dir);
-        cmd.args(["-c", app::IMPORT_PROBE, &site.django.wsgi]);
-        runner.spawn(cmd)
-    };
-    let plan_probe =
-        runner.spawn(runner.manage_command(&venv_dir, &release_dir, &["showmigrations", "--plan"]));
-    log.step("check", |log| {
-        let ran = runner.manage(&venv_dir, &release_dir, &["check", "--deploy"])?;
-        let warnings: Vec<&str> = ran
-            .stderr
-            .lines()
-            .chain(ran.stdout.lines())
-            .filter(|l| l.trim_start().starts_with("?:") || l.contains("(security."))
-            .collect();
-        for w in &warnings {
-            log.line(&format!("    warning: {}", w.trim()));
-        }
-        if !ran.ok {
-            return Err(format!(
-                "`manage.py check --deploy` failed ({}):\n{}",
-                ran.status,
-                ran.tail(15)
-            ));
-        }
-        Ok(((), format!("passed, {} warning(s)", warnings.len())))
-    })
-    .map_err(|f| failed(&mut info, f))?;
+    // 4. Checks from the new release, in one Python process: each Django
+    // start-up costs a few tenths of a second, and a code-only deploy is
+    // mostly start-ups. `check --deploy`, the WSGI import and the migration
+    // plan run one after the other at once; collectstatic is sent once the
+    // paths step has prepared STATIC_ROOT. A failing step kills the process.
+    let mut checks = log
+        .step("check", |log| {
+            let mut checks = runner.start_checks(&venv_dir, &release_dir, &site.django.wsgi)?;
+            let ran = checks.phase("check")?.ran;
+            let warnings: Vec<&str> = ran
+                .stderr
+                .lines()
+                .chain(ran.stdout.lines())
+                .filter(|l| l.trim_start().starts_with("?:") || l.contains("(security."))
+                .collect();
+            for w in &warnings {
+                log.line(&format!("    warning: {}", w.trim()));
+            }
+            if !ran.ok {
+                return Err(format!(
+                    "`manage.py check --deploy` failed ({}):\n{}",
+                    ran.status,
+                    ran.tail(15)
+                ));
+            }
+            Ok((checks, format!("passed, {} warning(s)", warnings.len())))
+        })
+        .map_err(|f| failed(&mut info, f))?;
 
     let effective = log
         .step("import", |_| {
-            let ran = import_probe?.wait()?;
+            let phase = checks.phase("import")?;
+            let ran = phase.ran;
             if !ran.ok {
                 return Err(format!(
                     "importing {} failed, so the release cannot start; production is untouched:\n{}",
@@ -421,7 +417,7 @@ fn steps(
                     ran.tail(12)
                 ));
             }
-            let eff = app::parse_effective(&ran.stdout);
+            let eff: Option<app::Effective> = serde_json::from_value(phase.value).ok();
             let detail = match &eff {
                 Some(e) => format!(
                     "{} imports; Django's STATIC_ROOT={} MEDIA_ROOT={}",
@@ -457,7 +453,7 @@ fn steps(
     }
 
     log.step("collectstatic", |_| {
-        let ran = runner.manage(&venv_dir, &release_dir, &["collectstatic", "--noinput"])?;
+        let ran = checks.manage(&["collectstatic", "--noinput"])?.ran;
         if !ran.ok {
             return Err(format!(
                 "`manage.py collectstatic --noinput` failed ({}):\n{}",
@@ -480,7 +476,7 @@ fn steps(
     // 5. Migrations: a verified backup first when some are pending.
     let plan = log
         .step("migrations", |_| {
-            let ran = plan_probe?.wait()?;
+            let ran = checks.phase("plan")?.ran;
             if !ran.ok {
                 return Err(format!(
                     "`manage.py showmigrations --plan` failed ({}):\n{}",
@@ -497,6 +493,7 @@ fn steps(
             Ok((plan, detail))
         })
         .map_err(|f| failed(&mut info, f))?;
+    checks.finish();
     if !plan.pending.is_empty() {
         if site.deploy.backup_before_migrate {
             let url = envfile::get(&env, "DATABASE_URL", &ctx.p(&l.env_file))
