@@ -151,6 +151,39 @@ fn app_environment(site: &Site, l: &SiteLayout) -> String {
     s
 }
 
+/// gunicorn's arguments after the executable, as the gunicorn unit runs it
+/// (and the deploy's bridge, see `deploy::bridge`): the site's workers,
+/// threads and timeouts, `--preload`, the package's config, logs to the
+/// journal, and the WSGI app. No `--bind`: the socket is inherited.
+/// `conf` is the package's gunicorn.conf.py ([`GUNICORN_CONF`] on a real
+/// system).
+pub fn gunicorn_args(site: &Site, conf: &str) -> Vec<String> {
+    let g = &site.gunicorn;
+    let mut args: Vec<String> = [
+        ("--workers", g.workers.to_string()),
+        ("--threads", g.threads.to_string()),
+        ("--timeout", g.timeout.to_string()),
+        ("--graceful-timeout", g.timeout.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    args.extend(
+        [
+            "--preload",
+            "--config",
+            conf,
+            "--access-logfile",
+            "-",
+            "--error-logfile",
+            "-",
+            &site.django.wsgi,
+        ]
+        .map(String::from),
+    );
+    args
+}
+
 fn app_service_common(site: &Site, l: &SiteLayout) -> String {
     let user = escape_value(&l.user);
     format!(
@@ -240,13 +273,10 @@ pub fn render(site: &Site) -> Rendered {
     // gunicorn, following its own socket-activation recipe: Type=notify, no
     // --bind (the listening socket is inherited), preload so import errors fail
     // the start. No ExecReload: deploys restart, never SIGHUP.
-    let g = &site.gunicorn;
-    let graceful = g.timeout;
-    let gunicorn_bin = format!("{}/bin/gunicorn", l.venv);
-    let workers = g.workers.to_string();
-    let threads = g.threads.to_string();
-    let timeout = g.timeout.to_string();
-    let graceful_s = graceful.to_string();
+    let graceful = site.gunicorn.timeout;
+    let mut cmd = vec![format!("{}/bin/gunicorn", l.venv)];
+    cmd.extend(gunicorn_args(site, GUNICORN_CONF));
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     units.push(UnitFile {
         name: gunicorn.clone(),
         contents: format!(
@@ -268,25 +298,7 @@ pub fn render(site: &Site) -> Rendered {
              {hardening}",
             head = header(site, "gunicorn"),
             common = app_service_common(site, &l),
-            cmd = exec(&[
-                &gunicorn_bin,
-                "--workers",
-                &workers,
-                "--threads",
-                &threads,
-                "--timeout",
-                &timeout,
-                "--graceful-timeout",
-                &graceful_s,
-                "--preload",
-                "--config",
-                GUNICORN_CONF,
-                "--access-logfile",
-                "-",
-                "--error-logfile",
-                "-",
-                &site.django.wsgi,
-            ]),
+            cmd = exec(&cmd),
             stop = graceful + 15,
             hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
         ),

@@ -4,9 +4,11 @@
 //! pruning); `app` runs the app's own code (pip, manage.py) as the site's
 //! user; `control` is the service manager; `fetch` and `layout` build the
 //! release and the site's directories; `shared` links `[deploy] shared`
-//! paths; `public` is the HTTPS check.
+//! paths; `public` is the HTTPS check; `bridge` serves the live release
+//! while the unit restarts.
 
 pub mod app;
+pub mod bridge;
 pub mod control;
 pub mod fetch;
 pub mod layout;

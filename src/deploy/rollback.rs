@@ -300,6 +300,8 @@ pub fn run(
         site: &site,
         opts: &opts,
         account: crate::backup_cmd::site_account(root, &site.name),
+        // Run by hand: systemd passed no socket, so no bridge.
+        listener: None,
     };
     let mut default;
     let control: &mut dyn Control = match control {

@@ -7,12 +7,14 @@
 //! that fails too).
 
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::app::{self, Runner, VenvSpec};
+use super::bridge::{self, Bridge};
 use super::control::{self, Control};
 use super::state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
 use super::{fetch, layout as site_layout};
@@ -134,6 +136,9 @@ pub struct Ctx<'a> {
     pub opts: &'a Options,
     /// The site account (uid, gid); None under a test root.
     pub account: Option<(u32, u32)>,
+    /// The site's listening socket, when systemd passed it
+    /// (`sum-deploy@.service` has `Sockets=`): the bridge serves from it.
+    pub listener: Option<BorrowedFd<'a>>,
 }
 
 impl Ctx<'_> {
@@ -251,8 +256,10 @@ fn steps(
     // What is live now, and what a rollback would go back to.
     let mut previous = link_name(&app_link);
     let mut previous_venv = link_name(&venv_link);
+    let mut interrupted = false;
     if let Ok(bytes) = std::fs::read(state_dir.join(IN_PROGRESS)) {
         if let Ok(ip) = serde_json::from_slice::<InProgress>(&bytes) {
+            interrupted = true;
             log.line(&format!(
                 "warning: the deploy of {} was interrupted after the swap and never verified; \
                  {} counts as the previous release",
@@ -376,6 +383,35 @@ fn steps(
     rec.venv = Some(venv_key.clone());
     rec.venv_reused = Some(reused);
     save(&info).map_err(|m| fail("venv", m))?;
+
+    // The bridge (see bridge.rs): the live release also serves from the
+    // socket while the unit restarts. Started now, so that its boot
+    // overlaps the checks; dropped (stopped gracefully) on any failure.
+    let mut bridge = match (ctx.listener, &previous, &previous_venv) {
+        (Some(fd), Some(p), Some(v))
+            if !interrupted && !ctx.opts.no_restart && control.manages_services() =>
+        {
+            let conf = ctx.p(crate::layout::GUNICORN_CONF);
+            match Bridge::start(&runner, site, fd, &releases.join(p), &venvs.join(v), &conf) {
+                Ok(b) => {
+                    log.line(&format!(
+                        "    bridge: a gunicorn of releases/{p} (pid {}) also serves the socket \
+                         while the unit restarts",
+                        b.pid()
+                    ));
+                    Some(b)
+                }
+                Err(e) => {
+                    log.line(&format!(
+                        "    bridge: warning: {e}; requests wait in the socket's backlog while \
+                         the unit restarts"
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     // 4. Checks from the new release, in one Python process: each Django
     // start-up costs a few tenths of a second, and a code-only deploy is
@@ -587,6 +623,12 @@ fn steps(
             control.restart(site)?;
             Ok(((), control::app_units(site).join(", ")))
         })?;
+        // Before the smoke check, which must reach the new release only.
+        if let Some(b) = bridge.take() {
+            let pid = b.pid();
+            let how = b.stop();
+            log.line(&format!("    bridge: pid {pid} {how}"));
+        }
         log.step("smoke", |_| {
             smoke(ctx, control).map_err(|e| crate::smoke::with_hosts_hint(e, &env, &site.domain))
         })?;
@@ -1045,6 +1087,8 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
+    // Before any child is started: none may inherit the socket.
+    let listener = bridge::inherited_socket(&root.path(&SiteLayout::new(site_name).socket));
     let (site, _lock) = match site_and_lock(root, site_name, "sum-deploy", err) {
         Ok(x) => x,
         Err(code) => return code,
@@ -1054,6 +1098,7 @@ pub fn run(
         site: &site,
         opts,
         account: crate::backup_cmd::site_account(root, &site.name),
+        listener: listener.as_ref().map(|fd| fd.as_fd()),
     };
     let mut default;
     let control: &mut dyn Control = match control {

@@ -214,6 +214,7 @@ impl Fixture {
             site: &site,
             opts,
             account: None,
+            listener: None,
         };
         let mut out = Vec::new();
         let outcome = sum::deploy::deploy(&ctx, control, &mut out);
@@ -230,6 +231,7 @@ impl Fixture {
             site: &site,
             opts: &opts,
             account: None,
+            listener: None,
         };
         let mut out = Vec::new();
         let (code, _) = sum::deploy::rollback::rollback(&ctx, to, control, &mut out);

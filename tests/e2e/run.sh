@@ -382,6 +382,10 @@ check "a bad deploy through the unit (v4: health 503) rolls back and v2 keeps se
     j=$(journalctl -u sum-deploy@acme --no-pager -o cat -n 80)
     contains "journal" "==> rollback" "$j"
     contains "journal" "rolled back to ${live#releases/}" "$j"
+    # The bridge: v2 also served the socket (passed by Sockets=) while the
+    # unit restarted to v4, and was stopped before the smoke check.
+    contains "journal" "bridge: a gunicorn of $live (pid" "$j"
+    contains "journal" "stopped (exit status: 0)" "$j"
     contains "journal" "last lines of sum-gunicorn@acme.service" "$j"
     # gunicorn'\''s own access log, not only systemd'\''s lines, is in that tail.
     contains "journal" "\"GET /health/ HTTP/1.1\" 503" "$j"

@@ -1,0 +1,281 @@
+//! The bridge (src/deploy/bridge.rs) with real gunicorn, Django, PostgreSQL
+//! and Redis: the deploy gets the site's listening socket as systemd passes
+//! it (`Sockets=` in sum-deploy@.service), and a control that, like
+//! systemd, holds the socket across restarts and hands it to gunicorn
+//! through LISTEN_FDS. A request sent while the old gunicorn is gone and
+//! before the new one starts is answered only if the bridge serves; without
+//! the socket nothing would answer it until the new gunicorn is up.
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::deployfx::{Fixture, DOMAIN};
+use sum::deploy::control::Control;
+use sum::deploy::{Options, Outcome};
+use sum::site::Site;
+
+/// What a GET in the middle of a restart got: status and `release`, or
+/// the error.
+type MidRestart = Result<(u16, String), String>;
+
+/// Runs gunicorn as sum-gunicorn@.service does, on a socket it holds.
+struct SocketControl {
+    listener: UnixListener,
+    home: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// GETs of /health/ made after each stop, before each start.
+    mid_restart: Vec<MidRestart>,
+}
+
+impl SocketControl {
+    fn new(fx: &Fixture) -> SocketControl {
+        // The package's gunicorn.conf.py where the bridge looks for it.
+        let conf = fx.sum_root().path(sum::layout::GUNICORN_CONF);
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::copy(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("units/gunicorn.conf.py"),
+            conf,
+        )
+        .unwrap();
+        let sock = fx.sum_root().path("/run/sum/acme/gunicorn.sock");
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&sock);
+        SocketControl {
+            listener: UnixListener::bind(&sock).unwrap(),
+            home: fx.home(),
+            env: fx.env.clone(),
+            child: None,
+            mid_restart: Vec::new(),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    fn deploy(&mut self, fx: &Fixture, r: &str) -> (Outcome, String) {
+        let site = fx.site();
+        let root = fx.sum_root();
+        let opts = Options {
+            git_ref: Some(r.to_string()),
+            no_restart: false,
+        };
+        // A clone of the listener: the deploy's own copy, as systemd
+        // passes one to sum-deploy.
+        let passed = self.listener.try_clone().unwrap();
+        let ctx = sum::deploy::Ctx {
+            root: &root,
+            site: &site,
+            opts: &opts,
+            account: None,
+            listener: Some(passed.as_fd()),
+        };
+        let mut out = Vec::new();
+        let outcome = sum::deploy::deploy(&ctx, self, &mut out);
+        (outcome, String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Drop for SocketControl {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Control for SocketControl {
+    fn manages_services(&self) -> bool {
+        true
+    }
+    fn restart(&mut self, site: &Site) -> Result<(), String> {
+        let restarting = self.child.is_some();
+        self.kill();
+        if restarting {
+            // The unit is down: only a bridge can answer.
+            let got = sum::smoke::get(
+                &self.socket(site),
+                DOMAIN,
+                "/health/",
+                Duration::from_secs(8),
+            )
+            .map_err(|e| e.to_string())
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                (r.status, v["release"].as_str().unwrap_or("?").to_string())
+            });
+            self.mid_restart.push(got);
+        }
+        let fd = self.listener.as_raw_fd();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#)
+            .arg(self.home.join("venv/bin/gunicorn"))
+            .args(["--workers", "1", "--threads", "2", "--preload", "--config"])
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("units/gunicorn.conf.py"))
+            .arg(&site.django.wsgi)
+            .current_dir(self.home.join("app"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("DJANGO_SETTINGS_MODULE", &site.django.settings)
+            .env("STATIC_ROOT", self.home.join("static"))
+            .env("MEDIA_ROOT", self.home.join("media"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        // SAFETY: dup2 and fcntl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    // dup2 onto itself would keep close-on-exec.
+                    let none = nix::fcntl::FdFlag::empty();
+                    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(none))?;
+                } else {
+                    nix::unistd::dup2(fd, 3)?;
+                }
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().map_err(|e| format!("gunicorn: {e}"))?);
+        Ok(())
+    }
+    fn stop(&mut self, _: &Site) -> Result<(), String> {
+        self.kill();
+        Ok(())
+    }
+    fn socket(&self, _: &Site) -> PathBuf {
+        self.listener
+            .local_addr()
+            .unwrap()
+            .as_pathname()
+            .unwrap()
+            .to_path_buf()
+    }
+    fn journal_tail(&mut self, _: &Site) -> String {
+        String::new()
+    }
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn public_url_reachable(&self) -> bool {
+        false
+    }
+}
+
+/// The pid in the log's "bridge: ... (pid N)" line.
+fn bridge_pid(log: &str) -> i32 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("bridge: a gunicorn of releases/"))
+        .unwrap_or_else(|| panic!("no bridge started:\n{log}"));
+    let pid = line
+        .split("(pid ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    pid.parse().unwrap()
+}
+
+fn running(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+#[test]
+fn the_live_release_answers_while_the_unit_restarts() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut control = SocketControl::new(&fx);
+
+    // A first deploy has nothing live to bridge with.
+    let (o, log) = control.deploy(&fx, "v1");
+    println!("{log}");
+    assert_eq!(o.code, 0, "{log}");
+    assert!(!log.contains("bridge:"), "{log}");
+    let v1 = fx.live().unwrap();
+    assert_eq!(fx.serving_version(), "v1");
+
+    // v2: while the unit is down, v1 answers from the bridge; the bridge
+    // is gone before the smoke check, which reaches v2.
+    let (o, log) = control.deploy(&fx, "v2");
+    println!("{log}");
+    assert_eq!(o.code, 0, "{log}");
+    assert!(
+        log.contains(&format!("bridge: a gunicorn of releases/{v1} (pid")),
+        "{log}"
+    );
+    assert_eq!(control.mid_restart, vec![Ok((200, "v1".to_string()))]);
+    let pid = bridge_pid(&log);
+    let stopped = log.find(&format!("bridge: pid {pid} stopped (exit status: 0)"));
+    let smoke = log.find("==> smoke");
+    assert!(
+        stopped.is_some() && stopped < smoke,
+        "the bridge must stop before the smoke check:\n{log}"
+    );
+    assert!(!running(pid), "the bridge (pid {pid}) still runs");
+    assert_eq!(fx.serving_version(), "v2");
+    // The bridge left the socket where it was.
+    assert!(control.socket(&fx.site()).exists());
+
+    // v4 fails its smoke check: the bridge (v2) covered the restart to v4
+    // and was stopped before the check, which saw v4 and rolled back.
+    control.mid_restart.clear();
+    let (o, log) = control.deploy(&fx, "v4");
+    println!("{log}");
+    assert_eq!(o.code, 4, "{log}");
+    let pid = bridge_pid(&log);
+    assert!(!running(pid), "the bridge (pid {pid}) still runs");
+    // The rollback's own restart (v4 to v2) is not bridged.
+    assert_eq!(control.mid_restart.len(), 2, "{:?}", control.mid_restart);
+    assert_eq!(control.mid_restart[0], Ok((200, "v2".to_string())));
+    assert!(control.mid_restart[1].is_err(), "{:?}", control.mid_restart);
+    assert_eq!(fx.serving_version(), "v2");
+}
+
+#[test]
+fn without_the_socket_a_restart_is_not_bridged() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut control = SocketControl::new(&fx);
+    let (o, log) = control.deploy(&fx, "v1");
+    assert_eq!(o.code, 0, "{log}");
+    // As sumctl rollback or sum-deploy run by hand: no passed socket.
+    let site = fx.site();
+    let root = fx.sum_root();
+    let opts = Options {
+        git_ref: Some("v2".into()),
+        no_restart: false,
+    };
+    let ctx = sum::deploy::Ctx {
+        root: &root,
+        site: &site,
+        opts: &opts,
+        account: None,
+        listener: None,
+    };
+    let mut out = Vec::new();
+    let o = sum::deploy::deploy(&ctx, &mut control, &mut out);
+    let log = String::from_utf8_lossy(&out);
+    assert_eq!(o.code, 0, "{log}");
+    assert!(!log.contains("bridge:"), "{log}");
+    // Nothing answered while the unit was down.
+    assert_eq!(control.mid_restart.len(), 1);
+    assert!(control.mid_restart[0].is_err(), "{:?}", control.mid_restart);
+    assert_eq!(fx.serving_version(), "v2");
+}
