@@ -4,7 +4,8 @@
 //! systemd, holds the socket across restarts and hands it to gunicorn
 //! through LISTEN_FDS. A request sent while the old gunicorn is gone and
 //! before the new one starts is answered only if the bridge serves; without
-//! the socket nothing would answer it until the new gunicorn is up.
+//! the socket nothing would answer it until the new gunicorn is up. A
+//! bridge whose sum-deploy dies stops gracefully.
 
 mod common;
 
@@ -278,4 +279,72 @@ fn without_the_socket_a_restart_is_not_bridged() {
     assert_eq!(control.mid_restart.len(), 1);
     assert!(control.mid_restart[0].is_err(), "{:?}", control.mid_restart);
     assert_eq!(fx.serving_version(), "v2");
+}
+
+#[test]
+fn a_bridge_whose_deploy_dies_stops_gracefully() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut control = SocketControl::new(&fx);
+    let (o, log) = control.deploy(&fx, "v1");
+    assert_eq!(o.code, 0, "{log}");
+    let site = fx.site();
+    control.stop(&site).unwrap();
+    let home = fx.home();
+    let release = std::fs::canonicalize(home.join("app")).unwrap();
+    let venv = std::fs::canonicalize(home.join("venv")).unwrap();
+    let conf = fx.sum_root().path(sum::layout::GUNICORN_CONF);
+    let mut env = fx.env.clone();
+    env.push((
+        "DJANGO_SETTINGS_MODULE".into(),
+        site.django.settings.clone(),
+    ));
+    env.push((
+        "STATIC_ROOT".into(),
+        home.join("static").display().to_string(),
+    ));
+    env.push((
+        "MEDIA_ROOT".into(),
+        home.join("media").display().to_string(),
+    ));
+    let runner = sum::deploy::app::Runner { run_as: None, env };
+    let socket = control.socket(&site);
+    let listener = control.listener.try_clone().unwrap();
+
+    // The parent-death signal follows the thread that started the bridge:
+    // a thread that ends stands in for a sum-deploy that dies.
+    let pid = std::thread::scope(|s| {
+        s.spawn(|| {
+            let b = sum::deploy::bridge::Bridge::start(
+                &runner,
+                &site,
+                listener.as_fd(),
+                &release,
+                &venv,
+                &conf,
+            )
+            .unwrap();
+            // The unit is stopped: only the bridge answers.
+            let r = sum::smoke::get(&socket, DOMAIN, "/health/", Duration::from_secs(60)).unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            let pid = b.pid();
+            std::mem::forget(b);
+            pid
+        })
+        .join()
+        .unwrap()
+    });
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).unwrap() {
+            nix::sys::wait::WaitStatus::StillAlive if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => break other,
+        }
+    };
+    // SIGTERM, handled as a graceful stop: exit status 0, not killed.
+    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 0));
 }

@@ -15,8 +15,8 @@
 //! check reaches only the new release.
 //!
 //! The bridge runs as the site's user with the units' environment, the
-//! gunicorn unit's arguments and its umask, and dies with sum-deploy (and
-//! with the deploy unit). Without the inherited socket (sum-deploy run by
+//! gunicorn unit's arguments and its umask, and stops (SIGTERM) when
+//! sum-deploy dies, and with the deploy unit. Without the inherited socket (sum-deploy run by
 //! hand, `sumctl rollback`), or for a first deploy, a restart works as
 //! before.
 
@@ -91,8 +91,8 @@ impl Bridge {
             .arg(&gunicorn)
             .args(crate::units::gunicorn_args(site, &conf.to_string_lossy()));
         let fd = listener.as_raw_fd();
-        // SAFETY: dup2, fcntl and umask are async-signal-safe; the closure
-        // allocates nothing.
+        // SAFETY: dup2, fcntl, umask and prctl are async-signal-safe; the
+        // closure allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 if fd == LISTEN_FDS_START {
@@ -102,6 +102,9 @@ impl Bridge {
                 }
                 // The gunicorn unit's UMask=0027.
                 nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+                // If sum-deploy dies, a graceful stop (requests in flight
+                // are answered) rather than the runner's SIGKILL.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
                 Ok(())
             });
         }

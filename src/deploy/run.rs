@@ -626,8 +626,10 @@ fn steps(
         // Before the smoke check, which must reach the new release only.
         if let Some(b) = bridge.take() {
             let pid = b.pid();
+            let t = Instant::now();
             let how = b.stop();
-            log.line(&format!("    bridge: pid {pid} {how}"));
+            let secs = t.elapsed().as_secs_f64();
+            log.line(&format!("    bridge: pid {pid} {how} in {secs:.2}s"));
         }
         log.step("smoke", |_| {
             smoke(ctx, control).map_err(|e| crate::smoke::with_hosts_hint(e, &env, &site.domain))

@@ -383,9 +383,12 @@ check "a bad deploy through the unit (v4: health 503) rolls back and v2 keeps se
     contains "journal" "==> rollback" "$j"
     contains "journal" "rolled back to ${live#releases/}" "$j"
     # The bridge: v2 also served the socket (passed by Sockets=) while the
-    # unit restarted to v4, and was stopped before the smoke check.
+    # unit restarted to v4, and was stopped before the smoke check. Its
+    # own gunicorn log is in this run of the unit too.
+    j=$(journalctl _SYSTEMD_INVOCATION_ID="$(systemctl show -P InvocationID sum-deploy@acme)" --no-pager -o cat)
     contains "journal" "bridge: a gunicorn of $live (pid" "$j"
-    contains "journal" "stopped (exit status: 0)" "$j"
+    contains "journal" "stopped (exit status: 0) in " "$j"
+    contains "journal" "[INFO] Shutting down: Master" "$j"
     contains "journal" "last lines of sum-gunicorn@acme.service" "$j"
     # gunicorn'\''s own access log, not only systemd'\''s lines, is in that tail.
     contains "journal" "\"GET /health/ HTTP/1.1\" 503" "$j"
@@ -399,6 +402,11 @@ check "sumctl releases and history show the live, the failed release and the rol
     out=$(sumctl history acme)
     contains "sumctl history" "rolled-back" "$out"
     contains "sumctl history" " ok " "$out"'
+check "sum-deploy@ of a site without a file or units fails with exit 2 (Sockets= names a missing socket)" '
+    if systemctl start sum-deploy@ghost; then echo "the deploy of a missing site succeeded"; exit 1; fi
+    expect "sum-deploy@ghost exit status" 2 "$(systemctl show -P ExecMainStatus sum-deploy@ghost)"
+    contains "journal" "ghost" "$(journalctl -u sum-deploy@ghost --no-pager -o cat -n 20)"
+    systemctl reset-failed sum-deploy@ghost'
 check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
     v2=$(readlink /srv/sum/acme/app)
     sum-deploy acme --ref v1 >/dev/null
