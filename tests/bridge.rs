@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::deployfx::{Fixture, DOMAIN};
+use common::deployfx::{self, Fixture, DOMAIN};
 use sum::deploy::control::Control;
 use sum::deploy::{Options, Outcome};
 use sum::site::Site;
@@ -58,16 +58,16 @@ impl SocketControl {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
+        deployfx::stop_gracefully(&mut self.child);
     }
 
+    /// A deploy of `r` that gets the socket, as through the unit.
     fn deploy(&mut self, fx: &Fixture, r: &str) -> (Outcome, String) {
+        self.deploy_with(fx, r, true)
+    }
+
+    /// A deploy of `r`; `pass_socket` false is sum-deploy run by hand.
+    fn deploy_with(&mut self, fx: &Fixture, r: &str, pass_socket: bool) -> (Outcome, String) {
         let site = fx.site();
         let root = fx.sum_root();
         let opts = Options {
@@ -82,7 +82,7 @@ impl SocketControl {
             site: &site,
             opts: &opts,
             account: None,
-            listener: Some(passed.as_fd()),
+            listener: pass_socket.then(|| passed.as_fd()),
         };
         let mut out = Vec::new();
         let outcome = sum::deploy::deploy(&ctx, self, &mut out);
@@ -123,17 +123,10 @@ impl Control for SocketControl {
         cmd.arg("-c")
             .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#)
             .arg(self.home.join("venv/bin/gunicorn"))
-            .args(["--workers", "1", "--threads", "2", "--preload", "--config"])
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("units/gunicorn.conf.py"))
-            .arg(&site.django.wsgi)
+            .args(deployfx::gunicorn_args(site))
             .current_dir(self.home.join("app"))
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("DJANGO_SETTINGS_MODULE", &site.django.settings)
-            .env("STATIC_ROOT", self.home.join("static"))
-            .env("MEDIA_ROOT", self.home.join("media"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .envs(deployfx::unit_env(&self.home, &self.env, site))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .stdin(Stdio::null());
@@ -257,22 +250,7 @@ fn without_the_socket_a_restart_is_not_bridged() {
     let (o, log) = control.deploy(&fx, "v1");
     assert_eq!(o.code, 0, "{log}");
     // As sumctl rollback or sum-deploy run by hand: no passed socket.
-    let site = fx.site();
-    let root = fx.sum_root();
-    let opts = Options {
-        git_ref: Some("v2".into()),
-        no_restart: false,
-    };
-    let ctx = sum::deploy::Ctx {
-        root: &root,
-        site: &site,
-        opts: &opts,
-        account: None,
-        listener: None,
-    };
-    let mut out = Vec::new();
-    let o = sum::deploy::deploy(&ctx, &mut control, &mut out);
-    let log = String::from_utf8_lossy(&out);
+    let (o, log) = control.deploy_with(&fx, "v2", false);
     assert_eq!(o.code, 0, "{log}");
     assert!(!log.contains("bridge:"), "{log}");
     // Nothing answered while the unit was down.
@@ -295,19 +273,7 @@ fn a_bridge_whose_deploy_dies_stops_gracefully() {
     let release = std::fs::canonicalize(home.join("app")).unwrap();
     let venv = std::fs::canonicalize(home.join("venv")).unwrap();
     let conf = fx.sum_root().path(sum::layout::GUNICORN_CONF);
-    let mut env = fx.env.clone();
-    env.push((
-        "DJANGO_SETTINGS_MODULE".into(),
-        site.django.settings.clone(),
-    ));
-    env.push((
-        "STATIC_ROOT".into(),
-        home.join("static").display().to_string(),
-    ));
-    env.push((
-        "MEDIA_ROOT".into(),
-        home.join("media").display().to_string(),
-    ));
+    let env = deployfx::unit_env(&home, &fx.env, &site);
     let runner = sum::deploy::app::Runner { run_as: None, env };
     let socket = control.socket(&site);
     let listener = control.listener.try_clone().unwrap();

@@ -19,27 +19,8 @@ fn venv(dir: &Path) -> Option<PathBuf> {
     if !common::require_tool("python3") {
         return None;
     }
-    let wheels = common::deployfx::wheelhouse();
     let venv = dir.join("venv");
-    let ok = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "python3 -m venv failed");
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--no-index", "--find-links"])
-        .arg(&wheels)
-        .arg("gunicorn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pip install gunicorn: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::deployfx::venv_with(&venv, &["gunicorn"]);
     Some(venv)
 }
 

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 use sum::deploy::app::{Checks, Effective, Ran, Runner};
@@ -96,24 +95,7 @@ fn venv() -> Option<PathBuf> {
         return Some(venv);
     }
     let _ = std::fs::remove_dir_all(&venv);
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "python3 -m venv failed");
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--no-index", "--find-links"])
-        .arg(common::deployfx::wheelhouse())
-        .arg("Django")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pip install Django: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::deployfx::venv_with(&venv, &["Django"]);
     std::fs::write(&ready, b"").unwrap();
     Some(venv)
 }

@@ -47,6 +47,28 @@ pub fn wheelhouse() -> PathBuf {
     p
 }
 
+/// A virtualenv at `venv` with `packages` from the wheelhouse, offline.
+pub fn venv_with(venv: &Path, packages: &[&str]) {
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 -m venv failed");
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--no-index", "--find-links"])
+        .arg(wheelhouse())
+        .args(packages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install {packages:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A fresh repository of the example app with tags v1..v5.
 pub fn make_repo(dest: &Path) {
     make_repo_with("examples/make-repo.sh", dest)
@@ -306,6 +328,48 @@ impl Fixture {
     }
 }
 
+/// The environment the generated units give app code: the `.env`
+/// (`env`), the settings module, `STATIC_ROOT` and `MEDIA_ROOT` in `home`.
+pub fn unit_env(home: &Path, env: &[(String, String)], site: &Site) -> Vec<(String, String)> {
+    let mut v = env.to_vec();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let at = |dir: &str| home.join(dir).display().to_string();
+    v.extend([
+        ("PATH".into(), path),
+        (
+            "DJANGO_SETTINGS_MODULE".into(),
+            site.django.settings.clone(),
+        ),
+        ("STATIC_ROOT".into(), at("static")),
+        ("MEDIA_ROOT".into(), at("media")),
+        ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+    ]);
+    v
+}
+
+/// gunicorn's arguments in these tests: one worker, preloaded, the
+/// package's config, the site's WSGI app (no socket).
+pub fn gunicorn_args(site: &Site) -> Vec<String> {
+    let conf = manifest_dir().join("units/gunicorn.conf.py");
+    let mut args: Vec<String> = ["--workers", "1", "--threads", "2", "--preload", "--config"]
+        .map(String::from)
+        .to_vec();
+    args.push(conf.display().to_string());
+    args.push(site.django.wsgi.clone());
+    args
+}
+
+/// Stops a gunicorn as systemd would (SIGTERM) and waits for it.
+pub fn stop_gracefully(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = c.wait();
+    }
+}
+
 /// Runs real gunicorn on the site's socket, as `sum-gunicorn@.service`
 /// would: from the `app` and `venv` links, preloaded, with the `.env`.
 pub struct Gunicorn {
@@ -317,13 +381,7 @@ pub struct Gunicorn {
 
 impl Gunicorn {
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
+        stop_gracefully(&mut self.child);
     }
 
     fn log(&self) -> PathBuf {
@@ -348,19 +406,12 @@ impl Control for Gunicorn {
         let _ = std::fs::remove_file(&sock);
         let log = std::fs::File::create(self.log()).map_err(|e| e.to_string())?;
         let child = Command::new(self.home.join("venv/bin/gunicorn"))
-            .args(["--workers", "1", "--threads", "2", "--preload", "--config"])
-            .arg(manifest_dir().join("units/gunicorn.conf.py"))
+            .args(gunicorn_args(site))
             .arg("--bind")
             .arg(format!("unix:{}", sock.display()))
-            .arg(&site.django.wsgi)
             .current_dir(self.home.join("app"))
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("DJANGO_SETTINGS_MODULE", &site.django.settings)
-            .env("STATIC_ROOT", self.home.join("static"))
-            .env("MEDIA_ROOT", self.home.join("media"))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .envs(unit_env(&self.home, &self.env, site))
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .stdin(Stdio::null())
