@@ -17,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::deployfx::{self, Fixture, DOMAIN};
+use sum::deploy::app::pass_fd;
+use sum::deploy::bridge::{EXEC_WITH_LISTEN_PID, LISTEN_FDS_START};
 use sum::deploy::control::Control;
 use sum::deploy::{Options, Outcome};
 use sum::site::Site;
@@ -121,7 +123,7 @@ impl Control for SocketControl {
         let fd = self.listener.as_raw_fd();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#)
+            .arg(EXEC_WITH_LISTEN_PID)
             .arg(self.home.join("venv/bin/gunicorn"))
             .args(deployfx::gunicorn_args(site))
             .current_dir(self.home.join("app"))
@@ -130,18 +132,9 @@ impl Control for SocketControl {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .stdin(Stdio::null());
-        // SAFETY: dup2 and fcntl are async-signal-safe.
+        // SAFETY: pass_fd is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
-                if fd == 3 {
-                    // dup2 onto itself would keep close-on-exec.
-                    let none = nix::fcntl::FdFlag::empty();
-                    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(none))?;
-                } else {
-                    nix::unistd::dup2(fd, 3)?;
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || pass_fd(fd, LISTEN_FDS_START));
         }
         self.child = Some(cmd.spawn().map_err(|e| format!("gunicorn: {e}"))?);
         Ok(())

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-
-use nix::fcntl::FdFlag;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 use sha2::{Digest, Sha256};
 
@@ -367,17 +367,9 @@ impl Runner {
             .stdin(Stdio::piped())
             .stdout(stdout.try_clone().map_err(io)?)
             .stderr(stderr.try_clone().map_err(io)?);
-        // SAFETY: dup2 and fcntl are async-signal-safe; nothing allocates.
+        // SAFETY: pass_fd is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
-                if w == REPORT_FD {
-                    // dup2 onto itself would keep close-on-exec.
-                    nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETFD(FdFlag::empty()))?;
-                } else {
-                    nix::unistd::dup2(w, REPORT_FD)?;
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || pass_fd(w, REPORT_FD));
         }
         let spawned = cmd.spawn();
         // Only the child writes reports: its end closing is the EOF.
@@ -395,6 +387,18 @@ impl Runner {
             reported: HashMap::new(),
         })
     }
+}
+
+/// In a child between fork and exec: makes `fd` the child's `target`,
+/// inherited across exec (a plain dup2 onto itself would keep a
+/// close-on-exec flag). Async-signal-safe: dup2 and fcntl only.
+pub fn pass_fd(fd: RawFd, target: RawFd) -> std::io::Result<()> {
+    if fd == target {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    } else {
+        nix::unistd::dup2(fd, target)?;
+    }
+    Ok(())
 }
 
 /// `file`'s bytes from `start` to `end` (to its end when `end` is None).

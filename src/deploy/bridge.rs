@@ -16,9 +16,9 @@
 //!
 //! The bridge runs as the site's user with the units' environment, the
 //! gunicorn unit's arguments and its umask, and stops (SIGTERM) when
-//! sum-deploy dies, and with the deploy unit. Without the inherited socket (sum-deploy run by
-//! hand, `sumctl rollback`), or for a first deploy, a restart works as
-//! before.
+//! sum-deploy dies, and with the deploy unit. Without the inherited socket
+//! (sum-deploy run by hand, `sumctl rollback`), or for a first deploy, a
+//! restart works as before.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -30,11 +30,17 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::app::Runner;
+use super::app::{pass_fd, Runner};
 use crate::site::Site;
 
 /// Where systemd's socket passing starts (sd_listen_fds(3)).
-const LISTEN_FDS_START: RawFd = 3;
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// `sh -c` script that runs `"$0" "$@"` with one socket passed at fd 3:
+/// gunicorn takes a passed socket only when `LISTEN_PID` is its own pid,
+/// so the shell sets it to its own and execs the program in place.
+pub const EXEC_WITH_LISTEN_PID: &str =
+    r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#;
 
 /// The listening socket systemd passed this process for `socket_path`
 /// (`LISTEN_PID` is ours, the first passed fd is a unix socket bound
@@ -84,22 +90,16 @@ impl Bridge {
     ) -> Result<Bridge, String> {
         let gunicorn = venv.join("bin/gunicorn");
         let mut cmd = runner.command("/bin/sh", release);
-        // gunicorn takes a passed socket only when LISTEN_PID is its own
-        // pid: the shell sets it to its own and execs gunicorn in place.
         cmd.arg("-c")
-            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#)
+            .arg(EXEC_WITH_LISTEN_PID)
             .arg(&gunicorn)
             .args(crate::units::gunicorn_args(site, &conf.to_string_lossy()));
         let fd = listener.as_raw_fd();
-        // SAFETY: dup2, fcntl, umask and prctl are async-signal-safe; the
-        // closure allocates nothing.
+        // SAFETY: pass_fd, umask and prctl are async-signal-safe; the closure
+        // allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                if fd == LISTEN_FDS_START {
-                    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-                } else {
-                    nix::unistd::dup2(fd, LISTEN_FDS_START)?;
-                }
+                pass_fd(fd, LISTEN_FDS_START)?;
                 // The gunicorn unit's UMask=0027.
                 nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
                 // If sum-deploy dies, a graceful stop (requests in flight

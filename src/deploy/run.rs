@@ -416,7 +416,7 @@ fn steps(
     // 4. Checks from the new release, in one Python process: each Django
     // start-up costs a few tenths of a second, and a code-only deploy is
     // mostly start-ups. `check --deploy`, the WSGI import and the migration
-    // plan run one after the other at once; collectstatic is sent once the
+    // plan run one after the other without waiting; collectstatic is sent once the
     // paths step has prepared STATIC_ROOT. A failing step kills the process.
     let mut checks = log
         .step("check", |log| {
