@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a git repository of the acme example site with five tagged versions,
+# Builds a git repository of the acme example site with seven tagged versions,
 # the ones the deploy tests and the demo use:
 #
 #   v1  the site as it is in examples/acme
@@ -7,6 +7,9 @@
 #   v3  v2 whose WSGI module fails to import                   branch broken-import
 #   v4  v2 whose /health/ answers 503 "unhealthy"              branch unhealthy
 #   v5  v2 plus a migration that fails halfway                 branch bad-migration
+#   v6  v2 whose /health/ answers 503 with a long non-ASCII line branch non-ascii-health
+#   v7  v2 whose /health/ answers 500 because a row it needs is
+#       missing from the database (the code is fine)          branch needs-data
 #
 #   bash examples/make-repo.sh DEST
 #
@@ -114,5 +117,41 @@ PY
 commit v5 "acme v5: a migration that fails halfway"
 
 git checkout -q main
+git checkout -q -b non-ascii-health
+release v6
+python3 - <<'PY'
+p = "notes/views.py"
+s = open(p).read()
+s = s.replace(
+    "def health(request):\n",
+    "def health(request):\n"
+    "    # v6: what a real app's error page may say; 300 two-byte characters.\n"
+    "    return HttpResponse(\"x\" + \"\\u00e9\" * 300, status=503)\n\n\n"
+    "def health_v2(request):\n",
+)
+open(p, "w").write(s)
+PY
+commit v6 "acme v6: /health/ answers 503 with a long non-ASCII body"
+
+git checkout -q main
+git checkout -q -b needs-data
+release v7
+python3 - <<'PY'
+p = "notes/views.py"
+s = open(p).read()
+s = s.replace(
+    "def health(request):\n",
+    "def health(request):\n"
+    "    # v7: a row this release expects but no migration creates. The\n"
+    "    # code imports and checks fine; the database state makes it fail.\n"
+    "    Note.objects.get(title=\"site settings\")\n"
+    "    return health_v2(request)\n\n\n"
+    "def health_v2(request):\n",
+)
+open(p, "w").write(s)
+PY
+commit v7 "acme v7: /health/ needs a row that is not in the database"
+
+git checkout -q main
 git gc -q
-echo "$dest: v1 v2 (main) v3 v4 v5"
+echo "$dest: v1 v2 (main) v3 v4 v5 v6 v7"

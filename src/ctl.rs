@@ -36,8 +36,12 @@ pub fn check(root: &Root, files: &[PathBuf], out: &mut dyn Write, err: &mut dyn 
         let _ = writeln!(out, "no site files in {}", root.sites_dir().display());
         return exit::OK;
     }
-    let loaded = sites::load_files(&files);
-    for site in &loaded.sites {
+    let loaded = sites::load_files_keeping(&files, Some(&root.path(sites::LAST_GOOD_DIR)));
+    for site in loaded
+        .sites
+        .iter()
+        .filter(|s| loaded.fallback(&s.name).is_none())
+    {
         let _ = writeln!(
             out,
             "ok: {} (site {}, {})",
@@ -52,6 +56,15 @@ pub fn check(root: &Root, files: &[PathBuf], out: &mut dyn Write, err: &mut dyn 
     }
     for e in &loaded.errors {
         let _ = writeln!(err, "{e}");
+    }
+    for f in &loaded.fallbacks {
+        let _ = writeln!(
+            err,
+            "site {} runs on its last good configuration, {}, because its site file is \
+             rejected (above); fix the file, then `systemctl daemon-reload`",
+            f.site,
+            f.copy.display()
+        );
     }
     if loaded.errors.is_empty() {
         exit::OK

@@ -48,10 +48,6 @@ fn status_word(s: ReleaseStatus) -> &'static str {
     }
 }
 
-fn short_sha(sha: &str) -> &str {
-    &sha[..12.min(sha.len())]
-}
-
 /// Every release of `site` on disk, newest first.
 pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>> {
     let l = SiteLayout::new(&site.name);
@@ -197,7 +193,10 @@ pub fn releases(
         lines.push(vec![
             format!("{} {}", if r.live { "*" } else { " " }, r.release),
             r.git_ref.clone().unwrap_or_else(|| "-".into()),
-            r.sha.as_deref().map_or("-", short_sha).to_string(),
+            r.sha
+                .as_deref()
+                .map_or("-", crate::text::short_sha)
+                .to_string(),
             status,
             r.venv.clone().unwrap_or_else(|| "-".into()),
             notes.join(", "),
@@ -300,7 +299,7 @@ pub fn history(
             started(&r.started_utc),
             r.action.clone(),
             dash(r.git_ref.as_deref()),
-            dash(r.sha.as_deref().map(short_sha)),
+            dash(r.sha.as_deref().map(crate::text::short_sha)),
             dash(r.release.as_deref()),
             r.outcome.clone(),
             format!("{:.1}s", total_seconds(r)),

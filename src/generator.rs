@@ -5,6 +5,10 @@
 //! user or group look-ups; every site validated fully before any of its files
 //! is written; a bad site is skipped and reported while good sites are still
 //! generated; exit 1 if any site failed; nothing at all in the initrd.
+//!
+//! A bad site that has a last good copy (`sites::LAST_GOOD_DIR`) is not
+//! skipped: its units are made from that copy and the error is reported
+//! all the same, so a typo reloaded never removes a running site's socket.
 
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
@@ -85,7 +89,20 @@ pub fn run(root: &Root, normal_dir: &Path, log: &mut Log) -> Outcome {
         }
     };
     for errors in &loaded.errors {
-        log.error(&format!("skipping site: {errors}"));
+        let name = errors
+            .0
+            .first()
+            .and_then(|e| e.file.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match loaded.fallback(&name) {
+            Some(f) => log.error(&format!(
+                "site {name}: its site file is rejected; KEEPING ITS LAST GOOD UNITS, made from \
+                 {} (saved by its last successful deploy), until the file is fixed:\n{errors}",
+                f.copy.display()
+            )),
+            None => log.error(&format!("skipping site: {errors}")),
+        }
         outcome.failed_sites += 1;
     }
     if !loaded.errors.is_empty() {

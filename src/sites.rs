@@ -3,18 +3,54 @@
 //! Two sites claiming the same host name would make Caddy refuse its whole
 //! configuration, taking every site down; so both are rejected here, where
 //! the generator, the Caddy render step and `sumctl check` all see it.
+//!
+//! A site file that once deployed and then became invalid (a typo, then
+//! `daemon-reload`) must not take its running site down: its units and its
+//! Caddy snippet are made from the **last good copy** of the file instead,
+//! `/etc/sum/last-good/<site>.toml`, written by every successful deploy and
+//! rollback ([`save_last_good`]). It lives in `/etc` because generators run
+//! before `/var` may be mounted (systemd.generator(7)), and it is a copy of
+//! the site file rather than of the units, so a package upgrade renders it
+//! with the new code. Only a deleted site file removes a site.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::layout::Root;
 use crate::site::{Site, SiteError, SiteErrors};
 
+/// Where the last good copies of site files live (see the module doc).
+pub const LAST_GOOD_DIR: &str = "/etc/sum/last-good";
+
 /// The valid sites of a root and the errors of the invalid ones.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Every site to run: valid files, and the last good copies of the
+    /// sites in `fallbacks`.
     pub sites: Vec<Site>,
+    /// One entry per rejected file, fallen back or not.
     pub errors: Vec<SiteErrors>,
+    /// The sites that run on their last good copy, because their file is
+    /// invalid or clashes with another.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// A site whose file was rejected and that runs on its last good copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub site: String,
+    /// The last good copy (`/etc/sum/last-good/<site>.toml` under the root).
+    pub copy: PathBuf,
+    /// Why the site file itself was rejected: its first error.
+    pub why: String,
+}
+
+impl Loaded {
+    /// The fallback of a site, if it runs on its last good copy.
+    pub fn fallback(&self, site: &str) -> Option<&Fallback> {
+        self.fallbacks.iter().find(|f| f.site == site)
+    }
 }
 
 fn file_error(path: &Path, key: &str, problem: String, allowed: &str) -> SiteErrors {
@@ -93,9 +129,16 @@ pub fn site_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Loads the given files, then rejects every site that shares a host name
 /// with another. Rejecting both sides, rather than the later one, means a
 /// new file can never take a host away from a site that is serving it: the
-/// serving site keeps its running units and its last good Caddy snippet
-/// until the clash is resolved.
+/// serving site keeps running (on its last good copy, see
+/// [`load_files_keeping`]) until the clash is resolved.
 pub fn load_files(files: &[PathBuf]) -> Loaded {
+    load_files_keeping(files, None)
+}
+
+/// [`load_files`], then every rejected site that has a last good copy in
+/// `last_good` runs on that copy, unless the copy itself is invalid or
+/// claims a host of a site that is kept.
+pub fn load_files_keeping(files: &[PathBuf], last_good: Option<&Path>) -> Loaded {
     let mut loaded = Loaded::default();
     let mut valid: Vec<(Site, &PathBuf)> = Vec::new();
     for path in files {
@@ -104,6 +147,74 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
             Err(e) => loaded.errors.push(e),
         }
     }
+    let (sites, clashes) = reject_clashes(valid);
+    loaded.errors.extend(clashes);
+    loaded.sites = sites;
+    if let Some(dir) = last_good {
+        fall_back(&mut loaded, files, dir);
+    }
+    loaded
+}
+
+/// The last good copies of the rejected sites, where they can run.
+fn fall_back(loaded: &mut Loaded, files: &[PathBuf], dir: &Path) {
+    let mut copies: Vec<(Site, PathBuf, String)> = Vec::new();
+    for errors in &loaded.errors {
+        let Some(file) = errors.0.first().map(|e| e.file.clone()) else {
+            continue;
+        };
+        if !files.contains(&file) {
+            continue;
+        }
+        let Some(name) = file.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let copy = dir.join(format!("{name}.toml"));
+        if !copy.is_file() || copies.iter().any(|(s, _, _)| s.name == name) {
+            continue;
+        }
+        // A copy that is no longer valid (the rules changed with an
+        // upgrade) is reported with the file's own errors, not used.
+        if let Ok(site) = load_file(&copy) {
+            if site.name == name {
+                let why = errors.0.first().map(|e| e.to_string()).unwrap_or_default();
+                copies.push((site, copy, why));
+            }
+        }
+    }
+    // A copy may not take a host from a kept site, nor share one with
+    // another copy.
+    let taken: Vec<String> = loaded
+        .sites
+        .iter()
+        .flat_map(|s| s.hosts().map(str::to_string))
+        .collect();
+    let mut chosen: Vec<(Site, PathBuf, String)> = Vec::new();
+    for (site, copy, why) in &copies {
+        let clashes = site.hosts().any(|h| {
+            taken.iter().any(|t| t == h)
+                || copies
+                    .iter()
+                    .any(|(o, _, _)| o.name != site.name && o.hosts().any(|x| x == h))
+        });
+        if !clashes {
+            chosen.push((site.clone(), copy.clone(), why.clone()));
+        }
+    }
+    for (site, copy, why) in chosen {
+        loaded.fallbacks.push(Fallback {
+            site: site.name.clone(),
+            copy,
+            why,
+        });
+        loaded.sites.push(site);
+    }
+    loaded.sites.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// Splits valid sites into those kept and the errors of those that share
+/// a name or a host with another.
+fn reject_clashes(valid: Vec<(Site, &PathBuf)>) -> (Vec<Site>, Vec<SiteErrors>) {
     let mut owners: BTreeMap<&str, Vec<(&str, &PathBuf)>> = BTreeMap::new();
     for (site, path) in &valid {
         for h in site.hosts() {
@@ -158,13 +269,12 @@ pub fn load_files(files: &[PathBuf]) -> Loaded {
             keep[i] = false;
         }
     }
-    loaded.errors.extend(clashes);
-    loaded.sites = valid
+    let sites = valid
         .into_iter()
         .zip(keep)
         .filter_map(|((site, _), k)| k.then_some(site))
         .collect();
-    loaded
+    (sites, clashes)
 }
 
 /// Line and column of the first `needle` in a file, for errors found after parsing.
@@ -179,8 +289,27 @@ fn position_of(path: &Path, needle: &str) -> Option<(usize, usize)> {
     ))
 }
 
-/// Loads every site of a root.
+/// Loads every site of a root, falling back to last good copies.
 pub fn load_all(root: &Root) -> std::io::Result<Loaded> {
     let files = site_files(&root.sites_dir())?;
-    Ok(load_files(&files))
+    Ok(load_files_keeping(&files, Some(&root.path(LAST_GOOD_DIR))))
+}
+
+/// Records the site file of `site` as its last good copy, if it is still
+/// valid: called after a deploy or a rollback that ended with the site
+/// serving. Atomic; the copy keeps the file's bytes.
+pub fn save_last_good(root: &Root, site: &str) -> std::io::Result<()> {
+    let file = root.sites_dir().join(format!("{site}.toml"));
+    if load_file(&file).is_err() {
+        return Ok(());
+    }
+    let bytes = fs_err::read(&file)?;
+    let mode = fs_err::metadata(&file)?.permissions().mode() & 0o777;
+    let dir = root.path(LAST_GOOD_DIR);
+    fs_err::create_dir_all(&dir)?;
+    let copy = dir.join(format!("{site}.toml"));
+    if std::fs::read(&copy).ok().as_deref() == Some(bytes.as_slice()) {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&copy, &bytes, mode)
 }

@@ -28,25 +28,35 @@ pub fn get(socket: &Path, host: &str, path: &str, timeout: Duration) -> std::io:
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 127.0.0.1\r\n\
          User-Agent: sum-golden-path smoke check\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     )?;
+    // A health body is not trusted to be small: read at most MAX_RESPONSE.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    s.take(MAX_RESPONSE).read_to_end(&mut raw)?;
     parse(&raw)
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
 }
 
-/// A raw HTTP/1.1 response: status and body (plain or chunked).
+/// How much of a response the check reads; the rest is not needed to judge it.
+pub const MAX_RESPONSE: u64 = 1 << 20;
+
+/// A raw HTTP/1.1 response: status and body (plain or chunked). Total: any
+/// bytes give a response or None, never a panic. A chunked body cut short
+/// (by [`MAX_RESPONSE`]) keeps what arrived.
 pub fn parse(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let status = lines.next()?.split_whitespace().nth(1)?;
+    if status.len() != 3 || !status.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let status: u16 = status.parse().ok()?;
     let chunked = lines.any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
     let body = &raw[split + 4..];
     let body = if chunked {
-        dechunk(body)?
+        dechunk(body)
     } else {
         body.to_vec()
     };
@@ -56,19 +66,24 @@ pub fn parse(raw: &[u8]) -> Option<Response> {
     })
 }
 
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+/// The data of a chunked body, as far as it is well formed.
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
         data = &data[line_end + 2..];
         if size == 0 {
-            return Some(out);
+            break;
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        data = data.get(size + 2..).unwrap_or_default();
     }
+    out
 }
 
 /// How [`judge`] words a 400, which [`with_hosts_hint`] adds to.
@@ -84,7 +99,7 @@ pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), String> {
             if unhealthy {
                 Err(format!(
                     "{path} answered 200 but says \"unhealthy\": {}",
-                    first_line(&r.body)
+                    describe_body(&r.body)
                 ))
             } else {
                 Ok(())
@@ -94,7 +109,7 @@ pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), String> {
             "{path} {BAD_REQUEST}: Django's ALLOWED_HOSTS probably lacks {host}; \
              add it (ALLOWED_HOSTS in the site's .env for apps that read it)"
         )),
-        s => Err(format!("{path} answered {s}: {}", first_line(&r.body))),
+        s => Err(format!("{path} answered {s}: {}", describe_body(&r.body))),
     }
 }
 
@@ -124,9 +139,30 @@ pub fn with_hosts_hint(error: String, env: &[(String, String)], host: &str) -> S
     format!("{error}; {hint}")
 }
 
-fn first_line(body: &str) -> &str {
-    let line = body.lines().next().unwrap_or("").trim();
-    &line[..line.len().min(200)]
+/// What a failing body says, in one line: an HTML page's `<title>` (Django's
+/// error pages put the error there: "Server Error (500)", or with DEBUG
+/// "ProgrammingError at /"), else the first non-blank line. Cut to 200
+/// characters on a character boundary.
+pub fn describe_body(body: &str) -> String {
+    if let Some(title) = html_title(body) {
+        return crate::text::excerpt(&title, 200);
+    }
+    let said = crate::text::excerpt(body, 200);
+    if said.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        said
+    }
+}
+
+/// The text of the first `<title>` element, whitespace collapsed.
+fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let open = lower.find("<title")?;
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    let title = body.get(start..end)?.split_whitespace().collect::<Vec<_>>();
+    (!title.is_empty()).then(|| title.join(" "))
 }
 
 /// Polls until the check passes or `timeout` is over; returns the last reason.
@@ -223,5 +259,119 @@ mod tests {
         // Other failures are left as they are.
         let other = "/health/ answered 503: down".to_string();
         assert_eq!(with_hosts_hint(other.clone(), &env(&[]), "x"), other);
+    }
+
+    #[test]
+    fn a_long_non_ascii_body_is_cut_between_characters() {
+        // The body that once panicked the deploy after the swap.
+        let body = format!("x{}", "é".repeat(300));
+        let raw = format!("HTTP/1.1 503 Service Unavailable\r\n\r\n{body}");
+        let r = parse(raw.as_bytes()).unwrap();
+        let e = judge(&r, "h", "/health/").unwrap_err();
+        assert!(
+            e.starts_with("/health/ answered 503: xé") && e.ends_with('…'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn html_error_pages_are_named_by_their_title() {
+        let page = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <title>ProgrammingError\n  at /</title>";
+        let e = judge(
+            &Response {
+                status: 500,
+                body: page.into(),
+            },
+            "h",
+            "/",
+        )
+        .unwrap_err();
+        assert_eq!(e, "/ answered 500: ProgrammingError at /");
+        let e = judge(
+            &Response {
+                status: 502,
+                body: String::new(),
+            },
+            "h",
+            "/",
+        )
+        .unwrap_err();
+        assert_eq!(e, "/ answered 502: (empty body)");
+    }
+
+    #[test]
+    fn odd_responses_are_refused_or_read_as_far_as_they_go() {
+        assert!(parse(b"HTTP/1.1 20\xff OK\r\n\r\n").is_none());
+        assert!(parse(b"HTTP/1.1 99999999999 OK\r\n\r\n").is_none());
+        let r = parse(b"HTTP/1.1 200 \xff\r\nX: \xfe\r\n\r\n\xffok").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "\u{fffd}ok"));
+        // A chunked body cut short keeps what arrived.
+        let r = parse(b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc").unwrap();
+        assert_eq!(r.body, "abc");
+        let r = parse(b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc").unwrap();
+        assert_eq!(r.body, "");
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn response() -> impl Strategy<Value = Vec<u8>> {
+            (
+                100u16..600,
+                proptest::collection::vec(any::<u8>(), 0..600),
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..64),
+            )
+                .prop_map(|(status, body, chunked, junk)| {
+                    let mut raw = format!("HTTP/1.1 {status} Whatever\r\n").into_bytes();
+                    raw.extend_from_slice(&junk);
+                    if chunked {
+                        raw.extend_from_slice(b"\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                        raw.extend_from_slice(&body);
+                        raw.extend_from_slice(b"\r\n0\r\n\r\n");
+                    } else {
+                        raw.extend_from_slice(b"\r\n\r\n");
+                        raw.extend_from_slice(&body);
+                    }
+                    raw
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn parse_and_judge_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                if let Some(r) = parse(&raw) {
+                    let _ = judge(&r, "acme.example.com", "/health/");
+                }
+            }
+
+            #[test]
+            fn well_formed_responses_keep_their_status(raw in response()) {
+                let status: u16 = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
+                let r = parse(&raw);
+                // Junk in the head may hide the blank line or the header; the
+                // status line itself always parses.
+                if let Some(r) = r {
+                    prop_assert_eq!(r.status, status);
+                    let verdict = judge(&r, "h", "/health/");
+                    if status != 200 {
+                        prop_assert!(verdict.is_err());
+                    } else if !r.body.contains("unhealthy") {
+                        prop_assert!(verdict.is_ok());
+                    }
+                    if let Err(e) = verdict {
+                        prop_assert!(e.chars().count() < 400, "{}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_body_is_described_in_one_short_line(body in any::<String>()) {
+                let d = describe_body(&body);
+                prop_assert!(!d.contains('\n') && d.chars().count() <= 201);
+            }
+        }
     }
 }

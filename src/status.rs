@@ -24,6 +24,15 @@ pub struct SiteStatus {
     pub next_backup: Option<String>,
     /// Unit name → ActiveState (only on a real system).
     pub units: Vec<(String, String)>,
+    /// Set when the site file is rejected and the site runs on its last
+    /// good copy: that copy and the file's first error.
+    pub last_good_config: Option<LastGoodConfig>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastGoodConfig {
+    pub copy: String,
+    pub why: String,
 }
 
 fn systemctl_show(unit: &str, prop: &str) -> Option<String> {
@@ -71,6 +80,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         backups: listed.len(),
         next_backup,
         units,
+        last_good_config: None,
     }
 }
 
@@ -108,7 +118,17 @@ pub fn status(
             return 2;
         }
     }
-    let statuses: Vec<SiteStatus> = chosen.iter().map(|s| site_status(root, s)).collect();
+    let statuses: Vec<SiteStatus> = chosen
+        .iter()
+        .map(|s| {
+            let mut st = site_status(root, s);
+            st.last_good_config = loaded.fallback(&s.name).map(|f| LastGoodConfig {
+                copy: f.copy.display().to_string(),
+                why: f.why.clone(),
+            });
+            st
+        })
+        .collect();
     if json {
         let _ = writeln!(
             out,
@@ -130,6 +150,15 @@ pub fn status(
                 _ => "none".into(),
             };
             let _ = writeln!(out, "  last backup:   {backup}");
+            if let Some(c) = &s.last_good_config {
+                let _ = writeln!(
+                    out,
+                    "  configuration: LAST GOOD COPY {} (the site file is rejected: {}); fix \
+                     it and run `systemctl daemon-reload`",
+                    c.copy,
+                    crate::text::excerpt(&c.why, 300)
+                );
+            }
             if let Some(n) = &s.next_backup {
                 let _ = writeln!(out, "  next backup:   {n}");
             }

@@ -492,3 +492,96 @@ fn a_host_django_rejects_is_named_with_the_variable_to_fix() {
     assert_eq!(o.code, 0, "{log}");
     assert_eq!(fx.get("/").status, 200);
 }
+
+/// v6's /health/ answers 503 with "x" and 300 `é`: quoting it once cut the
+/// body inside a character, and the panic (after the swap) left v6 live.
+/// Now the deploy rolls back and quotes the body cut between characters.
+#[test]
+fn a_long_non_ascii_health_body_is_quoted_and_rolled_back() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
+    assert_eq!(o.code, 0, "{log}");
+    let v2 = fx.live().unwrap();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v6"));
+    println!("{log}");
+    assert_eq!(o.code, 4, "{log}");
+    assert_eq!(o.record.outcome, "rolled-back");
+    let quoted = format!("/health/ answered 503: x{}…", "é".repeat(199));
+    assert!(log.contains(&quoted), "{log}");
+    assert_eq!(fx.live().unwrap(), v2);
+    assert_eq!(fx.serving_version(), "v2");
+}
+
+/// A control whose first restart panics, as a bug in our code after the
+/// swap would: the deploy must still end in the rollback.
+struct PanicsOnFirstRestart<'a> {
+    inner: &'a mut common::deployfx::Gunicorn,
+    armed: bool,
+}
+
+impl sum::deploy::control::Control for PanicsOnFirstRestart<'_> {
+    fn manages_services(&self) -> bool {
+        self.inner.manages_services()
+    }
+    fn restart(&mut self, site: &sum::site::Site) -> Result<(), String> {
+        if std::mem::take(&mut self.armed) {
+            panic!("injected panic after the swap");
+        }
+        self.inner.restart(site)
+    }
+    fn stop(&mut self, site: &sum::site::Site) -> Result<(), String> {
+        self.inner.stop(site)
+    }
+    fn socket(&self, site: &sum::site::Site) -> PathBuf {
+        self.inner.socket(site)
+    }
+    fn journal_tail(&mut self, site: &sum::site::Site) -> String {
+        self.inner.journal_tail(site)
+    }
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        self.inner.reload_caddy()
+    }
+    fn public_url_reachable(&self) -> bool {
+        self.inner.public_url_reachable()
+    }
+}
+
+#[test]
+fn a_panic_after_the_swap_ends_in_the_rollback() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
+    assert_eq!(o.code, 0, "{log}");
+    let v1 = fx.live().unwrap();
+    let mut control = PanicsOnFirstRestart {
+        inner: &mut gunicorn,
+        armed: true,
+    };
+    let (o, log) = fx.deploy(&mut control, &opts("v2"));
+    println!("{log}");
+    assert!(!control.armed, "the injected panic did not fire");
+    assert_eq!(o.code, 4, "{log}");
+    assert_eq!(o.record.outcome, "rolled-back");
+    let error = o.record.error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("failed unexpectedly after the swap")
+            && error.contains("injected panic after the swap"),
+        "{error}"
+    );
+    assert!(
+        log.contains(&format!("releases/{v1} serves again")),
+        "{log}"
+    );
+    assert_eq!(fx.live().unwrap(), v1);
+    assert_eq!(fx.serving_version(), "v1");
+    assert!(!fx.home().join("state/deploy-in-progress.json").exists());
+    // The next deploy goes live as usual.
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(fx.serving_version(), "v2");
+}

@@ -225,3 +225,98 @@ fn writes_only_into_the_normal_directory_and_spawns_nothing() {
         "too few write calls traced ({checked}); is strace working?\n{trace}"
     );
 }
+
+/// The reproduction: a deployed site's file gets a typo (quotes dropped
+/// around `domain`) and systemd reloads. The generator must keep emitting
+/// the same units, made from the last good copy the deploy kept, and say
+/// so loudly; fixing the file goes back to the file; deleting it removes
+/// the site.
+#[test]
+fn a_typo_reloaded_keeps_the_last_good_units_and_a_deleted_file_removes_them() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let sum_root = sum::layout::Root::new(root.path());
+    let before = tempfile::tempdir().unwrap();
+    assert_eq!(run(root.path(), &[before.path()]).status.code(), Some(0));
+    // What a successful deploy does.
+    sum::sites::save_last_good(&sum_root, "acme").unwrap();
+    let copy = root.path().join("etc/sum/last-good/acme.toml");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), common::MINIMAL);
+
+    let file = root.path().join("etc/sum/sites/acme.toml");
+    std::fs::write(
+        &file,
+        common::MINIMAL.replace("\"acme.example.com\"", "acme.example.com"),
+    )
+    .unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let out = run(root.path(), &[kept.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("site acme: its site file is rejected; KEEPING ITS LAST GOOD UNITS")
+            && err.contains("last-good/acme.toml")
+            && err.contains("acme.toml:1:"),
+        "{err}"
+    );
+    assert_eq!(
+        common::snapshot(before.path()),
+        common::snapshot(kept.path()),
+        "the units made from the last good copy differ from the good ones"
+    );
+    // A deploy refuses the invalid file, so it cannot overwrite the copy.
+    sum::sites::save_last_good(&sum_root, "acme").unwrap();
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), common::MINIMAL);
+
+    // Fixed: the file itself again, with its new value.
+    std::fs::write(
+        &file,
+        common::MINIMAL.replace("acme.example.com", "acme.example.org"),
+    )
+    .unwrap();
+    let fixed = tempfile::tempdir().unwrap();
+    let out = run(root.path(), &[fixed.path()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert!(fixed.path().join("sum-gunicorn@acme.socket").is_file());
+
+    // Deleted on purpose: the site goes, its copy notwithstanding.
+    std::fs::remove_file(&file).unwrap();
+    let gone = tempfile::tempdir().unwrap();
+    let out = run(root.path(), &[gone.path()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(common::snapshot(gone.path()).is_empty());
+}
+
+/// A new site claiming a serving site's host: neither file is used, the
+/// serving site runs on its last good copy, the newcomer does not run.
+#[test]
+fn a_new_site_claiming_a_serving_sites_host_takes_nothing_away() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    sum::sites::save_last_good(&sum::layout::Root::new(root.path()), "acme").unwrap();
+    let thief = common::MINIMAL.replace("acme.git", "thief.git");
+    std::fs::write(root.path().join("etc/sum/sites/thief.toml"), thief).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = run(root.path(), &[out_dir.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        out_dir.path().join("sum-gunicorn@acme.socket").is_file(),
+        "{err}"
+    );
+    assert!(
+        !out_dir.path().join("sum-gunicorn@thief.socket").exists(),
+        "{err}"
+    );
+    assert!(
+        err.contains("host `acme.example.com` is also claimed")
+            && err.contains("skipping site")
+            && err.contains("site acme: its site file is rejected; KEEPING"),
+        "{err}"
+    );
+    // Without a last good copy (never deployed), both are skipped as before.
+    std::fs::remove_file(root.path().join("etc/sum/last-good/acme.toml")).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = run(root.path(), &[out_dir.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::snapshot(out_dir.path()).is_empty());
+}

@@ -344,3 +344,41 @@ fn status_and_backups_show_release_and_last_verified_backup() {
         Some(2)
     );
 }
+
+/// A site whose file is rejected but that has a last good copy: `check`
+/// still fails and names the error, and both `check` and `status` say the
+/// site runs on that copy and what to do.
+#[test]
+fn check_and_status_say_a_site_runs_on_its_last_good_copy() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    sum::sites::save_last_good(&sum::layout::Root::new(root.path()), "acme").unwrap();
+    std::fs::write(
+        root.path().join("etc/sum/sites/acme.toml"),
+        common::MINIMAL.replace("\"acme.example.com\"", "acme.example.com"),
+    )
+    .unwrap();
+    let out = sumctl(root.path(), &["check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("etc/sum/sites/acme.toml:1:"), "{err}");
+    assert!(
+        err.contains("site acme runs on its last good configuration")
+            && err.contains("etc/sum/last-good/acme.toml"),
+        "{err}"
+    );
+    let out = sumctl(root.path(), &["status", "acme"]);
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        shown.contains("configuration: LAST GOOD COPY") && shown.contains("acme.toml:1:"),
+        "{shown}"
+    );
+    let out = sumctl(root.path(), &["status", "acme", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v[0]["last_good_config"]["copy"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("etc/sum/last-good/acme.toml")),
+        "{v}"
+    );
+}

@@ -26,6 +26,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    sum::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         &cli.site,
         &req,
         confirmed,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
+        &mut sum::journal::stdout(),
+        &mut sum::journal::stderr(),
     ))
 }

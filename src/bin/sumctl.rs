@@ -1,6 +1,5 @@
 //! sumctl: the operator's front door to sum-golden-path. See sumctl(8).
 
-use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,6 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sum::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -84,7 +84,9 @@ fn main() -> ExitCode {
         }
     };
     let root = Root::from_env();
-    let (mut out, mut err) = (io::stdout(), io::stderr());
+    // Under systemd (the caddy-render step of caddy.service), errors and
+    // warnings reach the journal at their priority.
+    let (mut out, mut err) = (sum::journal::stdout(), sum::journal::stderr());
     let code = match &cli.command {
         Command::Check { files } => ctl::check(&root, files, &mut out, &mut err),
         Command::Render { site } => ctl::render(&root, site, &mut out, &mut err),

@@ -55,8 +55,8 @@ impl Ran {
         } else {
             &self.stderr
         };
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        // pip and manage.py lines can be megabytes (a progress bar, a dump).
+        crate::text::last_lines(text, n, 500)
     }
 }
 

@@ -102,7 +102,7 @@ pub fn build_release(
     sha: &str,
     stamp: &str,
 ) -> Result<PathBuf, String> {
-    let name = format!("{stamp}-{}", &sha[..7.min(sha.len())]);
+    let name = format!("{stamp}-{}", crate::text::prefix(sha, 7));
     let dest = releases.join(&name);
     if dest.exists() {
         return Err(format!("{} already exists", dest.display()));

@@ -59,6 +59,18 @@ fn agent() -> ureq::Agent {
     b.build()
 }
 
+/// The body, as far as [`crate::smoke::MAX_RESPONSE`] and lossily decoded:
+/// `into_string` would give up on invalid UTF-8 or a large body.
+fn body_of(resp: ureq::Response) -> String {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let _ = resp
+        .into_reader()
+        .take(crate::smoke::MAX_RESPONSE)
+        .read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 /// Polls the public URL until it passes, fails the health rules at the
 /// end of `health.timeout`, or cannot be reached at all.
 pub fn check(site: &Site) -> Result<String, PublicError> {
@@ -69,7 +81,7 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
         let outcome = match agent.get(&url).call() {
             Ok(resp) => {
                 let status = resp.status();
-                let body = resp.into_string().unwrap_or_default();
+                let body = body_of(resp);
                 crate::smoke::judge(
                     &crate::smoke::Response { status, body },
                     &site.domain,
@@ -79,7 +91,7 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
                 .map_err(|e| PublicError::Failed(format!("{url}: {e}")))
             }
             Err(ureq::Error::Status(status, resp)) => {
-                let body = resp.into_string().unwrap_or_default();
+                let body = body_of(resp);
                 crate::smoke::judge(
                     &crate::smoke::Response { status, body },
                     &site.domain,

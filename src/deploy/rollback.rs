@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::control::{self, Control};
 use super::run::{
-    caddy_if_changed, default_control, fail, site_and_lock, swap, who, Ctx, Failure, Log, Options,
+    caddy_if_changed, default_control, fail, guarded, site_and_lock, swap, who, Ctx, Failure, Log,
+    Options,
 };
 use super::state::{self, Record, ReleaseStatus};
 use crate::fsutil::link_name;
@@ -162,7 +163,7 @@ pub fn rollback(
             let detail = format!(
                 "{target} ({} = {})",
                 info.git_ref,
-                &info.sha[..12.min(info.sha.len())]
+                crate::text::short_sha(&info.sha)
             );
             Ok(((target, info), detail))
         })?;
@@ -177,7 +178,7 @@ pub fn rollback(
                 format!("app -> releases/{target}, venv -> venvs/{}", venv.venv),
             ))
         })?;
-        let checked = (|| -> Result<(), Failure> {
+        let checked = guarded("after the swap", || -> Result<(), Failure> {
             caddy_if_changed(ctx, control, &mut log)?;
             if !control.manages_services() {
                 log.line("    no service manager here (a test root): nothing restarted, nothing smoke-checked");
@@ -203,7 +204,7 @@ pub fn rollback(
                 ))
             })?;
             Ok(())
-        })();
+        });
         if let Err(f) = checked {
             let tail = control.journal_tail(site);
             let back = match (live.as_deref(), live_venv.as_deref()) {
@@ -251,6 +252,14 @@ pub fn rollback(
         Ok(()) => 0,
         Err(f) => f.code,
     };
+    if code == 0 || code == 4 {
+        // The site serves on this site file: keep it as the last good copy.
+        if let Err(e) = crate::sites::save_last_good(ctx.root, &site.name) {
+            log.line(&format!(
+                "warning: could not keep the site file as its last good copy: {e}"
+            ));
+        }
+    }
     rec.exit_code = code;
     rec.outcome = match code {
         0 => "ok",

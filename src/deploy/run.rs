@@ -181,11 +181,22 @@ pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outc
         venv_reused: None,
         steps: Vec::new(),
     };
-    let result = steps(ctx, control, &mut log, &git_ref, &mut rec);
+    let result = guarded("while deploying", || {
+        steps(ctx, control, &mut log, &git_ref, &mut rec)
+    });
     let code = match &result {
         Ok(()) => 0,
         Err(f) => f.code,
     };
+    if (code == 0 && !ctx.opts.no_restart) || code == 4 {
+        // The site serves on this site file: keep it as the last good copy
+        // (crate::sites), which a later typo falls back to.
+        if let Err(e) = crate::sites::save_last_good(ctx.root, &ctx.site.name) {
+            log.line(&format!(
+                "warning: could not keep the site file as its last good copy: {e}"
+            ));
+        }
+    }
     rec.exit_code = code;
     rec.outcome = match code {
         0 if ctx.opts.no_restart => "prepared",
@@ -232,6 +243,15 @@ fn steps(
 
     // 1. Preflight: fail early, before anything is touched.
     let env = log.step("preflight", |_| preflight(ctx))?;
+    // A socket unit that does not listen would leave the next gunicorn with
+    // nothing to serve: repair it now, or stop with what to run.
+    if control.manages_services() {
+        match control.ensure_socket(site) {
+            Ok(None) => {}
+            Ok(Some(done)) => log.line(&format!("    socket: {done}")),
+            Err(message) => return Err(fail("preflight", message)),
+        }
+    }
 
     // 2. Bootstrap (idempotent).
     let account = log.step("bootstrap", |_| {
@@ -611,7 +631,10 @@ fn steps(
     })
     .map_err(|f| failed(&mut info, f))?;
 
-    let after_swap = (|| -> Result<(), Failure> {
+    // From here on every failure ends in the rollback, a panic included: it
+    // is caught (the release profile unwinds, see docs/deploy.md) and
+    // treated as the failure of the step it happened in.
+    let after_swap = guarded("after the swap", || -> Result<(), Failure> {
         caddy_if_changed(ctx, control, log)?;
         if !control.manages_services() {
             log.line(
@@ -635,7 +658,7 @@ fn steps(
             smoke(ctx, control).map_err(|e| crate::smoke::with_hosts_hint(e, &env, &site.domain))
         })?;
         Ok(())
-    })();
+    });
     match after_swap {
         Ok(()) => {
             info.status = ReleaseStatus::Good;
@@ -655,6 +678,33 @@ fn steps(
                 f,
                 previous.as_deref(),
                 previous_venv.as_deref(),
+            ))
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into the failure of a step named after
+/// `where_`: the caller then handles it like any other failure (after the
+/// swap, by rolling back). The panic's own message and location are on
+/// stderr already (the default hook), so the journal has them too.
+pub(super) fn guarded<T>(
+    where_: &str,
+    f: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(fail(
+                "panic",
+                format!(
+                    "sum-deploy failed unexpectedly {where_} (a bug: please report it): {}",
+                    crate::text::excerpt(&what, 300)
+                ),
             ))
         }
     }
@@ -724,8 +774,7 @@ fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), Stri
     if out.status.success() {
         return Ok(());
     }
-    let why = String::from_utf8_lossy(&out.stderr);
-    let why = why.lines().next().unwrap_or("").trim();
+    let why = crate::text::excerpt(&String::from_utf8_lossy(&out.stderr), 300);
     Err(format!(
         "PostgreSQL is not reachable with the DATABASE_URL of the site's .env ({}): {why}; \
          is it running (`systemctl status postgresql`) and are the user, password and database right?",
@@ -872,9 +921,12 @@ fn roll_back(
     previous_venv: Option<&str>,
 ) -> Failure {
     let site = ctx.site;
-    let l = ctx.l();
     let tail = control.journal_tail(site);
-    let mut message = format!("{} failed after the swap: {}", cause.step, cause.message);
+    let mut message = if cause.step == "panic" {
+        cause.message.clone()
+    } else {
+        format!("{} failed after the swap: {}", cause.step, cause.message)
+    };
     if !tail.is_empty() {
         message.push_str(&format!(
             "\nlast lines of sum-gunicorn@{}.service:\n{tail}",
@@ -882,33 +934,13 @@ fn roll_back(
         ));
     }
     let back = log.step("rollback", |_| {
-        match (previous, previous_venv) {
-            (Some(p), Some(v)) => {
-                swap(&ctx.p(&l.app), &ctx.p(&l.venv), p, v).map_err(|e| e.to_string())?;
-                control.restart(site)?;
-                let socket = control.socket(site);
-                crate::smoke::poll(
-                    &socket,
-                    &site.domain,
-                    &site.health.path,
-                    site.health.timeout,
-                )?;
-                Ok(((), format!("releases/{p} serves again")))
-            }
-            _ => {
-                // A first deploy: nothing to go back to.
-                let _ = std::fs::remove_file(ctx.p(&l.app));
-                let _ = std::fs::remove_file(ctx.p(&l.venv));
-                control.stop(site)?;
-                Ok((
-                    (),
-                    "no previous release: the site answers \"not deployed yet\" again".to_string(),
-                ))
-            }
-        }
+        guarded("during the rollback", || {
+            rollback_steps(ctx, control, previous, previous_venv)
+        })
+        .map_err(|f| f.message)
     });
     // The snippet may differ again (a first deploy going back to none).
-    let _ = caddy_if_changed(ctx, control, log);
+    let _ = guarded("reloading Caddy", || caddy_if_changed(ctx, control, log));
     match back {
         Ok(()) => Failure {
             step: cause.step,
@@ -927,6 +959,44 @@ fn roll_back(
                 f.message, site.name, site.name
             ),
         },
+    }
+}
+
+/// Swaps back to `previous` and checks it serves; with no previous release
+/// (a first deploy), takes the site back to "not deployed yet".
+fn rollback_steps(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    previous: Option<&str>,
+    previous_venv: Option<&str>,
+) -> Result<((), String), Failure> {
+    let site = ctx.site;
+    let l = ctx.l();
+    let failed = |m: String| fail("rollback", m);
+    match (previous, previous_venv) {
+        (Some(p), Some(v)) => {
+            swap(&ctx.p(&l.app), &ctx.p(&l.venv), p, v).map_err(|e| failed(e.to_string()))?;
+            control.restart(site).map_err(failed)?;
+            let socket = control.socket(site);
+            crate::smoke::poll(
+                &socket,
+                &site.domain,
+                &site.health.path,
+                site.health.timeout,
+            )
+            .map_err(failed)?;
+            Ok(((), format!("releases/{p} serves again")))
+        }
+        _ => {
+            // A first deploy: nothing to go back to.
+            let _ = std::fs::remove_file(ctx.p(&l.app));
+            let _ = std::fs::remove_file(ctx.p(&l.venv));
+            control.stop(site).map_err(failed)?;
+            Ok((
+                (),
+                "no previous release: the site answers \"not deployed yet\" again".to_string(),
+            ))
+        }
     }
 }
 
@@ -994,14 +1064,14 @@ fn summary(ctx: &Ctx, rec: &Record, result: &Result<(), Failure>, log: &mut Log)
         Ok(()) if ctx.opts.no_restart => log.line(&format!(
             "prepared {} ({}) in {total:.1}s without going live (--no-restart)",
             rec.release.as_deref().unwrap_or("?"),
-            rec.sha.as_deref().map_or("?", |s| &s[..12.min(s.len())]),
+            rec.sha.as_deref().map_or("?", crate::text::short_sha),
         )),
         Ok(()) => {
             log.line(&format!(
                 "deployed {} ({} = {}) in {total:.1}s: https://{}{}",
                 rec.release.as_deref().unwrap_or("?"),
                 rec.git_ref.as_deref().unwrap_or("?"),
-                rec.sha.as_deref().map_or("?", |s| &s[..12.min(s.len())]),
+                rec.sha.as_deref().map_or("?", crate::text::short_sha),
                 ctx.site.domain,
                 ctx.site.health.path
             ));
