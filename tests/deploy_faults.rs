@@ -585,3 +585,34 @@ fn a_panic_after_the_swap_ends_in_the_rollback() {
     assert_eq!(o.code, 0, "{log}");
     assert_eq!(fx.serving_version(), "v2");
 }
+
+/// v7's /health/ needs a row no migration creates: the code is fine, the
+/// database state is not, and Django (DEBUG off) answers only "Server
+/// Error (500)". The deploy rolls back and names the exception Django
+/// raises for that request, with where it was raised.
+#[test]
+fn a_500_from_the_database_state_is_explained_by_django() {
+    let Some(fx) = Fixture::new("") else {
+        return;
+    };
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
+    assert_eq!(o.code, 0, "{log}");
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v7"));
+    println!("{log}");
+    assert_eq!(o.code, 4, "{log}");
+    let error = o.record.error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("/health/ answered 500")
+            && error.contains("Django raises, for the same request: ")
+            && error.contains("DoesNotExist: Note matching query does not exist.")
+            && error.contains("notes/views.py:"),
+        "{error}"
+    );
+    assert_eq!(fx.serving_version(), "v2");
+    // Once the row exists, the same release deploys.
+    fx.sql("INSERT INTO notes_note (title, body, created, pinned) VALUES ('site settings', '', now(), false)");
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("v7"));
+    assert_eq!(o.code, 0, "{log}");
+    assert_eq!(fx.serving_version(), "v7");
+}

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bridge;
 pub mod control;
+pub mod explain;
 pub mod fetch;
 pub mod layout;
 pub mod paths;

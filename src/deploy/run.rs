@@ -302,7 +302,7 @@ fn steps(
     let sha = log.step("fetch", |_| {
         fetch::update_mirror(&site.git.url, &repo)?;
         let sha = fetch::resolve(&repo, git_ref)?;
-        let detail = format!("{git_ref} is {}", &sha[..12]);
+        let detail = format!("{git_ref} is {}", crate::text::short_sha(&sha));
         Ok((sha, detail))
     })?;
     rec.sha = Some(sha.clone());
@@ -655,7 +655,20 @@ fn steps(
             log.line(&format!("    bridge: pid {pid} {how} in {secs:.2}s"));
         }
         log.step("smoke", |_| {
-            smoke(ctx, control).map_err(|e| crate::smoke::with_hosts_hint(e, &env, &site.domain))
+            smoke(ctx, control).map_err(|e| {
+                let e = crate::smoke::with_hosts_hint(e, &env, &site.domain);
+                // Point at the cause: what Django raises for that request.
+                match super::explain::exception(
+                    &runner,
+                    &venv_dir,
+                    &release_dir,
+                    &site.domain,
+                    &site.health.path,
+                ) {
+                    Some(x) => format!("{e}\nDjango raises, for the same request: {x}"),
+                    None => e,
+                }
+            })
         })?;
         Ok(())
     });
@@ -760,9 +773,11 @@ fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
 /// `SELECT 1` over the site's DATABASE_URL, as the site's user.
 fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
+    let conn = crate::pgconn::PgConn::parse(url).map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new("psql");
-    cmd.args(["-X", "-q", "-A", "-t", "--no-password", "-c", "SELECT 1"])
-        .arg(format!("--dbname={url}"))
+    cmd.args(["-X", "-q", "-A", "-t", "--no-password", "-c", "SELECT 1"]);
+    // The password goes into psql's environment, not its command line.
+    conn.apply(&mut cmd)
         .env("PGCONNECT_TIMEOUT", "5")
         .current_dir("/");
     if let Some((u, g)) = account {
@@ -778,7 +793,7 @@ fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), Stri
     Err(format!(
         "PostgreSQL is not reachable with the DATABASE_URL of the site's .env ({}): {why}; \
          is it running (`systemctl status postgresql`) and are the user, password and database right?",
-        backup::database_name(url)
+        conn.dbname().unwrap_or("no database named: the user's")
     ))
 }
 
