@@ -16,7 +16,8 @@ pub struct Args<'a> {
     pub site: &'a str,
     pub list: bool,
     pub json: bool,
-    /// Show what retention would delete; take no backup, delete nothing.
+    /// Show what retention would keep (and why) and delete; take no
+    /// backup, delete nothing.
     pub dry_run: bool,
 }
 
@@ -88,7 +89,7 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         monthly: site.backup.keep_monthly,
     };
     if args.dry_run {
-        return prune(&site, &dir, keep, true, out, err);
+        return prune(root, &site, &dir, keep, true, out, err);
     }
     if let Err(e) = create_private_dir(&dir) {
         let _ = writeln!(err, "sum-backup {}: {e}", site.name);
@@ -161,7 +162,7 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
             return 1;
         }
     }
-    prune(&site, &dir, keep, false, out, err)
+    prune(root, &site, &dir, keep, false, out, err)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
@@ -170,7 +171,10 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Applies retention (or, for a dry run, says what it would do): every
+/// backup gets a line saying whether it is kept and why, or deleted.
 fn prune(
+    root: &Root,
     site: &Site,
     dir: &std::path::Path,
     keep: Keep,
@@ -185,25 +189,52 @@ fn prune(
             return 1;
         }
     };
-    let doomed = retention::to_delete(&listed, keep);
-    for file in &doomed {
-        if dry_run {
-            let _ = writeln!(out, "would delete {}", dir.join(file).display());
+    let layout = SiteLayout::new(&site.name);
+    let pinned = match crate::deploy::state::pre_migrate_backups(
+        &root.path(&layout.state),
+        &root.path(&layout.releases),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            // Without the history a deploy's way back could go: keep all.
+            let _ = writeln!(
+                err,
+                "sum-backup {}: warning: retention skipped, nothing deleted: cannot tell which \
+                 backups deploys still need (reading {} and {}: {e})",
+                site.name,
+                root.path(&layout.state).display(),
+                root.path(&layout.releases).display()
+            );
+            return 0;
+        }
+    };
+    let decisions = retention::plan(&listed, keep, &pinned);
+    let (verb_keep, verb_delete) = if dry_run {
+        ("would keep", "would delete")
+    } else {
+        ("retention: kept", "retention: deleted")
+    };
+    for d in &decisions {
+        let path = dir.join(&d.file);
+        if !d.deleted() {
+            let _ = writeln!(out, "{verb_keep} {} ({})", path.display(), d.why());
             continue;
         }
-        let media = dir.join(crate::media::media_name(file));
-        for path in [dir.join(file), dir.join(format!("{file}.json")), media] {
-            match fs_err::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    let _ = writeln!(err, "{e}");
-                    return 1;
+        if !dry_run {
+            let media = dir.join(crate::media::media_name(&d.file));
+            for p in [path.clone(), dir.join(format!("{}.json", d.file)), media] {
+                match fs_err::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        let _ = writeln!(err, "{e}");
+                        return 1;
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-        let _ = writeln!(out, "retention: deleted {}", dir.join(file).display());
+        let _ = writeln!(out, "{verb_delete} {}", path.display());
     }
-    if dry_run && doomed.is_empty() {
+    if dry_run && !decisions.iter().any(retention::Decision::deleted) {
         let _ = writeln!(out, "retention would delete nothing");
     }
     0

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use crate::deploy::state::PreviousStatic;
 use crate::fsutil::write_atomic;
 use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
 use crate::site::Site;
@@ -26,6 +27,12 @@ pub struct Served {
     /// Directories Caddy serves `/static/` and `/media/` from.
     pub static_dir: String,
     pub media_dir: String,
+    /// The static files of the release that was live before (after a
+    /// rollback: the release rolled back from), served where the live
+    /// release has no such file: pages rendered by that release may still
+    /// ask for its hashed CSS and JS (`main.309e4bcbd0d4.css`). Until the
+    /// next deploy or rollback, while the release is on disk.
+    pub previous_static: Option<PreviousStatic>,
 }
 
 impl Served {
@@ -36,6 +43,7 @@ impl Served {
             deployed,
             static_dir: l.static_dir,
             media_dir: l.media_dir,
+            previous_static: None,
         }
     }
 
@@ -44,7 +52,8 @@ impl Served {
     /// release's deploy recorded (`state/releases/<release>.json`), so a
     /// deploy or a rollback switches what Caddy serves with the code. A
     /// recorded path is used only where Caddy may serve from
-    /// ([`crate::deploy::state::servable`]).
+    /// ([`crate::deploy::state::servable`]). The previous release's static
+    /// files: [`crate::deploy::state::previous_static`].
     pub fn from_disk(root: &Root, site: &Site) -> Served {
         let l = SiteLayout::new(&site.name);
         let mut served = Served::defaults(site, root.path(&l.app).exists());
@@ -54,6 +63,9 @@ impl Served {
         }
         if let Some(d) = live.media_dir {
             served.media_dir = d;
+        }
+        if served.deployed {
+            served.previous_static = crate::deploy::state::previous_static(root, &site.name);
         }
         served
     }
@@ -85,7 +97,7 @@ pub fn snippet(site: &Site, served: &Served) -> Result<String, String> {
     let domain = token(&site.domain)?;
     let socket = token(&format!("unix/{}", l.socket))?;
     let flag = token(&l.maintenance_flag)?;
-    let static_dir = token(&served.static_dir)?;
+    let static_files = static_files(served)?;
     let media_dir = token(&served.media_dir)?;
     let maintenance_text = token(&format!(
         "{} is down for maintenance. Please try again in a few minutes.",
@@ -137,10 +149,7 @@ pub fn snippet(site: &Site, served: &Served) -> Result<String, String> {
          \t\t\theader Retry-After \"120\"\n\
          \t\t\trespond {maintenance_text} 503\n\
          \t\t}}\n\
-         \t\thandle_path /static/* {{\n\
-         \t\t\troot * {static_dir}\n\
-         \t\t\tfile_server\n\
-         \t\t}}\n\
+         {static_files}\
          \t\thandle_path /media/* {{\n\
          \t\t\troot * {media_dir}\n\
          \t\t\tfile_server\n\
@@ -170,6 +179,36 @@ pub fn snippet(site: &Site, served: &Served) -> Result<String, String> {
         ));
     }
     Ok(out)
+}
+
+/// The `/static/*` route: the live release's directory, then, for files it
+/// lacks, the previous release's (`file_server` with `pass_thru` goes on to
+/// the next handler on a 404; Caddy 2.6.2 has it).
+fn static_files(served: &Served) -> Result<String, String> {
+    let live = token(&served.static_dir)?;
+    let Some(previous) = &served.previous_static else {
+        return Ok(format!(
+            "\t\thandle_path /static/* {{\n\
+             \t\t\troot * {live}\n\
+             \t\t\tfile_server\n\
+             \t\t}}\n"
+        ));
+    };
+    Ok(format!(
+        "\t\thandle_path /static/* {{\n\
+         \t\t\t# The live release's files, then those of {release}, live before it:\n\
+         \t\t\t# pages it rendered may still ask for them (until the next deploy or rollback).\n\
+         \t\t\tfile_server {{\n\
+         \t\t\t\troot {live}\n\
+         \t\t\t\tpass_thru\n\
+         \t\t\t}}\n\
+         \t\t\tfile_server {{\n\
+         \t\t\t\troot {dir}\n\
+         \t\t\t}}\n\
+         \t\t}}\n",
+        release = token(&previous.release)?,
+        dir = token(&previous.static_dir)?,
+    ))
 }
 
 /// What a render pass did.
@@ -349,5 +388,133 @@ mod tests {
             Served::from_disk(&root, &site),
             Served::defaults(&site, true)
         );
+    }
+
+    #[test]
+    fn the_previous_releases_static_files_stay_served_after_a_deploy_or_a_rollback() {
+        use crate::deploy::state::{append, save_release, Record, ReleaseInfo, ReleaseStatus};
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        let site = Site::parse(
+            "acme",
+            Path::new("/etc/sum/sites/acme.toml"),
+            "domain = \"acme.example.com\"\n[git]\nurl = \"https://git.example.com/acme.git\"\n",
+        )
+        .unwrap();
+        let home = root.path("/srv/sum/acme");
+        let state = root.path("/srv/sum/acme/state");
+        std::fs::create_dir_all(&state).unwrap();
+        let release = |name: &str, static_root: Option<&str>| {
+            std::fs::create_dir_all(home.join("releases").join(name)).unwrap();
+            save_release(
+                &state,
+                &ReleaseInfo {
+                    release: name.into(),
+                    git_ref: "main".into(),
+                    sha: "0".repeat(40),
+                    venv: "v".into(),
+                    created_utc: "2026-12-03T00:00:00Z".into(),
+                    status: ReleaseStatus::Good,
+                    migrations: vec![],
+                    static_root: static_root.map(|s| {
+                        home.join("releases")
+                            .join(name)
+                            .join(s)
+                            .display()
+                            .to_string()
+                    }),
+                    media_root: None,
+                },
+            )
+            .unwrap();
+        };
+        let record = |action: &str, name: &str, previous: Option<&str>| {
+            append(
+                &state,
+                &Record {
+                    action: action.into(),
+                    started_utc: "a".into(),
+                    finished_utc: "b".into(),
+                    who: "root".into(),
+                    git_ref: None,
+                    sha: None,
+                    release: Some(name.into()),
+                    previous: previous.map(str::to_string),
+                    outcome: "ok".into(),
+                    exit_code: 0,
+                    failed_step: None,
+                    error: None,
+                    migrations_applied: vec![],
+                    backup: None,
+                    venv: None,
+                    venv_reused: None,
+                    steps: vec![],
+                },
+            )
+            .unwrap()
+        };
+        let go_live = |name: &str| {
+            let _ = std::fs::remove_file(home.join("app"));
+            std::os::unix::fs::symlink(format!("releases/{name}"), home.join("app")).unwrap();
+        };
+        let previous = |s: &Served| {
+            s.previous_static
+                .as_ref()
+                .map(|p| (p.release.clone(), p.static_dir.clone()))
+        };
+        release("r1", Some("collect_static"));
+        go_live("r1");
+        record("deploy", "r1", None);
+        assert_eq!(
+            previous(&Served::from_disk(&root, &site)),
+            None,
+            "first deploy"
+        );
+
+        // A deploy of r2 renders after its swap, before its record.
+        release("r2", Some("collect_static"));
+        go_live("r2");
+        let s = Served::from_disk(&root, &site);
+        let r1_static = "/srv/sum/acme/releases/r1/collect_static".to_string();
+        assert_eq!(previous(&s), Some(("r1".into(), r1_static.clone())));
+        let text = snippet(&site, &s).unwrap();
+        assert!(
+            text.contains(
+                "\t\t\tfile_server {\n\t\t\t\troot /srv/sum/acme/releases/r2/collect_static\n\
+                 \t\t\t\tpass_thru\n\t\t\t}\n\t\t\tfile_server {\n\t\t\t\troot \
+                 /srv/sum/acme/releases/r1/collect_static\n"
+            ),
+            "{text}"
+        );
+        record("deploy", "r2", Some("r1"));
+        assert_eq!(Served::from_disk(&root, &site), s, "the same once recorded");
+
+        // A rollback to r1: r2's files back it up, before and after its record.
+        go_live("r1");
+        let r2_static = "/srv/sum/acme/releases/r2/collect_static".to_string();
+        let s = Served::from_disk(&root, &site);
+        assert_eq!(previous(&s), Some(("r2".into(), r2_static)));
+        record("rollback", "r1", Some("r2"));
+        assert_eq!(Served::from_disk(&root, &site), s);
+
+        // r3 collects into the site's static/; r1 stays the fallback.
+        release("r3", None);
+        go_live("r3");
+        record("deploy", "r3", Some("r1"));
+        let s = Served::from_disk(&root, &site);
+        assert_eq!(s.static_dir, "/srv/sum/acme/static");
+        assert_eq!(previous(&s), Some(("r1".into(), r1_static)));
+
+        // Pruned: no fallback, and the snippet is the plain one again.
+        std::fs::remove_dir_all(home.join("releases/r1")).unwrap();
+        let s = Served::from_disk(&root, &site);
+        assert_eq!(previous(&s), None);
+        assert!(!snippet(&site, &s).unwrap().contains("pass_thru"));
+
+        // Both in the site's static/: nothing to add.
+        release("r4", None);
+        go_live("r4");
+        record("deploy", "r4", Some("r3"));
+        assert_eq!(previous(&Served::from_disk(&root, &site)), None);
     }
 }

@@ -448,6 +448,108 @@ fn retention_touches_only_verified_backups_of_ours() {
     assert_eq!(verified.len(), 1, "{files:?}");
 }
 
+/// Copies the verified backup `real` to `name` with a manifest that says so.
+fn verified_copy(dir: &Path, real: &str, name: &str) {
+    std::fs::copy(dir.join(real), dir.join(name)).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{real}.json"))).unwrap()).unwrap();
+    m["file"] = name.into();
+    std::fs::write(dir.join(format!("{name}.json")), m.to_string()).unwrap();
+}
+
+/// Issue 11, part 7: the pre-migrate backup a deploy recorded was deleted by
+/// the next nightly run while `sumctl history` still pointed at it.
+#[test]
+fn retention_keeps_the_pre_migrate_backup_of_a_release_on_disk() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0");
+    assert!(site.run(&["acme"]).status.success());
+    let real = site.files()[0].clone();
+    let dir = site.backups();
+    let pre_migrate = "acme-20240102T010000Z.sql.gz";
+    let older = "acme-20240101T020000Z.sql.gz";
+    verified_copy(&dir, &real, pre_migrate);
+    verified_copy(&dir, &real, older);
+    std::fs::write(dir.join("other-20230101T020000Z.sql.gz"), "another site").unwrap();
+    std::fs::write(dir.join("notes.txt"), "the operator's").unwrap();
+
+    // What a deploy records: the release and the backup's full path.
+    let home = site.root.path().join("srv/sum/acme");
+    let release = "20240102T005900Z-abc1234";
+    std::fs::create_dir_all(home.join("releases").join(release)).unwrap();
+    std::fs::create_dir_all(home.join("state")).unwrap();
+    let record = serde_json::json!({
+        "action": "deploy", "started_utc": "2024-01-02T00:59:00Z",
+        "finished_utc": "2024-01-02T01:02:00Z", "who": "root", "git_ref": "v2",
+        "release": release, "previous": "20231220T120000Z-0000000", "outcome": "ok",
+        "exit_code": 0, "migrations_applied": ["notes.0002_tags"],
+        "backup": dir.join(pre_migrate).display().to_string(),
+    });
+    std::fs::write(home.join("state/history.jsonl"), format!("{record}\n")).unwrap();
+
+    let out = site.run(&["acme", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dry = text(&out.stdout);
+    let line = |prefix: &str, file: &str| {
+        dry.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(file))
+            .unwrap_or_else(|| panic!("no `{prefix} …{file}` line:\n{dry}"))
+            .to_string()
+    };
+    assert!(
+        line("would keep", pre_migrate)
+            .ends_with(&format!("(pre-migrate backup of release {release})")),
+        "{dry}"
+    );
+    line("would delete", older);
+    assert!(
+        line("would keep", &real).contains("the newest verified backup"),
+        "{dry}"
+    );
+
+    // The nightly run: without the pin keep_daily = 1 would delete it.
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = text(&out.stdout);
+    assert!(
+        log.contains(&format!(
+            "retention: kept {} (pre-migrate backup of release {release})",
+            dir.join(pre_migrate).display()
+        )),
+        "{log}"
+    );
+    let files = site.files();
+    assert!(files.iter().any(|f| f == pre_migrate), "{files:?}");
+    assert!(files.iter().any(|f| *f == format!("{pre_migrate}.json")));
+    assert!(!files.iter().any(|f| f.starts_with(older)), "{files:?}");
+
+    // Pruning removed the release: the backup goes by the normal rules.
+    std::fs::remove_dir(home.join("releases").join(release)).unwrap();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = text(&out.stdout);
+    assert!(
+        log.contains(&format!(
+            "retention: deleted {}",
+            dir.join(pre_migrate).display()
+        )),
+        "{log}"
+    );
+    let files = site.files();
+    assert!(
+        !files.iter().any(|f| f.starts_with(pre_migrate)),
+        "{files:?}"
+    );
+    for foreign in ["other-20230101T020000Z.sql.gz", "notes.txt"] {
+        assert!(files.iter().any(|f| f == foreign), "{foreign}: {files:?}");
+    }
+    let ours: Vec<_> = files
+        .iter()
+        .filter(|f| f.starts_with("acme-") && f.ends_with(".sql.gz"))
+        .collect();
+    assert_eq!(ours.len(), 1, "keep_daily = 1 on one day: {files:?}");
+}
+
 /// A tiny HTTP server on loopback that records each request's method, path
 /// and body and answers 200.
 fn ping_server() -> (String, std::sync::mpsc::Receiver<String>) {

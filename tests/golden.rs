@@ -9,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sum::caddy::{self, Served};
+use sum::deploy::state::PreviousStatic;
 use sum::generator::{self, Log};
 use sum::layout::Root;
 use sum::sites;
@@ -17,6 +18,20 @@ fn case_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(case)
+}
+
+/// A second deploy: both releases collected their static files into
+/// `<release>/collect_static`, and the first one's stay served.
+fn with_previous(site: &sum::site::Site) -> Served {
+    let home = format!("/srv/sum/{}", site.name);
+    Served {
+        static_dir: format!("{home}/releases/20261203T100000Z-bbbbbbb/collect_static"),
+        previous_static: Some(PreviousStatic {
+            release: "20261202T090000Z-aaaaaaa".into(),
+            static_dir: format!("{home}/releases/20261202T090000Z-aaaaaaa/collect_static"),
+        }),
+        ..Served::defaults(site, true)
+    }
 }
 
 fn run_case(case: &str) {
@@ -43,7 +58,8 @@ fn run_case(case: &str) {
     common::assert_text_eq(&dir.join("expected/log"), &report);
     common::assert_tree_eq(&dir.join("expected/generator"), out.path());
 
-    // The Caddy snippets, before and after a first deploy.
+    // The Caddy snippets, before and after a first deploy, and after a
+    // second one whose release collected its own static files.
     let loaded = sites::load_all(&Root::new(root.path())).unwrap();
     let snippets = tempfile::tempdir().unwrap();
     for site in &loaded.sites {
@@ -56,6 +72,13 @@ fn run_case(case: &str) {
             )
             .unwrap();
         }
+        fs::write(
+            snippets
+                .path()
+                .join(format!("{}.previous.caddy", site.name)),
+            caddy::snippet(site, &with_previous(site)).unwrap(),
+        )
+        .unwrap();
     }
     common::assert_tree_eq(&dir.join("expected/caddy"), snippets.path());
 }

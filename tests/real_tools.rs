@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use sum::caddy::{self, Served};
+use sum::deploy::state::PreviousStatic;
 use sum::generator::{self, Log};
 use sum::layout::Root;
 use sum::sites;
@@ -218,9 +219,22 @@ fn caddy_validates_every_snippet_next_to_the_admins_caddyfile() {
         );
         for site in sites::load_all(&Root::new(root.path())).unwrap().sites {
             // One site may be served only once, so each state gets its own run.
-            for deployed in [false, true] {
-                let text = caddy::snippet(&site, &Served::defaults(&site, deployed)).unwrap();
-                let name = format!("{case}-{}-{deployed}.caddy", site.name);
+            let home = format!("/srv/sum/{}", site.name);
+            let second_deploy = Served {
+                static_dir: format!("{home}/releases/20261203T100000Z-bbbbbbb/collect_static"),
+                previous_static: Some(PreviousStatic {
+                    release: "20261202T090000Z-aaaaaaa".into(),
+                    static_dir: format!("{home}/releases/20261202T090000Z-aaaaaaa/collect_static"),
+                }),
+                ..Served::defaults(&site, true)
+            };
+            for (state, served) in [
+                ("new", Served::defaults(&site, false)),
+                ("deployed", Served::defaults(&site, true)),
+                ("previous", second_deploy),
+            ] {
+                let text = caddy::snippet(&site, &served).unwrap();
+                let name = format!("{case}-{}-{state}.caddy", site.name);
                 std::fs::write(snippets.join(&name), &text).unwrap();
                 let rootfile = dir.path().join("Caddyfile");
                 let admin = dir.path().join("admin.Caddyfile");
@@ -253,7 +267,7 @@ fn caddy_validates_every_snippet_next_to_the_admins_caddyfile() {
             }
         }
     }
-    assert_eq!(count, 6);
+    assert_eq!(count, 9);
 }
 
 #[test]
@@ -306,4 +320,178 @@ fn caddy_adapts_the_snippet_to_what_the_spec_asks() {
             "adapted config lacks {needle}:\n{json}"
         );
     }
+}
+
+/// A running Caddy (as the `caddy` user, on free high ports, with its
+/// internal CA), stopped when dropped.
+struct RunningCaddy {
+    child: std::process::Child,
+    https_port: u16,
+    log: std::path::PathBuf,
+}
+
+impl RunningCaddy {
+    /// Serves `snippet` in `dir` (which the `caddy` user can read).
+    fn start(dir: &Path, snippet: &str) -> RunningCaddy {
+        use std::os::unix::process::CommandExt;
+        let caddy = nix::unistd::User::from_name("caddy").unwrap().unwrap();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (http_port, https_port) = (free_port(), free_port());
+        for d in ["data", "config"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            std::os::unix::fs::chown(dir.join(d), Some(caddy.uid.as_raw()), None).unwrap();
+        }
+        std::fs::write(dir.join("site.caddy"), snippet).unwrap();
+        let rootfile = dir.join("Caddyfile");
+        std::fs::write(
+            &rootfile,
+            format!(
+                "{{\n\tadmin off\n\thttp_port {http_port}\n\thttps_port {https_port}\n\
+                 \tlocal_certs\n\tskip_install_trust\n}}\nimport {}\n",
+                dir.join("site.caddy").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("caddy.log");
+        let child = Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&rootfile)
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .uid(caddy.uid.as_raw())
+            .gid(caddy.gid.as_raw())
+            .spawn()
+            .unwrap();
+        let caddy = RunningCaddy {
+            child,
+            https_port,
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while caddy.get("/static/").0 == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "caddy did not answer:\n{}",
+                std::fs::read_to_string(&caddy.log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        caddy
+    }
+
+    /// (status, body) of `https://acme.localhost<path>`; status 0: no answer.
+    fn get(&self, path: &str) -> (u16, String) {
+        let port = self.https_port;
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                "--resolve",
+            ])
+            .arg(format!("acme.localhost:{port}:127.0.0.1"))
+            .arg(format!("https://acme.localhost:{port}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for RunningCaddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11, part 8: right after a deploy, pages the previous release
+/// rendered still ask for its hashed CSS; the live release's files win.
+#[test]
+fn caddy_serves_the_previous_releases_static_files_after_the_live_ones() {
+    if !common::require_tool("caddy") || !common::require_tool("curl") {
+        return;
+    }
+    let dir = caddy_dir();
+    let root = common::root_with_sites(&[(
+        "acme.toml",
+        "domain = \"acme.localhost\"\n[git]\nurl = \"https://x.example/a.git\"\n",
+    )]);
+    let site = sites::load_all(&Root::new(root.path()))
+        .unwrap()
+        .sites
+        .remove(0);
+    let release = |name: &str, files: &[(&str, &str)]| {
+        let static_dir = dir
+            .path()
+            .join("releases")
+            .join(name)
+            .join("collect_static");
+        std::fs::create_dir_all(static_dir.join("css")).unwrap();
+        for (file, body) in files {
+            std::fs::write(static_dir.join(file), body).unwrap();
+        }
+        for d in [
+            dir.path().join("releases"),
+            dir.path().join("releases").join(name),
+        ] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        static_dir
+    };
+    let old = release(
+        "r1",
+        &[
+            ("css/main.309e4bcbd0d4.css", "old main"),
+            ("css/site.css", "old site"),
+        ],
+    );
+    let new = release(
+        "r2",
+        &[
+            ("css/main.5a1c2b3d4e5f.css", "new main"),
+            ("css/site.css", "new site"),
+        ],
+    );
+    let served = Served {
+        static_dir: new.display().to_string(),
+        previous_static: Some(PreviousStatic {
+            release: "r1".into(),
+            static_dir: old.display().to_string(),
+        }),
+        ..Served::defaults(&site, true)
+    };
+    let caddy = RunningCaddy::start(dir.path(), &caddy::snippet(&site, &served).unwrap());
+    assert_eq!(
+        caddy.get("/static/css/main.5a1c2b3d4e5f.css"),
+        (200, "new main".into())
+    );
+    assert_eq!(
+        caddy.get("/static/css/main.309e4bcbd0d4.css"),
+        (200, "old main".into()),
+        "the previous release's file"
+    );
+    assert_eq!(
+        caddy.get("/static/css/site.css"),
+        (200, "new site".into()),
+        "the live release's file wins"
+    );
+    assert_eq!(caddy.get("/static/css/none.css").0, 404);
+    // Pruned: its files are gone, the live ones still served.
+    std::fs::remove_dir_all(dir.path().join("releases/r1")).unwrap();
+    assert_eq!(caddy.get("/static/css/main.309e4bcbd0d4.css").0, 404);
+    assert_eq!(caddy.get("/static/css/site.css"), (200, "new site".into()));
 }

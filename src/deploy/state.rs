@@ -182,6 +182,33 @@ pub fn last_good(state: &Path, releases: &Path) -> Option<String> {
         .find(|r| load_release(state, r).is_some_and(|i| i.status == ReleaseStatus::Good))
 }
 
+/// The pre-migrate backups that must stay: file name (in `backups/`) →
+/// the release whose deploy took it, for every history record that names
+/// a backup of a release still in `releases/`. The backup is the way back
+/// from that release's migrations (`sumctl history` points at it), so
+/// retention keeps it as long as the release can be rolled back to or
+/// from; once pruning removes the release, the backup goes by the normal
+/// rules. The history records the backup's full path; only its file name
+/// is compared, as retention only ever deletes files of the backups
+/// directory.
+pub fn pre_migrate_backups(
+    state: &Path,
+    releases: &Path,
+) -> std::io::Result<std::collections::BTreeMap<String, String>> {
+    let on_disk: BTreeSet<String> = release_names(releases)?.into_iter().collect();
+    Ok(history(state)?
+        .into_iter()
+        .filter_map(|r| {
+            let release = r.release.filter(|n| on_disk.contains(n))?;
+            let file = Path::new(r.backup.as_deref()?)
+                .file_name()?
+                .to_str()?
+                .to_string();
+            Some((file, release))
+        })
+        .collect())
+}
+
 /// What pruning decided.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PrunePlan {
@@ -319,6 +346,79 @@ pub fn live_paths(root: &Root, site: &str) -> LivePaths {
     }
 }
 
+/// The release that was live before `live`, as the history tells it: each
+/// deploy or rollback that ended `ok` made its `release` live, replacing
+/// its `previous`. A deploy that failed, was rolled back or only prepared
+/// changed nothing. When the history's last live release is not `live`,
+/// a switch is under way and not yet recorded (a deploy or a rollback
+/// between its swap and its record, where it re-renders Caddy, or one
+/// killed after the swap): the release the history says is live is then
+/// the one before. After a rollback this is the release rolled back from.
+pub fn previous_live(state: &Path, live: &str) -> Option<String> {
+    let mut current: Option<String> = None;
+    let mut before: Option<String> = None;
+    for r in history(state).ok()? {
+        if r.outcome != "ok" {
+            continue;
+        }
+        let Some(release) = r.release else { continue };
+        if current.as_deref() == Some(release.as_str()) {
+            continue;
+        }
+        before = r.previous.or(current);
+        current = Some(release);
+    }
+    let previous = if current.as_deref() == Some(live) {
+        before
+    } else {
+        current
+    };
+    previous.filter(|p| p != live)
+}
+
+/// The static files of the release that was live before the live one
+/// ([`previous_live`]), which pages it rendered may still ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousStatic {
+    pub release: String,
+    /// Canonical (`/srv/sum/<site>/...`), [`servable`].
+    pub static_dir: String,
+}
+
+/// The previous release's static directory while that release is still in
+/// `releases/`: its recorded effective STATIC_ROOT when [`servable`], else
+/// the site's `static/`. None when there is no previous release, it was
+/// pruned, or its directory is the live one's anyway.
+pub fn previous_static(root: &Root, site: &str) -> Option<PreviousStatic> {
+    let l = SiteLayout::new(site);
+    let live = crate::fsutil::link_name(&root.path(&l.app))?;
+    let state = root.path(&l.state);
+    let release = previous_live(&state, &live)?;
+    if !root.path(&l.releases).join(&release).is_dir() {
+        return None;
+    }
+    let recorded = load_release(&state, &release).and_then(|i| i.static_root);
+    // As in live_paths: recorded paths are real ones, under a test root too.
+    let base = root.path("/");
+    let static_dir = recorded
+        .map(|p| match Path::new(&p).strip_prefix(&base) {
+            Ok(rest) if !root.is_system() => Path::new("/").join(rest),
+            _ => PathBuf::from(p),
+        })
+        .filter(|p| servable(Path::new(&l.home), p, Served::Static))
+        .map_or_else(
+            || l.static_dir.clone(),
+            |p| p.to_string_lossy().into_owned(),
+        );
+    let live_dir = live_paths(root, site)
+        .static_dir
+        .unwrap_or_else(|| l.static_dir.clone());
+    (static_dir != live_dir).then_some(PreviousStatic {
+        release,
+        static_dir,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +495,92 @@ mod tests {
         let p = plan_prune(&rels, Some("r1"), Some("a"), Some("r4"), 1, &venvs);
         assert_eq!(p.remove_releases, vec!["r3", "r2"]);
         assert_eq!(p.remove_venvs, vec!["b", "c"]);
+    }
+
+    fn deploy_record(release: &str, backup: Option<&str>) -> Record {
+        Record {
+            action: "deploy".into(),
+            started_utc: "a".into(),
+            finished_utc: "b".into(),
+            who: "root".into(),
+            git_ref: Some("main".into()),
+            sha: None,
+            release: Some(release.into()),
+            previous: None,
+            outcome: "ok".into(),
+            exit_code: 0,
+            failed_step: None,
+            error: None,
+            migrations_applied: vec![],
+            backup: backup.map(str::to_string),
+            venv: None,
+            venv_reused: None,
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn the_history_pins_pre_migrate_backups_of_releases_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, releases) = (dir.path().join("state"), dir.path().join("releases"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(releases.join("r2")).unwrap();
+        std::fs::create_dir_all(releases.join("r3")).unwrap();
+        let b = "/srv/sum/acme/backups/acme-20261122T010000Z.sql.gz";
+        for rec in [
+            deploy_record(
+                "r1",
+                Some("/srv/sum/acme/backups/acme-20261120T010000Z.sql.gz"),
+            ),
+            deploy_record("r2", Some(b)),
+            deploy_record("r3", None),
+        ] {
+            append(&state, &rec).unwrap();
+        }
+        let pinned = pre_migrate_backups(&state, &releases).unwrap();
+        // r1 was pruned: its backup goes by the normal rules.
+        assert_eq!(
+            pinned.into_iter().collect::<Vec<_>>(),
+            vec![("acme-20261122T010000Z.sql.gz".to_string(), "r2".to_string())]
+        );
+        // No history, no releases directory: nothing pinned.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            pre_migrate_backups(empty.path(), &empty.path().join("releases"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_previous_release_is_the_one_live_before_as_the_history_tells() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let record = |action: &str, release: &str, previous: Option<&str>, outcome: &str| {
+            let mut r = deploy_record(release, None);
+            r.action = action.into();
+            r.previous = previous.map(str::to_string);
+            r.outcome = outcome.into();
+            append(state, &r).unwrap();
+        };
+        assert_eq!(previous_live(state, "r1"), None, "no history");
+        record("deploy", "r1", None, "ok");
+        assert_eq!(previous_live(state, "r1"), None, "a first deploy");
+        record("deploy", "r2", Some("r1"), "ok");
+        assert_eq!(previous_live(state, "r2").as_deref(), Some("r1"));
+        // r3 swapped in, not recorded yet (its deploy renders Caddy then).
+        assert_eq!(previous_live(state, "r3").as_deref(), Some("r2"));
+        // r3 failed and was rolled back; r4 only prepared: r2 still follows r1.
+        record("deploy", "r3", Some("r2"), "rolled-back");
+        record("deploy", "r4", Some("r2"), "prepared");
+        record("deploy", "r5", Some("r2"), "failed");
+        assert_eq!(previous_live(state, "r2").as_deref(), Some("r1"));
+        // A rollback to r1: before and after its record, r2 is the previous.
+        assert_eq!(previous_live(state, "r1").as_deref(), Some("r2"));
+        record("rollback", "r1", Some("r2"), "ok");
+        assert_eq!(previous_live(state, "r1").as_deref(), Some("r2"));
+        record("deploy", "r6", Some("r1"), "ok");
+        assert_eq!(previous_live(state, "r6").as_deref(), Some("r1"));
     }
 
     #[test]
