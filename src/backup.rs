@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::envfile;
 use crate::hashio::Hashing;
 use crate::layout::{Root, SiteLayout};
+use crate::pgconn::PgConn;
 use crate::site::Site;
 use crate::timefmt;
 
@@ -88,7 +89,8 @@ pub fn parse_backup_name(site: &str, name: &str) -> Option<u64> {
 
 /// How the dump is taken: the database URL and who runs pg_dump.
 pub struct DumpSource<'a> {
-    /// A libpq connection URI (the site's `DATABASE_URL`).
+    /// A libpq connection string (the site's `DATABASE_URL`); its password
+    /// reaches pg_dump through the environment (see `pgconn`).
     pub database_url: &'a str,
     /// Run pg_dump as this uid/gid (the site's account), or as ourselves.
     pub run_as: Option<(u32, u32)>,
@@ -184,6 +186,7 @@ fn write_verified(
     src: &DumpSource,
     started: u64,
 ) -> Result<Manifest, BackupError> {
+    let conn = PgConn::parse(src.database_url).map_err(|e| err(e.to_string()))?;
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -195,8 +198,9 @@ fn write_verified(
         .map_err(|e| err(format!("failed to chmod {}: {e}", partial.display())))?;
 
     let mut cmd = Command::new("pg_dump");
-    cmd.args(["--format=plain", "--no-owner", "--no-acl", "--no-password"])
-        .arg(format!("--dbname={}", src.database_url))
+    cmd.args(["--format=plain", "--no-owner", "--no-acl", "--no-password"]);
+    // The password goes into pg_dump's environment, not its command line.
+    conn.apply(&mut cmd)
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -292,7 +296,7 @@ fn write_verified(
         size,
         sha256,
         uncompressed_size: uncompressed,
-        database: database_name(src.database_url),
+        database: conn.dbname().unwrap_or("").to_string(),
         server_version: header_value(&head, "-- Dumped from database version "),
         client_version: header_value(&head, "-- Dumped by pg_dump version "),
         started_utc: timefmt::iso_utc(started),
@@ -362,11 +366,13 @@ pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
     })
 }
 
-/// The database name of a connection URI, for the manifest and messages.
+/// The database name of a connection string, for the manifest and
+/// messages; empty when it names none or cannot be read.
 pub fn database_name(url: &str) -> String {
-    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-    let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
-    path.split(['?', '#']).next().unwrap_or("").to_string()
+    PgConn::parse(url)
+        .ok()
+        .and_then(|c| c.dbname().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// A value from the comment header pg_dump writes at the top of a dump.

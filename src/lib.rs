@@ -20,6 +20,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod media;
+pub mod pgconn;
 pub mod ping;
 pub mod redisping;
 pub mod restore;

@@ -17,6 +17,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::backup::{self, DumpSource, Manifest};
 use crate::layout::{Root, SiteLayout};
+use crate::pgconn::PgConn;
 use crate::site::Site;
 
 /// What to restore and where.
@@ -89,26 +90,9 @@ pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
     Ok(Some(m))
 }
 
-/// `url` with its database name replaced.
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let prefix = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
-}
-
-/// Loads a dump into the database at `url` in one transaction, after
+/// Loads a dump into the database of `conn` in one transaction, after
 /// dropping everything the connecting user owns there.
-pub fn load(path: &Path, url: &str, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
+pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("psql");
     cmd.args([
@@ -118,13 +102,14 @@ pub fn load(path: &Path, url: &str, run_as: Option<(u32, u32)>) -> Result<(), Re
         "--single-transaction",
         "-v",
         "ON_ERROR_STOP=1",
-    ])
-    .arg(format!("--dbname={url}"))
-    .args(["-f", "-"])
-    .env("PGCONNECT_TIMEOUT", "10")
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    ]);
+    // The password goes into psql's environment, not its command line.
+    conn.apply(&mut cmd)
+        .args(["-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some((uid, gid)) = run_as {
         cmd.uid(uid).gid(gid).current_dir("/");
     }
@@ -170,8 +155,12 @@ pub fn load(path: &Path, url: &str, run_as: Option<(u32, u32)>) -> Result<(), Re
     Ok(())
 }
 
-/// Creates `db` on the server of `url` if it does not exist.
-fn ensure_database(url: &str, db: &str, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
+/// Creates `db` on the server of `conn` if it does not exist.
+fn ensure_database(
+    conn: &PgConn,
+    db: &str,
+    run_as: Option<(u32, u32)>,
+) -> Result<(), RestoreError> {
     use std::os::unix::process::CommandExt;
     if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
         return Err(err(format!(
@@ -188,10 +177,10 @@ fn ensure_database(url: &str, db: &str, run_as: Option<(u32, u32)>) -> Result<()
             "--no-password",
             "-v",
             "ON_ERROR_STOP=1",
-        ])
-        .arg(format!("--dbname={url}"))
-        .args(["-c", sql])
-        .env("PGCONNECT_TIMEOUT", "10");
+        ]);
+        conn.apply(&mut c)
+            .args(["-c", sql])
+            .env("PGCONNECT_TIMEOUT", "10");
         if let Some((uid, gid)) = run_as {
             c.uid(uid).gid(gid).current_dir("/");
         }
@@ -350,6 +339,7 @@ pub fn restore(
     control: &mut dyn SiteControl,
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
+    let conn = PgConn::parse(url).map_err(|e| err(e.to_string()))?;
     let dir = backup::backups_dir(root, &site.name);
     let path = resolve(&site.name, &dir, req.what)?;
     let manifest = verify(&path)?;
@@ -365,14 +355,13 @@ pub fn restore(
     );
 
     if let Some(db) = req.into {
-        let target = with_database(url, db);
-        if backup::database_name(url) == db {
+        if conn.dbname() == Some(db) {
             return Err(err(format!(
                 "--into {db} names the live database; leave --into out to restore it"
             )));
         }
-        ensure_database(url, db, run_as)?;
-        load(&path, &target, run_as)?;
+        ensure_database(&conn, db, run_as)?;
+        load(&path, &conn.with_dbname(db), run_as)?;
         let _ = writeln!(log, "restored into {db}; the live database was not touched");
         return Ok(Report {
             restored: path,
@@ -415,7 +404,7 @@ pub fn restore(
             .stop_app(&site.name)
             .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
         let _ = writeln!(log, "stopped the site's app units");
-        let loaded = load(&path, url, run_as);
+        let loaded = load(&path, &conn, run_as);
         let started = control.start_app(&site.name);
         loaded?;
         started.map_err(|e| {
@@ -450,7 +439,7 @@ pub fn restore(
     result?;
     Ok(Report {
         restored: path,
-        database: backup::database_name(url),
+        database: conn.dbname().unwrap_or("").to_string(),
         safety_backup: Some(safety_path),
     })
 }
@@ -532,23 +521,5 @@ pub fn run(
             let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
             1
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/acme", "scratch"),
-            "postgres://u:p@h:5432/scratch"
-        );
-        assert_eq!(
-            with_database("postgresql://u@h/acme?sslmode=require", "x"),
-            "postgresql://u@h/x?sslmode=require"
-        );
-        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
