@@ -31,6 +31,8 @@ fi
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
+# shellcheck source=tests/e2e/envfile.sh
+. tests/e2e/envfile.sh
 E2E_KEEP=$keep
 [ "$(id -u)" -eq 0 ] || { echo "e2e: run as root (systemd-nspawn needs it)" >&2; exit 2; }
 
@@ -85,6 +87,8 @@ check "postgresql, redis-server and caddy run under systemd" '
     done
     expect "psql as postgres" 1 "$(runuser -u postgres -- psql -XAtc "select 1")"
     expect "redis-cli ping" PONG "$(redis-cli ping)"'
+# The .env syntax: our parser against systemd's EnvironmentFile= itself.
+e2e_envfile_checks
 [ "$boot_only" = 1 ] && exit 0
 
 # The stage is bound read-only at /root/in; the package keeps its file name.
