@@ -216,10 +216,12 @@ fn write_verified(
     })?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr_pipe = child.stderr.take().expect("piped");
+    // Bytes, decoded lossily: pg_dump quotes names in the server's encoding,
+    // and read_to_string would drop everything on one invalid byte.
     let stderr_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
+        let mut b = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut b);
+        String::from_utf8_lossy(&b).into_owned()
     });
 
     let sink = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
@@ -253,11 +255,17 @@ fn write_verified(
     if !status.success() {
         return Err(err(format!(
             "pg_dump failed ({status}): {}",
-            stderr.trim().lines().last().unwrap_or("no message")
+            match crate::text::last_lines(&stderr, 1, 500) {
+                l if l.is_empty() => "no message".to_string(),
+                l => l,
+            }
         )));
     }
     if stderr.to_ascii_lowercase().contains("error") {
-        return Err(err(format!("pg_dump reported an error: {}", stderr.trim())));
+        return Err(err(format!(
+            "pg_dump reported an error: {}",
+            crate::text::last_lines(&stderr, 5, 500)
+        )));
     }
     if !tail.has_trailer() {
         return Err(err(

@@ -249,6 +249,14 @@ fn new_site_inner(root: &Root, args: &NewSite) -> Result<(PathBuf, PathBuf), (u8
     fs_err::create_dir_all(root.sites_dir()).map_err(io)?;
     let home = root.path(&layout.home);
     fs_err::create_dir_all(&home).map_err(io)?;
+    // A last good copy of an earlier site of this name must not stand in
+    // for the new one (crate::sites).
+    let stale = root
+        .path(sites::LAST_GOOD_DIR)
+        .join(format!("{}.toml", args.name));
+    if stale.exists() {
+        fs_err::remove_file(&stale).map_err(io)?;
+    }
     write_atomic(&site_file, text.as_bytes(), 0o644).map_err(io)?;
     let env = env_text(args, &random_secret().map_err(io)?);
     write_atomic(&env_file, env.as_bytes(), 0o640).map_err(io)?;

@@ -118,10 +118,11 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
         .map_err(|e| err(format!("failed to run psql: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
+    // Lossily: psql quotes the dump's text, which need not be UTF-8.
     let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        String::from_utf8_lossy(&b).into_owned()
     });
     let feed = (|| -> std::io::Result<()> {
         // Inside the transaction psql opens: the newer schema goes first.
@@ -140,8 +141,10 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
         let why = errors
             .lines()
             .find(|l| l.contains("ERROR") || l.contains("error"))
-            .unwrap_or(errors.trim())
-            .to_string();
+            .map_or_else(
+                || crate::text::last_lines(&errors, 5, 500),
+                |l| crate::text::excerpt(l, 500),
+            );
         let why = if why.is_empty() {
             feed.err()
                 .map_or_else(|| status.to_string(), |e| e.to_string())

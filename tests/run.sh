@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: installs what it needs on a fresh
 # Debian 12 machine (as root), then runs formatting, lints, unit, golden and
 # real-tool tests, builds the .deb, runs lintian on it, and the end-to-end
-# harness in a throwaway systemd container.
+# harness and the fault matrix, each in a throwaway systemd container.
 #
 #   sudo bash tests/run.sh            # everything
 #   sudo bash tests/run.sh --no-e2e   # skip the systemd container
@@ -71,8 +71,22 @@ step "lintian"
 lintian --fail-on error,warning "$deb"
 
 if [ "$e2e" = 1 ]; then
-    step "end-to-end in a systemd container"
-    bash tests/e2e/run.sh --deb "$deb"
+    step "end-to-end in systemd containers: the main run and the fault matrix, side by side"
+    # Both containers install from one wheelhouse: downloaded once, first.
+    bash tests/wheelhouse.sh >/dev/null
+    mkdir -p target
+    bash tests/e2e/faults.sh --deb "$deb" >target/e2e-faults.log 2>&1 &
+    faults=$!
+    main_rc=0
+    bash tests/e2e/run.sh --deb "$deb" || main_rc=$?
+    faults_rc=0
+    wait "$faults" || faults_rc=$?
+    step "the fault matrix (tests/e2e/faults.sh), its output"
+    cat target/e2e-faults.log
+    if [ "$main_rc" != 0 ] || [ "$faults_rc" != 0 ]; then
+        echo "e2e failed: tests/e2e/run.sh exited $main_rc, tests/e2e/faults.sh exited $faults_rc" >&2
+        exit 1
+    fi
 fi
 
 printf '\n==> all tests passed in %ss\n' "$(( $(date +%s) - start ))"

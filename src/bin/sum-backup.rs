@@ -21,7 +21,7 @@ struct Cli {
     /// With --list: print JSON
     #[arg(long, requires = "list")]
     json: bool,
-    /// Show what retention would delete; take no backup and delete nothing
+    /// Show what retention would keep and delete, and why; take no backup and delete nothing
     #[arg(long, conflicts_with = "list")]
     dry_run: bool,
 }

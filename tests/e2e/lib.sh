@@ -281,10 +281,34 @@ e2e_cgroups_remove() {
 # e2e_boot IMAGE: copies the image, boots it with systemd-nspawn and waits
 # until systemd is up ("running", or "degraded" with the failed units shown).
 e2e_boot() {
-    local image=$1 state deadline
-    e2e_prepare "$image"
+    e2e_prepare "$1"
     e2e_cgroups_create
     info "container root $E2E_ROOT, console log $E2E_LOG"
+    e2e_start
+}
+
+# e2e_reboot: `systemctl reboot` in the container, as an operator would.
+# systemd-nspawn exits when its container reboots (status 133; it is
+# systemd-nspawn@.service that restarts it), so the harness boots the same
+# root directory again, with everything the first boot left on disk.
+e2e_reboot() {
+    local pid=$E2E_NSPAWN_PID
+    ct 'systemctl reboot' </dev/null || true
+    if ! timeout "$E2E_STOP_TIMEOUT" tail --pid="$pid" -f /dev/null; then
+        warn "the container did not shut down within ${E2E_STOP_TIMEOUT}s"
+        return 1
+    fi
+    rm -f "/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$E2E_ROOT")"
+    rm -rf --one-file-system "/run/systemd/nspawn/propagate/$E2E_MACHINE"
+    E2E_BOOTED=0
+    echo "---- reboot ----" >>"$E2E_LOG"
+    e2e_start
+}
+
+# e2e_start: boots $E2E_ROOT with systemd-nspawn and waits until systemd
+# is up ("running", or "degraded" with the failed units shown).
+e2e_start() {
+    local state deadline
     # setsid: Ctrl-C in the terminal reaches the harness only; the harness
     # stops the container in its EXIT trap. In a non-interactive shell the
     # background job is no process group leader, so setsid does not fork
@@ -306,7 +330,7 @@ e2e_boot() {
             --link-journal=no --resolv-conf=off --timezone=off \
             --console=read-only \
             --bind-ro="$E2E_STAGE:/root/in" \
-        </dev/null >"$E2E_LOG" 2>&1 &
+        </dev/null >>"$E2E_LOG" 2>&1 &
     E2E_NSPAWN_PID=$!
     disown "$E2E_NSPAWN_PID"   # no "Killed" job report from bash
 
