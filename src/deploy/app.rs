@@ -113,6 +113,15 @@ impl Runner {
     }
 }
 
+/// The gunicorn a deploy installs when the requirements lack one: the
+/// range the package's gunicorn.conf.py is tested with (its oldest and
+/// newest, tests/gunicorn_conf.rs with the wheelhouse of
+/// tests/wheelhouse.sh). Unpinned, pip would install whatever is newest on
+/// the day, with defaults the conf has never seen: gunicorn 25.1's control
+/// socket logged an error on every start under the unit's read-only home.
+/// Raise the bound once the tests pass with the next major.
+pub const GUNICORN: &str = "gunicorn>=23,<28";
+
 /// Whether a requirements file names gunicorn.
 pub fn requires_gunicorn(requirements: &str) -> bool {
     requirements.lines().any(|l| {
@@ -128,8 +137,25 @@ pub fn requires_gunicorn(requirements: &str) -> bool {
     })
 }
 
+/// What pip installs for the extra packages: a bare `gunicorn` (what the
+/// venv step adds when the requirements lack it) is [`GUNICORN`], the
+/// tested range.
+fn extra_requirements(extra: &[String]) -> Vec<&str> {
+    extra
+        .iter()
+        .map(|e| {
+            if e == "gunicorn" {
+                GUNICORN
+            } else {
+                e.as_str()
+            }
+        })
+        .collect()
+}
+
 /// The venv key: a hash of the interpreter (path and version), the
-/// requirements file and the extra packages.
+/// requirements file and the extra packages as pip gets them, so a venv
+/// with an unpinned gunicorn is not reused for the tested range.
 pub fn venv_key(interpreter: &str, requirements: &[u8], extra: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(b"sum-venv-1\0");
@@ -137,7 +163,7 @@ pub fn venv_key(interpreter: &str, requirements: &[u8], extra: &[String]) -> Str
     h.update(b"\0");
     h.update(requirements);
     h.update(b"\0");
-    for e in extra {
+    for e in extra_requirements(extra) {
         h.update(e.as_bytes());
         h.update(b"\0");
     }
@@ -177,7 +203,8 @@ pub struct VenvSpec<'a> {
     pub interpreter: &'a str,
     pub requirements: &'a Path,
     /// Specifiers installed after the requirements (`[python] extra`, plus
-    /// gunicorn when the requirements lack it).
+    /// gunicorn when the requirements lack it; a bare `gunicorn` is
+    /// installed as [`GUNICORN`]).
     pub extra: &'a [String],
 }
 
@@ -265,13 +292,14 @@ fn build_venv(runner: &Runner, dir: &Path, spec: &VenvSpec, release: &Path) -> R
         ));
     }
     if !spec.extra.is_empty() {
+        let extra = extra_requirements(spec.extra);
         let mut cmd = runner.command(&pip, release);
-        cmd.args(["install", "--no-input"]).args(spec.extra);
+        cmd.args(["install", "--no-input"]).args(&extra);
         let ran = runner.run(cmd)?;
         if !ran.ok {
             return Err(format!(
                 "pip install {} failed ({}):\n{}",
-                spec.extra.join(" "),
+                extra.join(" "),
                 ran.status,
                 ran.tail(15)
             ));
@@ -512,6 +540,25 @@ mod tests {
         assert!(requires_gunicorn("gunicorn[gevent]\n"));
         assert!(!requires_gunicorn("# gunicorn\nuwsgi==2.0\n"));
         assert!(!requires_gunicorn("gunicorn-extra==1\n-r base.txt\n"));
+        // What a deploy adds counts as naming it.
+        assert!(requires_gunicorn(GUNICORN));
+    }
+
+    #[test]
+    fn an_added_gunicorn_is_the_tested_range() {
+        let extra = ["whitenoise".to_string(), "gunicorn".to_string()];
+        assert_eq!(extra_requirements(&extra), ["whitenoise", GUNICORN]);
+        // A pinned gunicorn from the site file is the admin's choice.
+        assert_eq!(
+            extra_requirements(&["gunicorn==22.0.0".to_string()]),
+            ["gunicorn==22.0.0"]
+        );
+        // The key follows what pip installs, not how it was written.
+        let py = "/usr/bin/python3.11 3.11.2";
+        assert_eq!(
+            venv_key(py, b"Django==5.2\n", &["gunicorn".into()]),
+            venv_key(py, b"Django==5.2\n", &[GUNICORN.into()])
+        );
     }
 
     #[test]

@@ -370,10 +370,11 @@ fn steps(
             let mut extra = site.python.extra.clone();
             if !app::requires_gunicorn(&String::from_utf8_lossy(&req)) {
                 log.line(&format!(
-                    "    {} does not name gunicorn: adding it to the venv",
-                    site.python.requirements
+                    "    {} does not name gunicorn: adding it to the venv ({}, the tested range)",
+                    site.python.requirements,
+                    app::GUNICORN
                 ));
-                extra.push("gunicorn".to_string());
+                extra.push(app::GUNICORN.to_string());
             }
             let identity =
                 app::interpreter_identity(&runner, &site.python.interpreter, &release_dir)?;
