@@ -117,40 +117,32 @@ PY
 commit v5 "acme v5: a migration that fails halfway"
 
 git checkout -q main
-git checkout -q -b non-ascii-health
-release v6
-python3 - <<'PY'
+# health_first BRANCH VERSION MESSAGE BODY: a branch of main whose /health/
+# runs BODY (indented Python that returns) instead of v2's health check.
+health_first() {
+    git checkout -q main
+    git checkout -q -b "$1"
+    release "$2"
+    BODY=$4 python3 - <<'PY'
+import os
 p = "notes/views.py"
 s = open(p).read()
 s = s.replace(
     "def health(request):\n",
-    "def health(request):\n"
-    "    # v6: what a real app's error page may say; 300 two-byte characters.\n"
-    "    return HttpResponse(\"x\" + \"\\u00e9\" * 300, status=503)\n\n\n"
-    "def health_v2(request):\n",
+    "def health(request):\n" + os.environ["BODY"] + "\n\n\ndef health_v2(request):\n",
 )
 open(p, "w").write(s)
 PY
-commit v6 "acme v6: /health/ answers 503 with a long non-ASCII body"
-
-git checkout -q main
-git checkout -q -b needs-data
-release v7
-python3 - <<'PY'
-p = "notes/views.py"
-s = open(p).read()
-s = s.replace(
-    "def health(request):\n",
-    "def health(request):\n"
-    "    # v7: a row this release expects but no migration creates. The\n"
-    "    # code imports and checks fine; the database state makes it fail.\n"
-    "    Note.objects.get(title=\"site settings\")\n"
-    "    return health_v2(request)\n\n\n"
-    "def health_v2(request):\n",
-)
-open(p, "w").write(s)
-PY
-commit v7 "acme v7: /health/ needs a row that is not in the database"
+    commit "$2" "$3"
+}
+health_first non-ascii-health v6 "acme v6: /health/ answers 503 with a long non-ASCII body" \
+'    # v6: what a real app'"'"'s error page may say; 300 two-byte characters.
+    return HttpResponse("x" + "\u00e9" * 300, status=503)'
+health_first needs-data v7 "acme v7: /health/ needs a row that is not in the database" \
+'    # v7: a row this release expects but no migration creates. The
+    # code imports and checks fine; the database state makes it fail.
+    Note.objects.get(title="site settings")
+    return health_v2(request)'
 
 git checkout -q main
 git gc -q

@@ -433,22 +433,10 @@ mod tests {
                 &state,
                 &Record {
                     action: action.into(),
-                    started_utc: "a".into(),
-                    finished_utc: "b".into(),
-                    who: "root".into(),
-                    git_ref: None,
-                    sha: None,
                     release: Some(name.into()),
                     previous: previous.map(str::to_string),
                     outcome: "ok".into(),
-                    exit_code: 0,
-                    failed_step: None,
-                    error: None,
-                    migrations_applied: vec![],
-                    backup: None,
-                    venv: None,
-                    venv_reused: None,
-                    steps: vec![],
+                    ..Record::default()
                 },
             )
             .unwrap()

@@ -54,6 +54,16 @@ fn assert_same(before: &BTreeMap<PathBuf, Node>, after: &BTreeMap<PathBuf, Node>
     assert!(diff.is_empty(), "{what} changed the site's files: {diff:?}");
 }
 
+/// A fixture with `r` deployed and serving, or None where the tests cannot
+/// run (see `Fixture::new`).
+fn deployed(r: &str) -> Option<(Fixture, common::deployfx::Gunicorn)> {
+    let fx = Fixture::new("")?;
+    let mut gunicorn = fx.gunicorn();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts(r));
+    assert_eq!(o.code, 0, "{log}");
+    Some((fx, gunicorn))
+}
+
 fn sum_deploy(fx: &Fixture, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sum-deploy"));
     cmd.arg("acme").args(args).env("SUM_ROOT", fx.root.path());
@@ -287,12 +297,9 @@ fn branch_with_new_requirements(repo: &Path, name: &str) {
 
 #[test]
 fn kill_9_at_any_point_leaves_the_site_serving_and_the_next_deploy_works() {
-    let Some(fx) = Fixture::new("") else {
+    let Some((fx, mut gunicorn)) = deployed("v1") else {
         return;
     };
-    let mut gunicorn = fx.gunicorn();
-    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
-    assert_eq!(o.code, 0, "{log}");
     let v1 = fx.live().unwrap();
     branch_with_new_requirements(&fx.repo, "newreqs");
 
@@ -368,12 +375,9 @@ fn a_disk_filling_up_during_the_venv_build_fails_cleanly() {
         eprintln!("note: mounting a small tmpfs needs root; skipping");
         return;
     }
-    let Some(fx) = Fixture::new("") else {
+    let Some((fx, mut gunicorn)) = deployed("v1") else {
         return;
     };
-    let mut gunicorn = fx.gunicorn();
-    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
-    assert_eq!(o.code, 0, "{log}");
     branch_with_new_requirements(&fx.repo, "bigger");
 
     // Where the new venv will go: its key from the same inputs the deploy hashes.
@@ -498,12 +502,9 @@ fn a_host_django_rejects_is_named_with_the_variable_to_fix() {
 /// Now the deploy rolls back and quotes the body cut between characters.
 #[test]
 fn a_long_non_ascii_health_body_is_quoted_and_rolled_back() {
-    let Some(fx) = Fixture::new("") else {
+    let Some((fx, mut gunicorn)) = deployed("v2") else {
         return;
     };
-    let mut gunicorn = fx.gunicorn();
-    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
-    assert_eq!(o.code, 0, "{log}");
     let v2 = fx.live().unwrap();
     let (o, log) = fx.deploy(&mut gunicorn, &opts("v6"));
     println!("{log}");
@@ -551,12 +552,9 @@ impl sum::deploy::control::Control for PanicsOnFirstRestart<'_> {
 
 #[test]
 fn a_panic_after_the_swap_ends_in_the_rollback() {
-    let Some(fx) = Fixture::new("") else {
+    let Some((fx, mut gunicorn)) = deployed("v1") else {
         return;
     };
-    let mut gunicorn = fx.gunicorn();
-    let (o, log) = fx.deploy(&mut gunicorn, &opts("v1"));
-    assert_eq!(o.code, 0, "{log}");
     let v1 = fx.live().unwrap();
     let mut control = PanicsOnFirstRestart {
         inner: &mut gunicorn,
@@ -592,12 +590,9 @@ fn a_panic_after_the_swap_ends_in_the_rollback() {
 /// raises for that request, with where it was raised.
 #[test]
 fn a_500_from_the_database_state_is_explained_by_django() {
-    let Some(fx) = Fixture::new("") else {
+    let Some((fx, mut gunicorn)) = deployed("v2") else {
         return;
     };
-    let mut gunicorn = fx.gunicorn();
-    let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
-    assert_eq!(o.code, 0, "{log}");
     let (o, log) = fx.deploy(&mut gunicorn, &opts("v7"));
     println!("{log}");
     assert_eq!(o.code, 4, "{log}");

@@ -92,21 +92,10 @@ pub fn rollback(
     let mut rec = Record {
         action: "rollback".into(),
         started_utc: timefmt::iso_utc(crate::backup_cmd::now_unix()),
-        finished_utc: String::new(),
         who: who(),
-        git_ref: None,
-        sha: None,
-        release: None,
         previous: live.clone(),
-        outcome: String::new(),
-        exit_code: 0,
-        failed_step: None,
-        error: None,
-        migrations_applied: Vec::new(),
-        backup: None,
-        venv: None,
         venv_reused: Some(true),
-        steps: Vec::new(),
+        ..Record::default()
     };
 
     let result = (|| -> Result<(), Failure> {

@@ -165,21 +165,9 @@ pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outc
     let mut rec = Record {
         action: "deploy".into(),
         started_utc: started,
-        finished_utc: String::new(),
         who: who(),
         git_ref: Some(git_ref.clone()),
-        sha: None,
-        release: None,
-        previous: None,
-        outcome: String::new(),
-        exit_code: 0,
-        failed_step: None,
-        error: None,
-        migrations_applied: Vec::new(),
-        backup: None,
-        venv: None,
-        venv_reused: None,
-        steps: Vec::new(),
+        ..Record::default()
     };
     let result = guarded("while deploying", || {
         steps(ctx, control, &mut log, &git_ref, &mut rec)

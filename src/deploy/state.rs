@@ -53,7 +53,7 @@ pub struct StepTime {
 }
 
 /// One line of `state/history.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// `deploy` or `rollback`.
     pub action: String,
@@ -500,22 +500,11 @@ mod tests {
     fn deploy_record(release: &str, backup: Option<&str>) -> Record {
         Record {
             action: "deploy".into(),
-            started_utc: "a".into(),
-            finished_utc: "b".into(),
-            who: "root".into(),
             git_ref: Some("main".into()),
-            sha: None,
             release: Some(release.into()),
-            previous: None,
             outcome: "ok".into(),
-            exit_code: 0,
-            failed_step: None,
-            error: None,
-            migrations_applied: vec![],
             backup: backup.map(str::to_string),
-            venv: None,
-            venv_reused: None,
-            steps: vec![],
+            ..Record::default()
         }
     }
 
@@ -592,18 +581,8 @@ mod tests {
             finished_utc: "b".into(),
             who: "root".into(),
             git_ref: Some("main".into()),
-            sha: None,
-            release: None,
-            previous: None,
             outcome: "ok".into(),
-            exit_code: 0,
-            failed_step: None,
-            error: None,
-            migrations_applied: vec![],
-            backup: None,
-            venv: None,
-            venv_reused: None,
-            steps: vec![],
+            ..Record::default()
         };
         append(dir.path(), &rec).unwrap();
         std::fs::OpenOptions::new()
