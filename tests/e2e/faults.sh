@@ -43,7 +43,7 @@ serves() { # serves RELEASE: the health check through Caddy answers 200 from REL
 }
 # mark: the time after which this_deploy reads. A successful oneshot unit
 # is unloaded, so its InvocationID is gone by the time a check reads it.
-# Not a cursor: with a filter that the cursor's own entry does not match,
+# Not a cursor: with a filter that the entry at the cursor does not match,
 # journalctl 252 --after-cursor skips the first entry that does.
 mark() {
     date +%s.%6N >/root/mark
@@ -57,6 +57,12 @@ deploy_ok() { # deploy_ok: systemctl start sum-deploy@acme succeeds and v2 serve
 # this_deploy [journalctl args]: the journal of sum-deploy@acme since the last mark.
 this_deploy() {
     journalctl -u sum-deploy@acme --since "@$(cat /root/mark)" --no-pager -o cat "$@"
+}
+rolls_back() { # rolls_back REF: a deploy of REF fails after the swap and rolls back (exit 4)
+    sed -i "s|^ref = .*|ref = \"$1\"|" /etc/sum/sites/acme.toml
+    mark
+    if systemctl start sum-deploy@acme; then echo "the deploy of $1 succeeded"; return 1; fi
+    expect "exit status of the deploy of $1" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
 }
 running() { # running: sum-deploy@acme (a oneshot: "activating" while it runs) has not ended
     case "$(systemctl show -P ActiveState sum-deploy@acme)" in
@@ -85,6 +91,10 @@ wait_for_end() { # wait_for_end: until sum-deploy@acme is no longer running
 # through Caddy, one request at a time, until /root/load.stop appears. It is
 # bounded (30000 requests, 15 minutes) and stops by itself.
 LOAD_SCRIPT='#!/bin/bash
+if [ "$1" = --summary ]; then # --summary LOG: "requests failed slowest"
+    exec awk "{ n++; if (\$1 != \"200\") f++; if (\$2 > m) m = \$2 }
+              END { printf \"%d %d %.3f\", n, f, m }" "$2"
+fi
 out=$1
 CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
 end=$(( $(date +%s) + 900 ))
@@ -115,8 +125,7 @@ load_stop() {
     local name=$1 max=$2 figures n failed
     figures=$(ct "touch /root/load.stop
         while systemctl is-active -q e2e-load-$name; do sleep 0.1; done
-        awk '{ n++; if (\$1 != \"200\") f++; if (\$2 > m) m = \$2 }
-             END { printf \"%d %d %.3f\", n, f, m }' /root/load-$name.log" </dev/null)
+        bash /root/load.sh --summary /root/load-$name.log" </dev/null)
     read -r n failed slowest <<<"$figures"
     SUMMARY+=("$(printf '%-28s %6s requests %4s failed  slowest %6ss' "$name" "$n" "$failed" "$slowest")")
     info "requests during '$name': $n sent, $failed failed, slowest ${slowest}s"
@@ -302,24 +311,15 @@ load_stop socket-restart 0
 step "fault: releases whose own answers are bad"
 load_start bad-releases
 check "v4 (health 503 unhealthy) rolls back; v2 serves" '
-    sed -i "s|^ref = .*|ref = \"v4\"|" /etc/sum/sites/acme.toml
-    mark
-    if systemctl start sum-deploy@acme; then echo "the deploy of v4 succeeded"; exit 1; fi
-    expect "exit status" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
+    rolls_back v4
     contains "the deploy" "/health/ answered 503: {\"status\": \"unhealthy\"" "$(this_deploy)"
     serves v2'
 check "v6 (health 503 with 300 non-ASCII characters) rolls back, quoting it; v2 serves" '
-    sed -i "s|^ref = .*|ref = \"v6\"|" /etc/sum/sites/acme.toml
-    mark
-    if systemctl start sum-deploy@acme; then echo "the deploy of v6 succeeded"; exit 1; fi
-    expect "exit status" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
+    rolls_back v6
     contains "the deploy" "/health/ answered 503: xéééé" "$(this_deploy)"
     serves v2'
 check "v7 (health 500 from the database state) rolls back naming Django's exception; it is at priority err" '
-    sed -i "s|^ref = .*|ref = \"v7\"|" /etc/sum/sites/acme.toml
-    mark
-    if systemctl start sum-deploy@acme; then echo "the deploy of v7 succeeded"; exit 1; fi
-    expect "exit status" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
+    rolls_back v7
     contains "the deploy" "Django raises, for the same request: notes.models.Note.DoesNotExist" "$(this_deploy)"
     errs=$(this_deploy -p err)
     contains "journalctl -p err of the failed deploy" "sum-deploy acme: smoke failed after the swap" "$errs"
@@ -339,7 +339,9 @@ reboot_started=$(date +%s)
 if ! e2e_reboot; then
     e2e_fail "the container reboots" "systemctl is-system-running: running or degraded" "see the console log above"
 fi
-E2E_PASSED=$((E2E_PASSED + 1)); echo "  ok    the container reboots ($(( $(date +%s) - reboot_started ))s)"
+reboot_took=$(( $(date +%s) - reboot_started ))
+E2E_PASSED=$((E2E_PASSED + 1))
+echo "  ok    the container reboots (${reboot_took}s)"
 check "after the reboot: acme serves, its timer is listed, its Caddy snippet is back, untouched by hand" '
     poll 60 get https://acme.localhost/health/
     serves v2
