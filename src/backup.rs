@@ -478,3 +478,29 @@ pub fn database_url(root: &Root, site: &str, gid: Option<u32>) -> Result<String,
         .map(str::to_string)
         .map_err(|e| err(e.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn names_and_headers_from_outside_never_panic(
+            name in any::<String>(),
+            head in proptest::collection::vec(any::<u8>(), 0..2048),
+            url in any::<String>(),
+        ) {
+            let _ = parse_backup_name("acme", &name);
+            let _ = header_value(&head, "-- Dumped from database version");
+            let _ = database_name(&url);
+        }
+
+        #[test]
+        fn backup_names_round_trip(unix in 0u64..4_102_444_800) {
+            let name = backup_name("acme", unix);
+            prop_assert_eq!(parse_backup_name("acme", &name), Some(unix));
+            prop_assert_eq!(parse_backup_name("acm", &name), None);
+        }
+    }
+}

@@ -13,9 +13,10 @@ pub type Target = (String, u16, Option<Auth>);
 
 /// Parses a `redis://[[user]:password@]host[:port][/db]` URL.
 pub fn parse_url(url: &str) -> Result<Target, String> {
+    // The URL may hold a password: errors name its parts, never quote it.
     let rest = url
         .strip_prefix("redis://")
-        .ok_or_else(|| format!("REDIS_URL `{url}` does not start with redis://"))?;
+        .ok_or_else(|| "REDIS_URL does not start with redis://".to_string())?;
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     let (auth, hostport) = match authority.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
@@ -25,7 +26,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         Some((h, p)) => (
             h,
             p.parse()
-                .map_err(|_| format!("REDIS_URL `{url}` has a bad port"))?,
+                .map_err(|_| "REDIS_URL has a bad port (expected 1 to 65535)".to_string())?,
         ),
         None => (hostport, 6379),
     };
@@ -110,5 +111,38 @@ mod tests {
             Some((Some("app".into()), "pw".into()))
         );
         assert!(parse_url("http://x").is_err());
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_gives_an_answer_that_never_quotes_it(url in any::<String>()) {
+                if let Err(e) = parse_url(&url) {
+                    prop_assert!(url.len() < 8 || !e.contains(url.as_str()), "{}", e);
+                }
+            }
+
+            #[test]
+            fn generated_urls_round_trip(
+                user in "[a-z]{0,8}",
+                pw in "[A-Za-z0-9!*()_.~-]{1,16}",
+                host in "[a-z][a-z0-9.-]{0,20}",
+                port in 1u16..,
+                db in 0u8..16,
+            ) {
+                let url = format!("redis://{user}:{pw}@{host}:{port}/{db}");
+                let (h, p, auth) = parse_url(&url).unwrap();
+                prop_assert_eq!(&h, &host);
+                prop_assert_eq!(p, port);
+                let expected_user = (!user.is_empty()).then(|| user.clone());
+                prop_assert_eq!(auth, Some((expected_user, pw.clone())));
+                let bad = format!("redis://{user}:{pw}@{host}:99999/{db}");
+                let e = parse_url(&bad).unwrap_err();
+                prop_assert!(!e.contains(&pw) || pw.len() < 3, "{}", e);
+            }
+        }
     }
 }

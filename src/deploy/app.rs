@@ -598,4 +598,35 @@ mod tests {
         );
         assert_eq!(m.pending, vec!["notes.0002_note_pinned"]);
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_plan_output_is_read_without_panicking(text in any::<String>()) {
+                let m = parse_plan(&text);
+                prop_assert!(m.applied.len() + m.pending.len() <= text.lines().count());
+            }
+
+            #[test]
+            fn generated_plans_are_read_back(
+                entries in proptest::collection::vec(("[a-z_]{1,10}", "[0-9]{4}_[a-z_]{1,12}", any::<bool>()), 0..20),
+                noise in "[^\\[\n]{0,40}",
+            ) {
+                let mut text = format!("{noise}\n");
+                for (app, name, applied) in &entries {
+                    let mark = if *applied { "[X]" } else { "[ ]" };
+                    text.push_str(&format!(" {mark}  {app}.{name}\r\n"));
+                }
+                let m = parse_plan(&text);
+                let want = |a: bool| -> Vec<String> {
+                    entries.iter().filter(|e| e.2 == a).map(|e| format!("{}.{}", e.0, e.1)).collect()
+                };
+                prop_assert_eq!(m.applied, want(true));
+                prop_assert_eq!(m.pending, want(false));
+            }
+        }
+    }
 }
