@@ -26,7 +26,12 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        // git's own words, the last of them: a fetch may print megabytes.
+        Err(crate::text::last_lines(
+            &String::from_utf8_lossy(&out.stderr),
+            8,
+            500,
+        ))
     }
 }
 
@@ -120,7 +125,7 @@ pub fn build_release(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(format!(
             "exporting {sha} failed: {}",
-            String::from_utf8_lossy(&archive.stderr).trim()
+            crate::text::last_lines(&String::from_utf8_lossy(&archive.stderr), 8, 500)
         ));
     }
     fs_err::rename(&tmp, &dest).map_err(|e| e.to_string())?;
