@@ -7,7 +7,7 @@
 //! never loads, so this module follows the parser of systemd 252
 //! (`src/shared/calendarspec.c`), quirks included: `Mon, 10:00` and
 //! `1..24/4:00` are valid, `*:50/15`, `daily ` and `*~12,28` are not. The
-//! test `tests/calendar_systemd.rs` holds it to the real `systemd-analyze`.
+//! test `tests/it/calendar_systemd.rs` holds it to the real `systemd-analyze`.
 //!
 //! Control characters and `%` are refused before parsing: the value is pasted
 //! into a unit file, where a newline would start a new setting and `%` would

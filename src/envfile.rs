@@ -7,7 +7,7 @@
 //! alike, gives it their meaning, and refuses the rest with its line:
 //! a variable that systemd silently drops or reads otherwise would make the
 //! deploy and the backup disagree with gunicorn. The rules were read from
-//! systemd's `src/basic/env-file.c`; `tests/envfile_corpus.rs` holds our
+//! systemd's `src/basic/env-file.c`; `tests/it/envfile_corpus.rs` holds our
 //! verdicts on a corpus and a model of that parser, and
 //! `tests/e2e/envfile.sh` checks the corpus against systemd itself.
 

@@ -10,7 +10,7 @@
 #           deploy adds to it (src/deploy/app.rs GUNICORN) is the newest
 #           below
 #   gunicorn the oldest and the newest gunicorn a deploy accepts, each
-#           resolved alone: tests/gunicorn_conf.rs runs the package's
+#           resolved alone: tests/it/gunicorn_conf.rs runs the package's
 #           gunicorn.conf.py with both
 #
 #   bash tests/wheelhouse.sh [DEST]        (default: target/wheelhouse)
@@ -25,7 +25,7 @@ bakery=(examples/bakery/requirements.txt examples/bakery/requirements/production
 # django-redis need typing-extensions on Python < 3.13. Listed here explicitly.
 extra=("async-timeout>=4.0.3" "typing-extensions>=4.12")
 # Keep in step with GUNICORN in src/deploy/app.rs and OLDEST/NEWEST in
-# tests/gunicorn_conf.rs.
+# tests/it/gunicorn_conf.rs.
 gunicorns=("gunicorn==23.0.0" "gunicorn==27.0.1")
 # Every input file by name and content, so changing any of them downloads again.
 stamp="$dest/.complete-$({ sha256sum "$acme" "${bakery[@]}"; printf '%s\n' "${extra[@]}" "${gunicorns[@]}"; } \

@@ -115,7 +115,7 @@ impl Runner {
 
 /// The gunicorn a deploy installs when the requirements lack one: the
 /// range the package's gunicorn.conf.py is tested with (its oldest and
-/// newest, tests/gunicorn_conf.rs with the wheelhouse of
+/// newest, tests/it/gunicorn_conf.rs with the wheelhouse of
 /// tests/wheelhouse.sh). Unpinned, pip would install whatever is newest on
 /// the day, with defaults the conf has never seen: gunicorn 25.1's control
 /// socket logged an error on every start under the unit's read-only home.

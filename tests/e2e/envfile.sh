@@ -2,7 +2,7 @@
 # The .env corpus read by systemd itself (part of tests/e2e/run.sh).
 #
 # tests/fixtures/envfile-corpus/<case>.env holds a .env and <case>.expected
-# what sum::envfile::parse makes of it (tests/envfile_corpus.rs keeps the two
+# what sum::envfile::parse makes of it (tests/it/envfile_corpus.rs keeps the two
 # in step). For every case our parser accepts, a transient service with
 # EnvironmentFile=<case>.env must get exactly those variables: the deploy and
 # the backup read what gunicorn and celery get. A refused case has nothing to
@@ -40,7 +40,7 @@ declare -A own=()
 while IFS= read -r -d "" kv; do own[${kv%%=*}]=1; done < <(service_env /run/envfile-empty.env)
 [ -n "${own[PATH]:-}" ] || { echo "expected: PATH among the variables of a service; seen: ${!own[*]}"; exit 1; }
 # One NAME=value line per variable not in own[], escaped as
-# tests/envfile_corpus.rs escapes them, sorted.
+# tests/it/envfile_corpus.rs escapes them, sorted.
 render() {
     local kv name value
     while IFS= read -r -d "" kv; do

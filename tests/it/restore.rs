@@ -2,7 +2,7 @@
 //! survives, a failed load changes nothing, bad files are refused before the
 //! database is touched, and rehearsals leave the live database alone.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

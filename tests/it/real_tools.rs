@@ -3,7 +3,7 @@
 //! as the `caddy` user (as root it would leave root-owned files behind that
 //! break caddy.service).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `sumctl` as the operator runs it: check, render, new and caddy-render,
 //! against a temporary root (`SUM_ROOT`).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

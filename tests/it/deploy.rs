@@ -1,8 +1,8 @@
 //! sum-deploy against a temporary root with a real PostgreSQL and Redis,
 //! the example Django app in five versions, pip from a wheelhouse and real
-//! gunicorn on the site's socket (tests/common/deployfx.rs).
+//! gunicorn on the site's socket (tests/it/common/deployfx.rs).
 
-mod common;
+use crate::common;
 
 use common::deployfx::{git, App, Fixture};
 use sum::deploy::state::{self, ReleaseStatus};

@@ -17,7 +17,6 @@ use sum::site::Site;
 use super::pg::Pg;
 use super::redis::Redis;
 
-pub const SITE: &str = "acme";
 pub const DOMAIN: &str = "acme.localhost";
 
 fn manifest_dir() -> PathBuf {
@@ -120,7 +119,6 @@ pub struct Fixture {
     pub redis: Redis,
     pub repo: PathBuf,
     _repo_dir: tempfile::TempDir,
-    pub db_url: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -181,7 +179,7 @@ impl Fixture {
             App::Bakery => ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"),
         };
         let env = vec![
-            ("DATABASE_URL".to_string(), db_url.clone()),
+            ("DATABASE_URL".to_string(), db_url),
             (key_var.into(), key.into()),
             ("REDIS_URL".into(), redis.url()),
             (hosts_var.into(), DOMAIN.into()),
@@ -194,7 +192,6 @@ impl Fixture {
             redis,
             repo,
             _repo_dir: repo_dir,
-            db_url,
             env,
         };
         fx.write_env(&fx.env);

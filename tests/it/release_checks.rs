@@ -6,7 +6,7 @@
 //! error without this file's frames while the others still run; and a
 //! process that dies is reported with its status and stderr.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

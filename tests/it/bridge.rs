@@ -7,7 +7,7 @@
 //! the socket nothing would answer it until the new gunicorn is up. A
 //! bridge whose sum-deploy dies stops gracefully.
 
-mod common;
+use crate::common;
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixListener;

@@ -4,7 +4,7 @@
 //! must authenticate from the child's environment while `/proc/<pid>/cmdline`
 //! of the running pg_dump and psql never shows it.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,9 +1,9 @@
 //! sum-deploy under faults: each one fails with a message that says what to
 //! fix, leaves the live release serving, and the next deploy succeeds.
 //! Real PostgreSQL, Redis, gunicorn and the example app
-//! (tests/common/deployfx.rs).
+//! (tests/it/common/deployfx.rs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,6 @@
 //! The deploy preflight's Redis PING against a real redis-server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

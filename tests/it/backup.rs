@@ -1,7 +1,7 @@
 //! sum-backup against a real PostgreSQL (an initdb cluster started by the
 //! test): round trip, faults, locking, retention.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

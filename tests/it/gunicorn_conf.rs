@@ -18,7 +18,7 @@
 //!
 //! How fast a stop is belongs to benches/deploy.sh, not here.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! - The corpus `tests/fixtures/envfile-corpus/<case>.env` and our verdict on
 //!   each, `<case>.expected`: the variables (sorted `NAME=value` lines, `\`,
 //!   newline, tab and CR escaped as `\\`, `\n`, `\t`, `\r`) or
-//!   `refused: line N: …`. `SUM_BLESS=1 cargo test --test envfile_corpus`
+//!   `refused: line N: …`. `SUM_BLESS=1 cargo test --test it envfile_corpus::`
 //!   rewrites them; review the diff. `tests/e2e/envfile.sh` runs every
 //!   accepted case through the real systemd and compares with the same file.
 //! - `systemd`, a model of systemd's parser (src/basic/env-file.c and the

@@ -2,7 +2,7 @@
 //! initrd, and a sandbox test proving it writes only into its output
 //! directory and spawns nothing (systemd.generator(7)).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: temporary roots, tree
 //! snapshots and comparisons against checked-in expected files.
-#![allow(dead_code)]
 
 pub mod deployfx;
 pub mod pg;

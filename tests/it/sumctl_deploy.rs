@@ -2,7 +2,7 @@
 //! runs them, against a temporary root (`SUM_ROOT`) whose state is written
 //! through the library, as sum-deploy writes it.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

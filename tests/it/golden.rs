@@ -1,9 +1,9 @@
 //! Golden tests: fixture site trees under `tests/golden/<case>/sites/` and
 //! the generator's, Caddy render step's and log's expected output under
-//! `tests/golden/<case>/expected/`. `SUM_BLESS=1 cargo test --test golden`
+//! `tests/golden/<case>/expected/`. `SUM_BLESS=1 cargo test --test it golden::`
 //! rewrites the expected files; review the diff before committing.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

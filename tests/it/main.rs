@@ -1,0 +1,26 @@
+//! The integration tests, one binary: each module was a test file of its
+//! own, and `common` (fixtures: real PostgreSQL, Redis, gunicorn, site roots)
+//! is compiled once for all of them. Run one module with
+//! `cargo test --test it <module>::`, e.g. `cargo test --test it deploy_faults::`.
+
+mod common;
+
+mod backup;
+mod bridge;
+mod calendar_systemd;
+mod deploy;
+mod deploy_faults;
+mod deploy_fetch;
+mod envfile_corpus;
+mod generator_cli;
+mod golden;
+mod gunicorn_conf;
+mod pgconn;
+mod real_tools;
+mod redis_preflight;
+mod release_checks;
+mod restore;
+mod smoke;
+mod sumctl;
+mod sumctl_deploy;
+mod validation;
