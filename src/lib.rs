@@ -29,6 +29,7 @@ pub mod site;
 pub mod sites;
 pub mod smoke;
 pub mod status;
+pub mod systemd;
 pub mod text;
 pub mod timefmt;
 pub mod units;

@@ -19,6 +19,7 @@ use crate::backup::{self, DumpSource, Manifest};
 use crate::layout::{Root, SiteLayout};
 use crate::pgconn::PgConn;
 use crate::site::Site;
+use crate::systemd;
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -232,8 +233,8 @@ pub struct Systemd {
 impl SiteControl for Systemd {
     fn stop_app(&mut self, site: &str) -> Result<(), String> {
         for unit in app_units(site) {
-            if is_active(&unit) {
-                systemctl(&["stop", &unit])?;
+            if systemd::is_active(&unit) {
+                systemd::systemctl(&["stop", &unit])?;
                 self.stopped.push(unit);
             }
         }
@@ -242,11 +243,13 @@ impl SiteControl for Systemd {
     fn start_app(&mut self, site: &str) -> Result<(), String> {
         // The socket (upheld by sum-sites.target) starts gunicorn on demand.
         let socket = format!("sum-gunicorn@{site}.socket");
-        if is_loaded(&socket) {
-            systemctl(&["start", &socket])?;
+        if systemd::is_loaded(&socket) {
+            // Started, or restarted when systemd no longer holds its socket.
+            let path = std::path::PathBuf::from(SiteLayout::new(site).socket);
+            systemd::ensure_socket(site, &path)?;
         }
         for unit in std::mem::take(&mut self.stopped) {
-            systemctl(&["start", &unit])?;
+            systemd::systemctl(&["start", &unit])?;
         }
         Ok(())
     }
@@ -277,36 +280,6 @@ fn app_units(site: &str) -> [String; 3] {
         format!("sum-celery@{site}.service"),
         format!("sum-celerybeat@{site}.service"),
     ]
-}
-
-fn is_active(unit: &str) -> bool {
-    Command::new("systemctl")
-        .args(["is-active", "--quiet", unit])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn is_loaded(unit: &str) -> bool {
-    Command::new("systemctl")
-        .args(["show", "-P", "LoadState", unit])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "loaded")
-}
-
-fn systemctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .map_err(|e| format!("systemctl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "systemctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// No service manager: for test roots.

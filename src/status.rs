@@ -3,7 +3,6 @@
 //! verified backup and when is the next.
 
 use std::io::Write;
-use std::process::Command;
 
 use serde::Serialize;
 
@@ -35,15 +34,6 @@ pub struct LastGoodConfig {
     pub why: String,
 }
 
-fn systemctl_show(unit: &str, prop: &str) -> Option<String> {
-    let out = Command::new("systemctl")
-        .args(["show", "-P", prop, unit])
-        .output()
-        .ok()?;
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !v.is_empty() && v != "n/a").then_some(v)
-}
-
 pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let l = SiteLayout::new(&site.name);
     let live_release = crate::fsutil::link_name(&root.path(&l.app));
@@ -66,10 +56,12 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
             names.push(format!("sum-celerybeat@{n}.service"));
         }
         for u in names {
-            let state = systemctl_show(&u, "ActiveState").unwrap_or_else(|| "unknown".into());
+            let state =
+                crate::systemd::property(&u, "ActiveState").unwrap_or_else(|| "unknown".into());
             units.push((u, state));
         }
-        next_backup = systemctl_show(&format!("sum-backup@{n}.timer"), "NextElapseUSecRealtime");
+        next_backup =
+            crate::systemd::property(&format!("sum-backup@{n}.timer"), "NextElapseUSecRealtime");
     }
     SiteStatus {
         site: site.name.clone(),

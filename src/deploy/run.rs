@@ -747,7 +747,7 @@ fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
     }
     if ctx.root.is_system() {
         let unit = format!("sum-gunicorn@{}.service", ctx.site.name);
-        if control::load_state(&unit) != "loaded" {
+        if !crate::systemd::is_loaded(&unit) {
             return Err(format!(
                 "{unit} is not loaded: the generator has not seen {}; run `sumctl check` and \
                  `systemctl daemon-reload`",

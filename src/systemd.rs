@@ -1,0 +1,156 @@
+//! Asking systemd, one way: `systemctl` with its error said once, unit
+//! properties read with `systemctl show -P`, and whether systemd itself
+//! still listens on a site's socket. The deploy's control, the restore's and
+//! `sumctl status` all go through here.
+
+use std::process::Command;
+
+/// Runs `systemctl ARGS…`; an error names the command and what systemctl said.
+pub fn systemctl(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("failed to run systemctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`systemctl {}` failed: {}",
+            args.join(" "),
+            crate::text::last_lines(&String::from_utf8_lossy(&out.stderr), 3, 300)
+        ))
+    }
+}
+
+/// One property of a unit, as `systemctl show -P` prints it; None when
+/// systemctl fails or has no value (empty, `n/a`).
+pub fn property(unit: &str, property: &str) -> Option<String> {
+    let out = Command::new("systemctl")
+        .args(["show", "-P", property, unit])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty() && v != "n/a").then_some(v)
+}
+
+/// Whether a unit is active (`systemctl is-active`).
+pub fn is_active(unit: &str) -> bool {
+    Command::new("systemctl")
+        .args(["is-active", "--quiet", unit])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether systemd knows the unit (LoadState `loaded`).
+pub fn is_loaded(unit: &str) -> bool {
+    property(unit, "LoadState").as_deref() == Some("loaded")
+}
+
+/// The inodes of the listening unix sockets bound to `path`, from the text
+/// of `/proc/net/unix` (proc(5): `Num RefCount Protocol Flags Type St Inode
+/// Path`; a listening socket has `__SO_ACCEPTCON`, 0x10000, in Flags).
+/// Total: lines it cannot read are skipped.
+pub fn listening_inodes(proc_net_unix: &str, path: &str) -> Vec<u64> {
+    const SO_ACCEPTCON: u64 = 0x10000;
+    proc_net_unix
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let flags = u64::from_str_radix(f.nth(3)?, 16).ok()?;
+            let inode: u64 = f.nth(2)?.parse().ok()?;
+            let bound = f.next()?;
+            (flags & SO_ACCEPTCON != 0 && bound == path && f.next().is_none()).then_some(inode)
+        })
+        .collect()
+}
+
+/// Whether `pid` holds a descriptor of one of the socket `inodes`.
+fn holds_socket(pid: u32, inodes: &[u64]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|t| {
+            let t = t.to_string_lossy();
+            inodes.iter().any(|i| t == format!("socket:[{i}]"))
+        })
+    })
+}
+
+/// Whether systemd (PID 1) itself holds a listening socket on `path`. After
+/// a daemon-reload during which the socket unit vanished (a site file that
+/// was invalid for a moment), the unit comes back "active" but systemd has
+/// closed its descriptor: only the running gunicorn still has one, and the
+/// next gunicorn would get none.
+pub fn listens_on(path: &std::path::Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let inodes = listening_inodes(&table, &path.to_string_lossy());
+    !inodes.is_empty() && holds_socket(1, &inodes)
+}
+
+/// Makes sure the site's socket unit really listens: Ok(None) when it did,
+/// Ok(Some(what was done)) after restarting it, or an error that says what
+/// to run. A gunicorn started without the socket has nothing to serve.
+pub fn ensure_socket(site: &str, path: &std::path::Path) -> Result<Option<String>, String> {
+    let unit = format!("sum-gunicorn@{site}.socket");
+    let state = property(&unit, "ActiveState").unwrap_or_else(|| "unknown".into());
+    if state == "active" && listens_on(path) {
+        return Ok(None);
+    }
+    let why = if state == "active" {
+        "is active but systemd holds no listening socket (it was closed when the unit \
+         vanished during a daemon-reload)"
+            .to_string()
+    } else {
+        format!("is {state}, not listening")
+    };
+    // Restarting the socket restarts the service that Requires= it, so
+    // the gunicorn that runs gets the new descriptor.
+    let fix = format!("systemctl restart {unit}");
+    systemctl(&["restart", &unit]).map_err(|e| {
+        format!("{unit} {why}, and restarting it failed ({e}); run `{fix}` and see `journalctl -u {unit}`")
+    })?;
+    if !listens_on(path) {
+        return Err(format!(
+            "{unit} {why}, and it still does not listen on {} after a restart; run `{fix}` \
+             and see `journalctl -u {unit}`",
+            path.display()
+        ));
+    }
+    Ok(Some(format!("{unit} {why}: restarted it")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TABLE: &str = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 45888 /run/sum/acme/gunicorn.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 45890 /run/sum/acme/gunicorn.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 45900 /run/sum/acme/gunicorn.sock.old
+0000000000000000: 00000002 00000000 00010000 0001 01 45901 @/abstract
+0000000000000000: 00000002 00000000 00010000 0005 01 17
+";
+
+    #[test]
+    fn finds_only_listening_sockets_on_the_path() {
+        assert_eq!(
+            listening_inodes(TABLE, "/run/sum/acme/gunicorn.sock"),
+            vec![45888]
+        );
+        assert_eq!(
+            listening_inodes(TABLE, "/run/sum/other.sock"),
+            Vec::<u64>::new()
+        );
+        assert_eq!(listening_inodes("", "/x"), Vec::<u64>::new());
+    }
+
+    proptest! {
+        #[test]
+        fn any_table_is_read_without_panicking(text in any::<String>(), path in any::<String>()) {
+            let _ = listening_inodes(&text, &path);
+        }
+    }
+}
