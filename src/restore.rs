@@ -271,6 +271,7 @@ impl SiteControl for Systemd {
                 l.socket, r.status
             ))
         })
+        .map_err(|f| f.to_string())
     }
 }
 

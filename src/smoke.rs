@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// One HTTP response, as far as the check needs it.
@@ -86,39 +86,95 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// How [`judge`] words a 400, which [`with_hosts_hint`] adds to.
-const BAD_REQUEST: &str = "answered 400 Bad Request";
+/// Why a health check failed. Its `Display` is the line the deploy logs;
+/// callers that add to it (the ALLOWED_HOSTS hint) match on the kind, never
+/// on the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failed {
+    /// A 400: almost always Django's ALLOWED_HOSTS lacking the host.
+    BadRequest { path: String, host: String },
+    /// A 200 whose JSON body says `"status": "unhealthy"`.
+    Unhealthy { path: String, said: String },
+    /// Any other status.
+    Status {
+        path: String,
+        status: u16,
+        said: String,
+    },
+    /// No HTTP answer on the socket.
+    NoAnswer { socket: PathBuf, why: String },
+    /// [`poll`] ran out of time; the last failure it saw.
+    GaveUp { last: Box<Failed>, secs: u64 },
+}
+
+impl Failed {
+    /// Whether the (last) answer was a 400.
+    pub fn is_bad_request(&self) -> bool {
+        match self {
+            Failed::BadRequest { .. } => true,
+            Failed::GaveUp { last, .. } => last.is_bad_request(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::BadRequest { path, host } => write!(
+                f,
+                "{path} answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks {host}; \
+                 add it (ALLOWED_HOSTS in the site's .env for apps that read it)"
+            ),
+            Failed::Unhealthy { path, said } => {
+                write!(f, "{path} answered 200 but says \"unhealthy\": {said}")
+            }
+            Failed::Status { path, status, said } => write!(f, "{path} answered {status}: {said}"),
+            Failed::NoAnswer { socket, why } => {
+                write!(f, "no answer on {}: {why}", socket.display())
+            }
+            Failed::GaveUp { last, secs } => write!(f, "{last} (gave up after {secs}s)"),
+        }
+    }
+}
+
+impl std::error::Error for Failed {}
 
 /// Whether a response passes, and if not, why, in words an operator acts on.
-pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), String> {
+pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), Failed> {
+    let path = path.to_string();
     match r.status {
         200 => {
             let unhealthy = serde_json::from_str::<serde_json::Value>(&r.body)
                 .ok()
                 .is_some_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("unhealthy"));
             if unhealthy {
-                Err(format!(
-                    "{path} answered 200 but says \"unhealthy\": {}",
-                    describe_body(&r.body)
-                ))
+                Err(Failed::Unhealthy {
+                    path,
+                    said: describe_body(&r.body),
+                })
             } else {
                 Ok(())
             }
         }
-        400 => Err(format!(
-            "{path} {BAD_REQUEST}: Django's ALLOWED_HOSTS probably lacks {host}; \
-             add it (ALLOWED_HOSTS in the site's .env for apps that read it)"
-        )),
-        s => Err(format!("{path} answered {s}: {}", describe_body(&r.body))),
+        400 => Err(Failed::BadRequest {
+            path,
+            host: host.to_string(),
+        }),
+        status => Err(Failed::Status {
+            path,
+            status,
+            said: describe_body(&r.body),
+        }),
     }
 }
 
 /// A 400 from the smoke check names Django's ALLOWED_HOSTS; this adds
 /// what the site's `.env` says, as apps name the variable differently
 /// (`ALLOWED_HOSTS`, `DJANGO_ALLOWED_HOSTS`).
-pub fn with_hosts_hint(error: String, env: &[(String, String)], host: &str) -> String {
-    if !error.contains(BAD_REQUEST) {
-        return error;
+pub fn with_hosts_hint(error: &Failed, env: &[(String, String)], host: &str) -> String {
+    if !error.is_bad_request() {
+        return error.to_string();
     }
     let vars: Vec<&(String, String)> = env
         .iter()
@@ -166,7 +222,7 @@ fn html_title(body: &str) -> Option<String> {
 }
 
 /// Polls until the check passes or `timeout` is over; returns the last reason.
-pub fn poll(socket: &Path, host: &str, path: &str, timeout: Duration) -> Result<Response, String> {
+pub fn poll(socket: &Path, host: &str, path: &str, timeout: Duration) -> Result<Response, Failed> {
     let deadline = Instant::now() + timeout;
     let mut last;
     loop {
@@ -181,10 +237,18 @@ pub fn poll(socket: &Path, host: &str, path: &str, timeout: Duration) -> Result<
                 Ok(()) => return Ok(r),
                 Err(why) => last = why,
             },
-            Err(e) => last = format!("no answer on {}: {e}", socket.display()),
+            Err(e) => {
+                last = Failed::NoAnswer {
+                    socket: socket.to_path_buf(),
+                    why: e.to_string(),
+                }
+            }
         }
         if Instant::now() >= deadline {
-            return Err(format!("{last} (gave up after {}s)", timeout.as_secs()));
+            return Err(Failed::GaveUp {
+                last: Box::new(last),
+                secs: timeout.as_secs(),
+            });
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -212,15 +276,19 @@ mod tests {
         assert!(judge(&r(200, "<html>home</html>"), "h", "/").is_ok());
         assert!(judge(&r(200, r#"{"status": "degraded"}"#), "h", "/health/").is_ok());
         let e = judge(&r(200, r#"{"status": "unhealthy"}"#), "h", "/health/").unwrap_err();
-        assert!(e.contains("unhealthy"));
+        assert!(matches!(e, Failed::Unhealthy { .. }), "{e:?}");
+        assert!(e.to_string().contains("unhealthy"));
         let e = judge(&r(400, "Bad Request"), "acme.example.com", "/health/").unwrap_err();
+        assert!(e.is_bad_request());
+        let e = e.to_string();
         assert!(
             e.contains("ALLOWED_HOSTS") && e.contains("acme.example.com"),
             "{e}"
         );
-        assert!(judge(&r(503, "down"), "h", "/")
-            .unwrap_err()
-            .contains("503"));
+        assert_eq!(
+            judge(&r(503, "down"), "h", "/").unwrap_err().to_string(),
+            "/ answered 503: down"
+        );
     }
 
     #[test]
@@ -231,9 +299,17 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
+        // As poll reports it: the last answer, and the time it gave up after.
+        let failed = Failed::GaveUp {
+            last: Box::new(Failed::BadRequest {
+                path: "/".into(),
+                host: "b.localhost".into(),
+            }),
+            secs: 5,
+        };
         let e = "/ answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks b.localhost";
         let h = with_hosts_hint(
-            e.into(),
+            &failed,
             &env(&[("DJANGO_ALLOWED_HOSTS", "other.example"), ("X", "y")]),
             "b.localhost",
         );
@@ -246,7 +322,7 @@ mod tests {
             "{h}"
         );
         let h = with_hosts_hint(
-            e.into(),
+            &failed,
             &env(&[("ALLOWED_HOSTS", "a.example, b.localhost")]),
             "b.localhost",
         );
@@ -254,11 +330,15 @@ mod tests {
             h.ends_with("lists it in ALLOWED_HOSTS: do the settings read that variable?"),
             "{h}"
         );
-        let h = with_hosts_hint(e.into(), &env(&[]), "b.localhost");
+        let h = with_hosts_hint(&failed, &env(&[]), "b.localhost");
         assert!(h.ends_with("sets no *ALLOWED_HOSTS variable"), "{h}");
-        // Other failures are left as they are.
-        let other = "/health/ answered 503: down".to_string();
-        assert_eq!(with_hosts_hint(other.clone(), &env(&[]), "x"), other);
+        // Other failures are left as they are, whatever their words.
+        let other = Failed::Status {
+            path: "/health/".into(),
+            status: 503,
+            said: "answered 400 Bad Request".into(),
+        };
+        assert_eq!(with_hosts_hint(&other, &env(&[]), "x"), other.to_string());
     }
 
     #[test]
@@ -267,7 +347,7 @@ mod tests {
         let body = format!("x{}", "é".repeat(300));
         let raw = format!("HTTP/1.1 503 Service Unavailable\r\n\r\n{body}");
         let r = parse(raw.as_bytes()).unwrap();
-        let e = judge(&r, "h", "/health/").unwrap_err();
+        let e = judge(&r, "h", "/health/").unwrap_err().to_string();
         assert!(
             e.starts_with("/health/ answered 503: xé") && e.ends_with('…'),
             "{e}"
@@ -286,7 +366,7 @@ mod tests {
             "/",
         )
         .unwrap_err();
-        assert_eq!(e, "/ answered 500: ProgrammingError at /");
+        assert_eq!(e.to_string(), "/ answered 500: ProgrammingError at /");
         let e = judge(
             &Response {
                 status: 502,
@@ -296,7 +376,7 @@ mod tests {
             "/",
         )
         .unwrap_err();
-        assert_eq!(e, "/ answered 502: (empty body)");
+        assert_eq!(e.to_string(), "/ answered 502: (empty body)");
     }
 
     #[test]
@@ -362,7 +442,7 @@ mod tests {
                         prop_assert!(verdict.is_ok());
                     }
                     if let Err(e) = verdict {
-                        prop_assert!(e.chars().count() < 400, "{}", e);
+                        prop_assert!(e.to_string().chars().count() < 400, "{}", e);
                     }
                 }
             }

@@ -28,7 +28,10 @@ pub const CADDY_LOCAL_ROOT: &str =
 #[derive(Debug)]
 pub enum PublicError {
     /// An answer that fails the health rules: the deploy fails.
-    Failed(String),
+    Failed {
+        url: String,
+        failed: crate::smoke::Failed,
+    },
     /// No answer at all (connection, TLS): a warning.
     Unreachable(String),
 }
@@ -88,7 +91,10 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
                     &site.health.path,
                 )
                 .map(|()| status)
-                .map_err(|e| PublicError::Failed(format!("{url}: {e}")))
+                .map_err(|failed| PublicError::Failed {
+                    url: url.clone(),
+                    failed,
+                })
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let body = body_of(resp);
@@ -98,7 +104,10 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
                     &site.health.path,
                 )
                 .map(|()| status)
-                .map_err(|e| PublicError::Failed(format!("{url}: {e}")))
+                .map_err(|failed| PublicError::Failed {
+                    url: url.clone(),
+                    failed,
+                })
             }
             Err(e) => Err(PublicError::Unreachable(format!("{url}: {e}"))),
         };

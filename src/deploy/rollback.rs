@@ -183,7 +183,8 @@ pub fn rollback(
                     &site.domain,
                     &site.health.path,
                     site.health.timeout,
-                )?;
+                )
+                .map_err(|f| f.to_string())?;
                 Ok((
                     (),
                     format!(
@@ -205,7 +206,8 @@ pub fn rollback(
                         &site.domain,
                         &site.health.path,
                         site.health.timeout.max(Duration::from_secs(5)),
-                    )?;
+                    )
+                    .map_err(|f| f.to_string())?;
                     Ok(((), format!("releases/{p} serves again")))
                 }),
                 _ => Err(fail("undo", "nothing was live before")),

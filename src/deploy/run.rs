@@ -644,8 +644,7 @@ fn steps(
             log.line(&format!("    bridge: pid {pid} {how} in {secs:.2}s"));
         }
         log.step("smoke", |_| {
-            smoke(ctx, control).map_err(|e| {
-                let e = crate::smoke::with_hosts_hint(e, &env, &site.domain);
+            smoke(ctx, control, &env).map_err(|e| {
                 // Point at the cause: what Django raises for that request.
                 match super::explain::exception(
                     &runner,
@@ -866,16 +865,23 @@ pub(super) fn caddy_if_changed(
     .map(|_| ())
 }
 
-/// Over the socket, then through Caddy over HTTPS.
-fn smoke(ctx: &Ctx, control: &mut dyn Control) -> Result<((), String), String> {
+/// Over the socket, then through Caddy over HTTPS. A 400 gets what the
+/// site's `.env` says about ALLOWED_HOSTS.
+fn smoke(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    env: &[(String, String)],
+) -> Result<((), String), String> {
     let site = ctx.site;
     let socket = control.socket(site);
+    let hint = |f: &crate::smoke::Failed| crate::smoke::with_hosts_hint(f, env, &site.domain);
     let r = crate::smoke::poll(
         &socket,
         &site.domain,
         &site.health.path,
         site.health.timeout,
-    )?;
+    )
+    .map_err(|f| hint(&f))?;
     let mut detail = format!(
         "GET {} over the socket answered {}",
         site.health.path, r.status
@@ -883,7 +889,9 @@ fn smoke(ctx: &Ctx, control: &mut dyn Control) -> Result<((), String), String> {
     if control.public_url_reachable() {
         match super::public::check(site) {
             Ok(d) => detail.push_str(&format!("; {d}")),
-            Err(super::public::PublicError::Failed(e)) => return Err(e),
+            Err(super::public::PublicError::Failed { url, failed }) => {
+                return Err(format!("{url}: {}", hint(&failed)))
+            }
             Err(super::public::PublicError::Unreachable(e)) => detail.push_str(&format!(
                 "; warning: the public check could not connect ({e})"
             )),
@@ -988,7 +996,7 @@ fn rollback_steps(
                 &site.health.path,
                 site.health.timeout,
             )
-            .map_err(failed)?;
+            .map_err(|f| failed(f.to_string()))?;
             Ok(((), format!("releases/{p} serves again")))
         }
         _ => {
