@@ -287,6 +287,10 @@ check "apt-get install --reinstall during the deploy: it goes on and succeeds" "
     serves v2
     deploy_ok"
 load_stop upgrade-mid-deploy 0
+check "an upgrade gives a deployed site without a last good copy one (from a version that kept none)" "
+    rm /etc/sum/last-good/acme.toml
+    apt-get install --reinstall -y -q -o Dpkg::Use-Pty=0 /root/in/$debname >/dev/null
+    cmp /etc/sum/sites/acme.toml /etc/sum/last-good/acme.toml"
 
 step "fault: Caddy stopped, then started"
 load_start caddy-stopped
