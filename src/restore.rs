@@ -16,10 +16,10 @@ use std::time::SystemTime;
 use flate2::read::MultiGzDecoder;
 
 use crate::backup::{self, DumpSource, Manifest};
+use crate::deploy::control::Control;
 use crate::layout::{Root, SiteLayout};
 use crate::pgconn::PgConn;
 use crate::site::Site;
-use crate::systemd;
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -213,89 +213,25 @@ fn ensure_database(
     Ok(())
 }
 
-/// The steps of a live restore that act on systemd and Caddy; a test root
-/// has none of them.
-pub trait SiteControl {
-    fn stop_app(&mut self, site: &str) -> Result<(), String>;
-    fn start_app(&mut self, site: &str) -> Result<(), String>;
-    /// Checks that the site answers again when it has a live release;
-    /// returns what was checked, or None when there is nothing to check.
-    fn smoke_check(&mut self, site: &Site) -> Result<Option<String>, String>;
-}
-
-/// systemd on a real system. Starts again exactly the app units that were
-/// running before the restore.
-#[derive(Default)]
-pub struct Systemd {
-    stopped: Vec<String>,
-}
-
-impl SiteControl for Systemd {
-    fn stop_app(&mut self, site: &str) -> Result<(), String> {
-        for unit in app_units(site) {
-            if systemd::is_active(&unit) {
-                systemd::systemctl(&["stop", &unit])?;
-                self.stopped.push(unit);
-            }
-        }
-        Ok(())
+/// Checks that the site answers again over its socket when it has a live
+/// release; what was checked, or None when there is nothing to check (no
+/// service manager, or nothing deployed).
+fn smoke_check(root: &Root, site: &Site, control: &dyn Control) -> Result<Option<String>, String> {
+    let l = SiteLayout::new(&site.name);
+    if !control.manages_services() || !root.path(&l.app).exists() {
+        return Ok(None);
     }
-    fn start_app(&mut self, site: &str) -> Result<(), String> {
-        // The socket (upheld by sum-sites.target) starts gunicorn on demand.
-        let socket = format!("sum-gunicorn@{site}.socket");
-        if systemd::is_loaded(&socket) {
-            // Started, or restarted when systemd no longer holds its socket.
-            let path = std::path::PathBuf::from(SiteLayout::new(site).socket);
-            systemd::ensure_socket(site, &path)?;
-        }
-        for unit in std::mem::take(&mut self.stopped) {
-            systemd::systemctl(&["start", &unit])?;
-        }
-        Ok(())
-    }
-    fn smoke_check(&mut self, site: &Site) -> Result<Option<String>, String> {
-        let l = SiteLayout::new(&site.name);
-        if !Path::new(&l.app).exists() {
-            return Ok(None);
-        }
-        let path = &site.health.path;
-        crate::smoke::poll(
-            Path::new(&l.socket),
-            &site.domain,
-            path,
-            site.health.timeout,
-        )
+    let socket = control.socket(site);
+    let path = &site.health.path;
+    crate::smoke::poll(&socket, &site.domain, path, site.health.timeout)
         .map(|r| {
             Some(format!(
                 "GET {path} over {} answered {}",
-                l.socket, r.status
+                socket.display(),
+                r.status
             ))
         })
         .map_err(|f| f.to_string())
-    }
-}
-
-fn app_units(site: &str) -> [String; 3] {
-    [
-        format!("sum-gunicorn@{site}.service"),
-        format!("sum-celery@{site}.service"),
-        format!("sum-celerybeat@{site}.service"),
-    ]
-}
-
-/// No service manager: for test roots.
-pub struct NoControl;
-
-impl SiteControl for NoControl {
-    fn stop_app(&mut self, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-    fn start_app(&mut self, _: &str) -> Result<(), String> {
-        Ok(())
-    }
-    fn smoke_check(&mut self, _: &Site) -> Result<Option<String>, String> {
-        Ok(None)
-    }
 }
 
 /// What a restore did, for the closing report.
@@ -313,7 +249,7 @@ pub fn restore(
     req: &Request,
     url: &str,
     run_as: Option<(u32, u32)>,
-    control: &mut dyn SiteControl,
+    control: &mut dyn Control,
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
     let conn = PgConn::parse(url).map_err(|e| err(e.to_string()))?;
@@ -377,12 +313,12 @@ pub fn restore(
         let _ = fs_err::write(&flag, b"sum-restore\n");
     }
     let result = (|| {
-        control
-            .stop_app(&site.name)
+        let stopped = control
+            .stop_running(site)
             .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
         let _ = writeln!(log, "stopped the site's app units");
         let loaded = load(&path, &conn, run_as);
-        let started = control.start_app(&site.name);
+        let started = control.start_again(site, &stopped);
         loaded?;
         started.map_err(|e| {
             err(format!(
@@ -394,7 +330,7 @@ pub fn restore(
             "loaded the dump in one transaction and started the site's units"
         );
         // Still behind the maintenance flag: the check goes over the socket.
-        let checked = control.smoke_check(site).map_err(|e| {
+        let checked = smoke_check(root, site, control).map_err(|e| {
             err(format!(
                 "restored, but the site fails its smoke check: {e}; the database as it was \
                  before is in {}",
@@ -476,11 +412,7 @@ pub fn run(
             return 1;
         }
     };
-    let mut control: Box<dyn SiteControl> = if root.is_system() {
-        Box::new(Systemd::default())
-    } else {
-        Box::new(NoControl)
-    };
+    let mut control = crate::deploy::control::for_root(root);
     match restore(root, &site, req, &url, account, control.as_mut(), out) {
         Ok(report) => {
             let _ = writeln!(

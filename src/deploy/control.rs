@@ -1,5 +1,7 @@
-//! What a deploy asks of the service manager: restart the app, say why it
-//! failed, reload Caddy. systemd on a real system; a test root brings its own.
+//! What a deploy, a rollback and a restore ask of the service manager:
+//! restart or stop the app, say why it failed, reload Caddy. One trait:
+//! systemd on a real system (`Systemd`), nothing under a test root
+//! (`NoControl`), and the tests' own doubles.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,6 +36,25 @@ pub trait Control {
     fn ensure_socket(&mut self, _site: &Site) -> Result<Option<String>, String> {
         Ok(None)
     }
+    /// Stops the site's app units that are running (a restore), and says
+    /// which, so that exactly those are started again.
+    fn stop_running(&mut self, _site: &Site) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+    /// Starts `units` again after [`Control::stop_running`], with the socket
+    /// made sure of first (it starts gunicorn on demand).
+    fn start_again(&mut self, _site: &Site, _units: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// systemd on a real system, nothing under a test root.
+pub fn for_root(root: &Root) -> Box<dyn Control> {
+    if root.is_system() {
+        Box::new(Systemd { root: root.clone() })
+    } else {
+        Box::new(NoControl { root: root.clone() })
+    }
 }
 
 /// The units a deploy restarts.
@@ -57,6 +78,33 @@ pub struct Systemd {
 impl Control for Systemd {
     fn manages_services(&self) -> bool {
         true
+    }
+    fn stop_running(&mut self, site: &Site) -> Result<Vec<String>, String> {
+        // Every app unit the site may have, enabled in its file or not: a
+        // celery worker turned off since it started still holds the database.
+        let n = &site.name;
+        let mut stopped = Vec::new();
+        for unit in [
+            format!("sum-gunicorn@{n}.service"),
+            format!("sum-celery@{n}.service"),
+            format!("sum-celerybeat@{n}.service"),
+        ] {
+            if systemd::is_active(&unit) {
+                systemd::systemctl(&["stop", &unit])?;
+                stopped.push(unit);
+            }
+        }
+        Ok(stopped)
+    }
+    fn start_again(&mut self, site: &Site, units: &[String]) -> Result<(), String> {
+        if systemd::is_loaded(&format!("sum-gunicorn@{}.socket", site.name)) {
+            // Started, or restarted when systemd no longer holds its socket.
+            self.ensure_socket(site)?;
+        }
+        for unit in units {
+            systemd::systemctl(&["start", unit])?;
+        }
+        Ok(())
     }
     fn ensure_socket(&mut self, site: &Site) -> Result<Option<String>, String> {
         systemd::ensure_socket(&site.name, &self.socket(site))

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use super::control::{self, Control};
 use super::run::{
-    caddy_if_changed, default_control, fail, guarded, site_and_lock, swap, who, Ctx, Failure, Log,
-    Options,
+    caddy_if_changed, fail, guarded, site_and_lock, swap, who, Ctx, Failure, Log, Options,
 };
 use super::state::{self, Record, ReleaseStatus};
 use crate::fsutil::link_name;
@@ -307,7 +306,7 @@ pub fn run(
     let control: &mut dyn Control = match control {
         Some(c) => c,
         None => {
-            default = default_control(root);
+            default = control::for_root(root);
             default.as_mut()
         }
     };

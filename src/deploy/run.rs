@@ -1153,15 +1153,6 @@ pub(super) fn site_and_lock(
     }
 }
 
-/// systemd on a real system, nothing under a test root.
-pub(super) fn default_control(root: &Root) -> Box<dyn Control> {
-    if root.is_system() {
-        Box::new(control::Systemd { root: root.clone() })
-    } else {
-        Box::new(control::NoControl { root: root.clone() })
-    }
-}
-
 /// The `sum-deploy` command: lock, deploy, exit code.
 pub fn run(
     root: &Root,
@@ -1188,7 +1179,7 @@ pub fn run(
     let control: &mut dyn Control = match control {
         Some(c) => c,
         None => {
-            default = default_control(root);
+            default = control::for_root(root);
             default.as_mut()
         }
     };
