@@ -310,9 +310,8 @@ mod tests {
         assert!(token("a\nb").is_err());
     }
 
-    #[test]
-    fn the_live_release_decides_where_static_and_media_are_served_from() {
-        use crate::deploy::state::{save_release, ReleaseInfo, ReleaseStatus};
+    /// A temporary root (kept alive by the TempDir) and the site `acme`.
+    fn acme_root() -> (tempfile::TempDir, Root, Site) {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(d.path());
         let site = Site::parse(
@@ -321,6 +320,13 @@ mod tests {
             "domain = \"acme.example.com\"\n[git]\nurl = \"https://git.example.com/acme.git\"\n",
         )
         .unwrap();
+        (d, root, site)
+    }
+
+    #[test]
+    fn the_live_release_decides_where_static_and_media_are_served_from() {
+        use crate::deploy::state::{save_release, ReleaseInfo, ReleaseStatus};
+        let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");
         std::fs::create_dir_all(home.join("releases/r1")).unwrap();
@@ -393,14 +399,7 @@ mod tests {
     #[test]
     fn the_previous_releases_static_files_stay_served_after_a_deploy_or_a_rollback() {
         use crate::deploy::state::{append, save_release, Record, ReleaseInfo, ReleaseStatus};
-        let d = tempfile::tempdir().unwrap();
-        let root = Root::new(d.path());
-        let site = Site::parse(
-            "acme",
-            Path::new("/etc/sum/sites/acme.toml"),
-            "domain = \"acme.example.com\"\n[git]\nurl = \"https://git.example.com/acme.git\"\n",
-        )
-        .unwrap();
+        let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");
         std::fs::create_dir_all(&state).unwrap();

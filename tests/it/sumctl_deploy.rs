@@ -270,13 +270,8 @@ fn record(action: &str, started: &str, outcome: &str, code: u8, release: Option<
         git_ref: Some("main".to_string()),
         sha: Some(SHA_C.to_string()),
         release: release.map(str::to_string),
-        previous: None,
         outcome: outcome.to_string(),
         exit_code: code,
-        failed_step: None,
-        error: None,
-        migrations_applied: vec![],
-        backup: None,
         venv: Some("venv3".to_string()),
         venv_reused: Some(false),
         steps: vec![
@@ -289,6 +284,7 @@ fn record(action: &str, started: &str, outcome: &str, code: u8, release: Option<
                 seconds: 12.0,
             },
         ],
+        ..Record::default()
     }
 }
 
