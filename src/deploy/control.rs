@@ -24,11 +24,20 @@ pub trait Control {
     /// The socket gunicorn listens on.
     fn socket(&self, site: &Site) -> PathBuf;
     /// The last lines of the app's log, for a failure report.
-    fn journal_tail(&mut self, site: &Site) -> String;
-    /// Reloads Caddy (its reload renders the site snippets first).
-    fn reload_caddy(&mut self) -> Result<(), String>;
-    /// Whether the public HTTPS check applies (Caddy in front).
-    fn public_url_reachable(&self) -> bool;
+    /// Nothing to show without a journal.
+    fn journal_tail(&mut self, _site: &Site) -> String {
+        String::new()
+    }
+    /// Reloads Caddy (its reload renders the site snippets first); nothing
+    /// to do without one.
+    fn reload_caddy(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether the public HTTPS check applies (Caddy in front); not
+    /// without one.
+    fn public_url_reachable(&self) -> bool {
+        false
+    }
     /// Makes sure the site's socket unit really listens, repairing it if it
     /// can: Ok(None) when it listened, Ok(Some(what was done)), or an error
     /// that says what to run. A gunicorn started without the socket has
@@ -166,14 +175,5 @@ impl Control for NoControl {
     }
     fn socket(&self, site: &Site) -> PathBuf {
         self.root.path(SiteLayout::new(&site.name).socket)
-    }
-    fn journal_tail(&mut self, _: &Site) -> String {
-        String::new()
-    }
-    fn reload_caddy(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-    fn public_url_reachable(&self) -> bool {
-        false
     }
 }

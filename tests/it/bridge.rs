@@ -151,15 +151,6 @@ impl Control for SocketControl {
             .unwrap()
             .to_path_buf()
     }
-    fn journal_tail(&mut self, _: &Site) -> String {
-        String::new()
-    }
-    fn reload_caddy(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-    fn public_url_reachable(&self) -> bool {
-        false
-    }
 }
 
 /// The pid in the log's "bridge: ... (pid N)" line.

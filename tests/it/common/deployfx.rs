@@ -429,10 +429,4 @@ impl Control for Gunicorn {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
-    fn reload_caddy(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-    fn public_url_reachable(&self) -> bool {
-        false
-    }
 }
