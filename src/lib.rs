@@ -2,34 +2,24 @@
 //! with systemd as the only supervisor.
 //!
 //! The library holds everything; the binaries in `src/bin/` only parse
-//! arguments, call one function here and map its result to an exit code.
+//! arguments, call one function here and print its result.
+//!
+//! Components, from the bottom layer up (docs/architecture.md; a module
+//! never imports from a layer above its own, `tests/it/layers.rs`):
+//! - `config`: the site file, all sites, calendar specs, the `.env`, the layout;
+//! - `system`: systemd, accounts, atomic files, time, text and the journal;
+//! - `site_state`: the live release, its records, history and the site lock;
+//! - `probe`: the smoke check, the public HTTPS check, Redis, PostgreSQL;
+//! - `render`: units, the Caddy snippet and the generator;
+//! - `backup`: dump, media, retention, restore, pings and `sum-backup`;
+//! - `deploy`: `sum-deploy` and `sumctl rollback`;
+//! - `ctl`: one file per `sumctl` command.
 
-pub mod accounts;
 pub mod backup;
-pub mod backup_cmd;
-pub mod caddy;
-pub mod calendar;
+pub mod config;
 pub mod ctl;
 pub mod deploy;
-pub mod deploy_cmd;
-pub mod envfile;
-pub mod fsutil;
-pub mod generator;
-pub mod hashio;
-pub mod journal;
-pub mod layout;
-pub mod lock;
-pub mod media;
-pub mod pgconn;
-pub mod ping;
-pub mod redisping;
-pub mod restore;
-pub mod retention;
-pub mod site;
-pub mod sites;
-pub mod smoke;
-pub mod status;
-pub mod systemd;
-pub mod text;
-pub mod timefmt;
-pub mod units;
+pub mod probe;
+pub mod render;
+pub mod site_state;
+pub mod system;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sum::backup_cmd::{self, Args};
-use sum::layout::Root;
+use sum::backup::{self, Args};
+use sum::config::layout::Root;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    sum::journal::log_panics_as_errors();
+    sum::system::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -41,10 +41,10 @@ fn main() -> ExitCode {
         json: cli.json,
         dry_run: cli.dry_run,
     };
-    ExitCode::from(backup_cmd::run(
+    ExitCode::from(backup::run(
         &Root::from_env(),
         &args,
-        &mut sum::journal::stdout(),
-        &mut sum::journal::stderr(),
+        &mut sum::system::journal::stdout(),
+        &mut sum::system::journal::stderr(),
     ))
 }

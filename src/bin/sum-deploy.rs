@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use sum::config::layout::Root;
 use sum::deploy::{self, Options};
-use sum::layout::Root;
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +24,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    sum::journal::log_panics_as_errors();
+    sum::system::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         &cli.site,
         &opts,
         None,
-        &mut sum::journal::stdout(),
-        &mut sum::journal::stderr(),
+        &mut sum::system::journal::stdout(),
+        &mut sum::system::journal::stderr(),
     ))
 }

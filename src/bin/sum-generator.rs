@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use sum::generator::{self, Log};
-use sum::layout::Root;
+use sum::config::layout::Root;
+use sum::render::generator::{self, Log};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sum::layout::Root;
-use sum::restore::{self, Request};
+use sum::backup::restore::{self, Request};
+use sum::config::layout::Root;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +26,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    sum::journal::log_panics_as_errors();
+    sum::system::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         &cli.site,
         &req,
         confirmed,
-        &mut sum::journal::stdout(),
-        &mut sum::journal::stderr(),
+        &mut sum::system::journal::stdout(),
+        &mut sum::system::journal::stderr(),
     ))
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sum::config::layout::Root;
 use sum::ctl::{self, NewSite};
-use sum::layout::Root;
 
 #[derive(Parser)]
 #[command(
@@ -75,7 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    sum::journal::log_panics_as_errors();
+    sum::system::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -86,7 +86,10 @@ fn main() -> ExitCode {
     let root = Root::from_env();
     // Under systemd (the caddy-render step of caddy.service), errors and
     // warnings reach the journal at their priority.
-    let (mut out, mut err) = (sum::journal::stdout(), sum::journal::stderr());
+    let (mut out, mut err) = (
+        sum::system::journal::stdout(),
+        sum::system::journal::stderr(),
+    );
     let code = match &cli.command {
         Command::Check { files } => ctl::check(&root, files, &mut out, &mut err),
         Command::Render { site } => ctl::render(&root, site, &mut out, &mut err),
@@ -108,19 +111,19 @@ fn main() -> ExitCode {
         ),
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
         Command::Status { site, json } => {
-            sum::status::status(&root, site.as_deref(), *json, &mut out, &mut err)
+            sum::ctl::status::status(&root, site.as_deref(), *json, &mut out, &mut err)
         }
         Command::Backups { site, json } => {
-            sum::status::backups(&root, site, *json, &mut out, &mut err)
+            sum::ctl::status::backups(&root, site, *json, &mut out, &mut err)
         }
         Command::Rollback { site, to } => {
             sum::deploy::rollback::run(&root, site, to.as_deref(), None, &mut out, &mut err)
         }
         Command::Releases { site, json } => {
-            sum::deploy_cmd::releases(&root, site, *json, &mut out, &mut err)
+            sum::ctl::releases::releases(&root, site, *json, &mut out, &mut err)
         }
         Command::History { site, json, limit } => {
-            sum::deploy_cmd::history(&root, site, *json, *limit, &mut out, &mut err)
+            sum::ctl::releases::history(&root, site, *json, *limit, &mut out, &mut err)
         }
     };
     ExitCode::from(code)

@@ -56,7 +56,7 @@ impl Ran {
             &self.stderr
         };
         // pip and manage.py lines can be megabytes (a progress bar, a dump).
-        crate::text::last_lines(text, n, 500)
+        crate::system::text::last_lines(text, n, 500)
     }
 }
 

@@ -31,7 +31,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::app::{pass_fd, Runner};
-use crate::site::Site;
+use crate::config::site::Site;
 
 /// Where systemd's socket passing starts (sd_listen_fds(3)).
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -90,10 +90,9 @@ impl Bridge {
     ) -> Result<Bridge, String> {
         let gunicorn = venv.join("bin/gunicorn");
         let mut cmd = runner.command("/bin/sh", release);
-        cmd.arg("-c")
-            .arg(EXEC_WITH_LISTEN_PID)
-            .arg(&gunicorn)
-            .args(crate::units::gunicorn_args(site, &conf.to_string_lossy()));
+        cmd.arg("-c").arg(EXEC_WITH_LISTEN_PID).arg(&gunicorn).args(
+            crate::render::units::gunicorn_args(site, &conf.to_string_lossy()),
+        );
         let fd = listener.as_raw_fd();
         // SAFETY: pass_fd, umask and prctl are async-signal-safe; the closure
         // allocates nothing.

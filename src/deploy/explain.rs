@@ -54,7 +54,7 @@ pub fn exception(
 pub fn parse(stdout: &str) -> Option<String> {
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty())?;
     let said = last.trim().strip_prefix("EXCEPTION: ")?;
-    Some(crate::text::excerpt(said, 400))
+    Some(crate::system::text::excerpt(said, 400))
 }
 
 #[cfg(test)]

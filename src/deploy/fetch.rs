@@ -27,7 +27,7 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String, String> {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
         // git's own words, the last of them: a fetch may print megabytes.
-        Err(crate::text::last_lines(
+        Err(crate::system::text::last_lines(
             &String::from_utf8_lossy(&out.stderr),
             8,
             500,
@@ -107,7 +107,7 @@ pub fn build_release(
     sha: &str,
     stamp: &str,
 ) -> Result<PathBuf, String> {
-    let name = format!("{stamp}-{}", crate::text::prefix(sha, 7));
+    let name = format!("{stamp}-{}", crate::system::text::prefix(sha, 7));
     let dest = releases.join(&name);
     if dest.exists() {
         return Err(format!("{} already exists", dest.display()));
@@ -125,7 +125,7 @@ pub fn build_release(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(format!(
             "exporting {sha} failed: {}",
-            crate::text::last_lines(&String::from_utf8_lossy(&archive.stderr), 8, 500)
+            crate::system::text::last_lines(&String::from_utf8_lossy(&archive.stderr), 8, 500)
         ));
     }
     fs_err::rename(&tmp, &dest).map_err(|e| e.to_string())?;

@@ -9,15 +9,12 @@
 
 pub mod app;
 pub mod bridge;
-pub mod control;
+pub mod dirs;
 pub mod explain;
 pub mod fetch;
-pub mod layout;
 pub mod paths;
-pub mod public;
 pub mod rollback;
 pub mod run;
 pub mod shared;
-pub mod state;
 
 pub use run::{deploy, run, Ctx, Options, Outcome};

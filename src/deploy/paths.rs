@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::app::Effective;
 use super::shared::{copy_tree, give};
-use super::state::{servable, Served};
+use crate::site_state::{servable, Served};
 
 /// Where the release's static and media files are, and what was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub fn place(
                     // Servable and not media/: a [deploy] shared path,
                     // made readable by Caddy like media/.
                     if let Some((uid, _)) = owner {
-                        super::layout::open_to_caddy(p, uid).map_err(|e| e.to_string())?;
+                        super::dirs::open_to_caddy(p, uid).map_err(|e| e.to_string())?;
                     }
                 }
                 record(p)
@@ -445,7 +445,7 @@ mod tests {
     #[test]
     fn media_in_a_shared_path_is_given_to_the_caddy_group() {
         use std::os::unix::fs::MetadataExt;
-        let Some(caddy) = crate::deploy::layout::caddy_gid() else {
+        let Some(caddy) = crate::deploy::dirs::caddy_gid() else {
             eprintln!("skipped: no caddy group on this machine");
             return;
         };

@@ -6,15 +6,15 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::control::{self, Control};
 use super::run::{
     caddy_if_changed, fail, guarded, site_and_lock, swap, who, Ctx, Failure, Log, Options,
 };
-use super::state::{self, Record, ReleaseStatus};
-use crate::fsutil::link_name;
-use crate::layout::Root;
-use crate::layout::SiteLayout;
-use crate::timefmt;
+use crate::config::layout::Root;
+use crate::config::layout::SiteLayout;
+use crate::site_state::{self, Record, ReleaseStatus};
+use crate::system::control::{self, Control};
+use crate::system::fsutil::link_name;
+use crate::system::timefmt;
 
 /// Picks the release a rollback goes to: `to` (a release name, or a unique
 /// part of one such as a short sha), else the newest good release older
@@ -90,7 +90,7 @@ pub fn rollback(
     let mut log = Log::new(out);
     let mut rec = Record {
         action: "rollback".into(),
-        started_utc: timefmt::iso_utc(crate::backup_cmd::now_unix()),
+        started_utc: timefmt::iso_utc(crate::system::timefmt::now_unix()),
         who: who(),
         previous: live.clone(),
         venv_reused: Some(true),
@@ -99,17 +99,17 @@ pub fn rollback(
 
     let result = (|| -> Result<(), Failure> {
         let (target, venv) = log.step("target", |log| {
-            let names = state::release_names(&releases).map_err(|e| e.to_string())?;
+            let names = site_state::release_names(&releases).map_err(|e| e.to_string())?;
             let target = pick_target(
                 &names,
-                |n| state::load_release(&state_dir, n).map(|i| i.status),
+                |n| site_state::load_release(&state_dir, n).map(|i| i.status),
                 live.as_deref(),
                 to,
             )?;
             if live.as_deref() == Some(target.as_str()) {
                 return Err(format!("{target} is already live"));
             }
-            let info = state::load_release(&state_dir, &target).ok_or_else(|| {
+            let info = site_state::load_release(&state_dir, &target).ok_or_else(|| {
                 format!("{target} has no record (its deploy never finished); pick another")
             })?;
             let venv_ready = ctx
@@ -132,7 +132,7 @@ pub fn rollback(
             }
             if let Some(live_info) = live
                 .as_deref()
-                .and_then(|n| state::load_release(&state_dir, n))
+                .and_then(|n| site_state::load_release(&state_dir, n))
             {
                 let newer: Vec<&String> = live_info
                     .migrations
@@ -151,7 +151,7 @@ pub fn rollback(
             let detail = format!(
                 "{target} ({} = {})",
                 info.git_ref,
-                crate::text::short_sha(&info.sha)
+                crate::system::text::short_sha(&info.sha)
             );
             Ok(((target, info), detail))
         })?;
@@ -177,7 +177,7 @@ pub fn rollback(
                 Ok(((), control::app_units(site).join(", ")))
             })?;
             log.step("smoke", |_| {
-                let r = crate::smoke::poll(
+                let r = crate::probe::smoke::poll(
                     &control.socket(site),
                     &site.domain,
                     &site.health.path,
@@ -200,7 +200,7 @@ pub fn rollback(
                 (Some(p), Some(v)) => log.step("undo", |_| {
                     swap(&app_link, &venv_link, p, v).map_err(|e| e.to_string())?;
                     control.restart(site)?;
-                    crate::smoke::poll(
+                    crate::probe::smoke::poll(
                         &control.socket(site),
                         &site.domain,
                         &site.health.path,
@@ -244,7 +244,7 @@ pub fn rollback(
     };
     if code == 0 || code == 4 {
         // The site serves on this site file: keep it as the last good copy.
-        if let Err(e) = crate::sites::save_last_good(ctx.root, &site.name) {
+        if let Err(e) = crate::site_state::last_good::save(ctx.root, &site.name) {
             log.line(&format!(
                 "warning: could not keep the site file as its last good copy: {e}"
             ));
@@ -262,9 +262,9 @@ pub fn rollback(
         rec.failed_step = Some(f.step.clone());
         rec.error = Some(f.message.clone());
     }
-    rec.finished_utc = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    rec.finished_utc = timefmt::iso_utc(crate::system::timefmt::now_unix());
     rec.steps = std::mem::take(&mut log.times);
-    if let Err(e) = state::append(&state_dir, &rec) {
+    if let Err(e) = site_state::append(&state_dir, &rec) {
         log.line(&format!(
             "warning: could not record the rollback in the history: {e}"
         ));
@@ -298,7 +298,7 @@ pub fn run(
         root,
         site: &site,
         opts: &opts,
-        account: crate::backup_cmd::site_account(root, &site.name),
+        account: crate::system::accounts::site_account(root, &site.name),
         // Run by hand: systemd passed no socket, so no bridge.
         listener: None,
     };

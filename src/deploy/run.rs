@@ -15,17 +15,17 @@ use serde::{Deserialize, Serialize};
 
 use super::app::{self, Runner, VenvSpec};
 use super::bridge::{self, Bridge};
-use super::control::{self, Control};
-use super::state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
-use super::{fetch, layout as site_layout};
-use crate::backup::{self, DumpSource};
-use crate::caddy::{self, Served};
-use crate::envfile;
-use crate::fsutil::{link_name, symlink_atomic, write_atomic};
-use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
-use crate::lock::{self, LockError};
-use crate::site::Site;
-use crate::timefmt;
+use super::{dirs, fetch};
+use crate::backup::dump::{self, DumpSource};
+use crate::config::envfile;
+use crate::config::layout::{Root, SiteLayout, CADDY_RUN_DIR};
+use crate::config::site::Site;
+use crate::render::caddy::{self, Served};
+use crate::site_state::lock::{self, LockError};
+use crate::site_state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
+use crate::system::control::{self, Control};
+use crate::system::fsutil::{link_name, symlink_atomic, write_atomic};
+use crate::system::timefmt;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Default)]
@@ -152,7 +152,7 @@ impl Ctx<'_> {
 
 /// Runs the deploy (the lock is the caller's) and records it.
 pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outcome {
-    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    let started = timefmt::iso_utc(crate::system::timefmt::now_unix());
     let mut log = Log {
         out,
         times: Vec::new(),
@@ -178,8 +178,8 @@ pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outc
     };
     if (code == 0 && !ctx.opts.no_restart) || code == 4 {
         // The site serves on this site file: keep it as the last good copy
-        // (crate::sites), which a later typo falls back to.
-        if let Err(e) = crate::sites::save_last_good(ctx.root, &ctx.site.name) {
+        // (crate::config::sites), which a later typo falls back to.
+        if let Err(e) = crate::site_state::last_good::save(ctx.root, &ctx.site.name) {
             log.line(&format!(
                 "warning: could not keep the site file as its last good copy: {e}"
             ));
@@ -198,10 +198,10 @@ pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outc
         rec.failed_step = Some(f.step.clone());
         rec.error = Some(f.message.clone());
     }
-    rec.finished_utc = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    rec.finished_utc = timefmt::iso_utc(crate::system::timefmt::now_unix());
     rec.steps = std::mem::take(&mut log.times);
     let state_dir = ctx.p(&ctx.l().state);
-    if let Err(e) = state::append(&state_dir, &rec) {
+    if let Err(e) = site_state::append(&state_dir, &rec) {
         log.line(&format!(
             "warning: could not record the deploy in the history: {e}"
         ));
@@ -244,12 +244,13 @@ fn steps(
     // 2. Bootstrap (idempotent).
     let account = log.step("bootstrap", |_| {
         let account = if ctx.root.is_system() {
-            crate::accounts::ensure_site_account(&site.name, &l).map_err(|e| e.to_string())?;
-            crate::backup_cmd::site_account(ctx.root, &site.name)
+            crate::system::accounts::ensure_site_account(&site.name, &l)
+                .map_err(|e| e.to_string())?;
+            crate::system::accounts::site_account(ctx.root, &site.name)
         } else {
             ctx.account
         };
-        site_layout::ensure(ctx.root, &site.name, account).map_err(|e| e.to_string())?;
+        dirs::ensure(ctx.root, &site.name, account).map_err(|e| e.to_string())?;
         let cleaned = clean_leftovers(&ctx.p(&l.releases));
         let detail = match (account, cleaned) {
             (Some(_), 0) => format!("user {} and directories in place", l.user),
@@ -290,20 +291,20 @@ fn steps(
     let sha = log.step("fetch", |_| {
         fetch::update_mirror(&site.git.url, &repo)?;
         let sha = fetch::resolve(&repo, git_ref)?;
-        let detail = format!("{git_ref} is {}", crate::text::short_sha(&sha));
+        let detail = format!("{git_ref} is {}", crate::system::text::short_sha(&sha));
         Ok((sha, detail))
     })?;
     rec.sha = Some(sha.clone());
     let releases = ctx.p(&l.releases);
     let (release_dir, release) = log.step("release", |log| {
-        let mut now = crate::backup_cmd::now_unix();
+        let mut now = crate::system::timefmt::now_unix();
         let short = &sha[..7];
         while releases
             .join(format!("{}-{short}", timefmt::compact_utc(now)))
             .exists()
         {
             std::thread::sleep(Duration::from_millis(250));
-            now = crate::backup_cmd::now_unix().max(now + 1);
+            now = crate::system::timefmt::now_unix().max(now + 1);
         }
         let dir = fetch::build_release(&repo, &releases, &sha, &timefmt::compact_utc(now))?;
         // [deploy] shared: before anything runs from the release.
@@ -334,13 +335,13 @@ fn steps(
         media_root: None,
     };
     let save = |info: &ReleaseInfo| {
-        state::save_release(&state_dir, info)
+        site_state::save_release(&state_dir, info)
             .map_err(|e| format!("failed to record the release: {e}"))
     };
     save(&info).map_err(|m| fail("release", m))?;
     let failed = |info: &mut ReleaseInfo, f: Failure| {
         info.status = ReleaseStatus::Failed;
-        let _ = state::save_release(&state_dir, info);
+        let _ = site_state::save_release(&state_dir, info);
         f
     };
 
@@ -400,7 +401,7 @@ fn steps(
         (Some(fd), Some(p), Some(v))
             if !interrupted && !ctx.opts.no_restart && control.manages_services() =>
         {
-            let conf = ctx.p(crate::layout::GUNICORN_CONF);
+            let conf = ctx.p(crate::config::layout::GUNICORN_CONF);
             match Bridge::start(&runner, site, fd, &releases.join(p), &venvs.join(v), &conf) {
                 Ok(b) => {
                     log.line(&format!(
@@ -546,8 +547,8 @@ fn steps(
                 .to_string();
             let taken = log
                 .step("backup", |_| {
-                    let dir = backup::backups_dir(ctx.root, &site.name);
-                    let m = backup::take(
+                    let dir = dump::backups_dir(ctx.root, &site.name);
+                    let m = dump::take(
                         site,
                         &dir,
                         &DumpSource {
@@ -704,7 +705,7 @@ pub(super) fn guarded<T>(
                 "panic",
                 format!(
                     "sum-deploy failed unexpectedly {where_} (a bug: please report it): {}",
-                    crate::text::excerpt(&what, 300)
+                    crate::system::text::excerpt(&what, 300)
                 ),
             ))
         }
@@ -739,14 +740,14 @@ fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
     let mut checked = vec!["site file", ".env", "PostgreSQL"];
     match envfile::get(&env, "REDIS_URL", &env_path) {
         Ok(redis) => {
-            crate::redisping::ping(redis, Duration::from_secs(5))?;
+            crate::probe::redis::ping(redis, Duration::from_secs(5))?;
             checked.push("Redis");
         }
         Err(_) => checked.push("(no REDIS_URL: Redis not checked)"),
     }
     if ctx.root.is_system() {
         let unit = format!("sum-gunicorn@{}.service", ctx.site.name);
-        if !crate::systemd::is_loaded(&unit) {
+        if !crate::system::systemd::is_loaded(&unit) {
             return Err(format!(
                 "{unit} is not loaded: the generator has not seen {}; run `sumctl check` and \
                  `systemctl daemon-reload`",
@@ -761,7 +762,7 @@ fn preflight(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String> {
 /// `SELECT 1` over the site's DATABASE_URL, as the site's user.
 fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
-    let conn = crate::pgconn::PgConn::parse(url).map_err(|e| e.to_string())?;
+    let conn = crate::probe::pgconn::PgConn::parse(url).map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new("psql");
     cmd.args(["-X", "-q", "-A", "-t", "--no-password", "-c", "SELECT 1"]);
     // The password goes into psql's environment, not its command line.
@@ -777,7 +778,7 @@ fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), Stri
     if out.status.success() {
         return Ok(());
     }
-    let why = crate::text::excerpt(&String::from_utf8_lossy(&out.stderr), 300);
+    let why = crate::system::text::excerpt(&String::from_utf8_lossy(&out.stderr), 300);
     Err(format!(
         "PostgreSQL is not reachable with the DATABASE_URL of the site's .env ({}): {why}; \
          is it running (`systemctl status postgresql`) and are the user, password and database right?",
@@ -874,8 +875,10 @@ fn smoke(
 ) -> Result<((), String), String> {
     let site = ctx.site;
     let socket = control.socket(site);
-    let hint = |f: &crate::smoke::Failed| crate::smoke::with_hosts_hint(f, env, &site.domain);
-    let r = crate::smoke::poll(
+    let hint = |f: &crate::probe::smoke::Failed| {
+        crate::probe::smoke::with_hosts_hint(f, env, &site.domain)
+    };
+    let r = crate::probe::smoke::poll(
         &socket,
         &site.domain,
         &site.health.path,
@@ -887,12 +890,12 @@ fn smoke(
         site.health.path, r.status
     );
     if control.public_url_reachable() {
-        match super::public::check(site) {
+        match crate::probe::public::check(site) {
             Ok(d) => detail.push_str(&format!("; {d}")),
-            Err(super::public::PublicError::Failed { url, failed }) => {
+            Err(crate::probe::public::PublicError::Failed { url, failed }) => {
                 return Err(format!("{url}: {}", hint(&failed)))
             }
-            Err(super::public::PublicError::Unreachable(e)) => detail.push_str(&format!(
+            Err(crate::probe::public::PublicError::Unreachable(e)) => detail.push_str(&format!(
                 "; warning: the public check could not connect ({e})"
             )),
         }
@@ -903,7 +906,7 @@ fn smoke(
 /// GET /sitemap.xml over the socket: logged, never failing the deploy.
 fn sitemap(ctx: &Ctx, control: &mut dyn Control, log: &mut Log) {
     let socket = control.socket(ctx.site);
-    let line = match crate::smoke::get(
+    let line = match crate::probe::smoke::get(
         &socket,
         &ctx.site.domain,
         "/sitemap.xml",
@@ -990,7 +993,7 @@ fn rollback_steps(
             swap(&ctx.p(&l.app), &ctx.p(&l.venv), p, v).map_err(|e| failed(e.to_string()))?;
             control.restart(site).map_err(failed)?;
             let socket = control.socket(site);
-            crate::smoke::poll(
+            crate::probe::smoke::poll(
                 &socket,
                 &site.domain,
                 &site.health.path,
@@ -1012,17 +1015,17 @@ fn rollback_steps(
     }
 }
 
-/// Deletes releases and venvs beyond `keep_releases` (see `state::plan_prune`).
+/// Deletes releases and venvs beyond `keep_releases` (see `site_state::plan_prune`).
 fn prune(ctx: &Ctx, log: &mut Log) -> std::io::Result<()> {
     let l = ctx.l();
     let state_dir = ctx.p(&l.state);
     let releases = ctx.p(&l.releases);
     let venvs_dir = ctx.p(&l.venvs);
-    let names = state::release_names(&releases)?;
+    let names = site_state::release_names(&releases)?;
     let rels: Vec<_> = names
         .iter()
         .map(|n| {
-            let info = state::load_release(&state_dir, n);
+            let info = site_state::load_release(&state_dir, n);
             (
                 n.clone(),
                 info.as_ref().map(|i| i.status),
@@ -1041,8 +1044,8 @@ fn prune(ctx: &Ctx, log: &mut Log) -> std::io::Result<()> {
     };
     let live = link_name(&ctx.p(&l.app));
     let live_venv = link_name(&ctx.p(&l.venv));
-    let last_good = state::last_good(&state_dir, &releases);
-    let plan = state::plan_prune(
+    let last_good = site_state::last_good(&state_dir, &releases);
+    let plan = site_state::plan_prune(
         &rels,
         live.as_deref(),
         live_venv.as_deref(),
@@ -1076,14 +1079,18 @@ fn summary(ctx: &Ctx, rec: &Record, result: &Result<(), Failure>, log: &mut Log)
         Ok(()) if ctx.opts.no_restart => log.line(&format!(
             "prepared {} ({}) in {total:.1}s without going live (--no-restart)",
             rec.release.as_deref().unwrap_or("?"),
-            rec.sha.as_deref().map_or("?", crate::text::short_sha),
+            rec.sha
+                .as_deref()
+                .map_or("?", crate::system::text::short_sha),
         )),
         Ok(()) => {
             log.line(&format!(
                 "deployed {} ({} = {}) in {total:.1}s: https://{}{}",
                 rec.release.as_deref().unwrap_or("?"),
                 rec.git_ref.as_deref().unwrap_or("?"),
-                rec.sha.as_deref().map_or("?", crate::text::short_sha),
+                rec.sha
+                    .as_deref()
+                    .map_or("?", crate::system::text::short_sha),
                 ctx.site.domain,
                 ctx.site.health.path
             ));
@@ -1123,7 +1130,7 @@ pub(super) fn site_and_lock(
     what: &str,
     err: &mut dyn Write,
 ) -> Result<(Site, lock::SiteLock), u8> {
-    let site = match crate::backup_cmd::load_site(root, site_name) {
+    let site = match crate::config::sites::load_site(root, site_name) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "{what}: {e}");
@@ -1135,7 +1142,7 @@ pub(super) fn site_and_lock(
         let _ = writeln!(err, "{what} {}: {e}", site.name);
         return Err(1);
     }
-    let started = timefmt::iso_utc(crate::backup_cmd::now_unix());
+    let started = timefmt::iso_utc(crate::system::timefmt::now_unix());
     match lock::acquire(
         &state_dir.join("lock"),
         &format!("{what} {}", site.name),
@@ -1172,7 +1179,7 @@ pub fn run(
         root,
         site: &site,
         opts,
-        account: crate::backup_cmd::site_account(root, &site.name),
+        account: crate::system::accounts::site_account(root, &site.name),
         listener: listener.as_ref().map(|fd| fd.as_fd()),
     };
     let mut default;

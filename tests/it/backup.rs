@@ -116,7 +116,7 @@ fn a_backup_is_verified_private_and_restorable() {
             .starts_with("15"),
         "{manifest}"
     );
-    let sha = sum::backup::verify_file(&dump).unwrap().sha256;
+    let sha = sum::backup::dump::verify_file(&dump).unwrap().sha256;
     assert_eq!(manifest["sha256"], sha);
 
     // The dump has no owner or ACL statements and loads into a scratch
@@ -188,7 +188,7 @@ fn corrupted_or_truncated_files_fail_verification() {
 
     let truncated = dir.path().join("t.sql.gz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let e = sum::backup::verify_file(&truncated)
+    let e = sum::backup::dump::verify_file(&truncated)
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a complete gzip stream"), "{e}");
@@ -198,7 +198,7 @@ fn corrupted_or_truncated_files_fail_verification() {
     flipped[mid] ^= 0xff;
     let corrupt = dir.path().join("c.sql.gz");
     std::fs::write(&corrupt, &flipped).unwrap();
-    assert!(sum::backup::verify_file(&corrupt).is_err());
+    assert!(sum::backup::dump::verify_file(&corrupt).is_err());
 
     // A complete gzip of a dump cut short (no trailer) is refused too.
     let cut = dir.path().join("cut.sql.gz");
@@ -213,7 +213,9 @@ fn corrupted_or_truncated_files_fail_verification() {
         .status()
         .unwrap()
         .success());
-    let e = sum::backup::verify_file(&cut).unwrap_err().to_string();
+    let e = sum::backup::dump::verify_file(&cut)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("trailer"), "{e}");
 }
 
@@ -223,7 +225,7 @@ fn a_second_run_while_the_lock_is_held_exits_3_naming_the_holder() {
     let site = site_with_data(&pg, "");
     let state = site.root.path().join("srv/sum/acme/state");
     std::fs::create_dir_all(&state).unwrap();
-    let held = sum::lock::acquire(
+    let held = sum::site_state::lock::acquire(
         &state.join("lock"),
         "sum-deploy acme",
         "2026-11-22T10:00:00Z",
@@ -682,7 +684,7 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     let files = site.files();
     assert_eq!(files.len(), 3, "{files:?}");
     let dump = files.iter().find(|f| f.ends_with(".sql.gz")).unwrap();
-    let archive = site.backups().join(sum::media::media_name(dump));
+    let archive = site.backups().join(sum::backup::media::media_name(dump));
     assert_eq!(
         std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
         0o600
@@ -697,7 +699,7 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     );
     assert_eq!(
         manifest["media"]["sha256"],
-        sum::media::verify(&archive).unwrap().sha256
+        sum::backup::media::verify(&archive).unwrap().sha256
     );
 
     // It unpacks to the same tree, the link still a link.
@@ -725,7 +727,7 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     bytes[n] ^= 0xff;
     let damaged = out_dir.path().join("damaged.tar.gz");
     std::fs::write(&damaged, &bytes).unwrap();
-    assert!(sum::media::verify(&damaged).is_err());
+    assert!(sum::backup::media::verify(&damaged).is_err());
 
     // A media archive whose dump never got published is a leftover.
     let orphan = site.backups().join("acme-20240101T000000Z.media.tar.gz");
@@ -757,15 +759,15 @@ fn media_are_archived_from_where_the_live_release_keeps_them() {
     std::fs::create_dir_all(shared_media.join("original_images")).unwrap();
     std::fs::write(shared_media.join("original_images/cake.jpg"), "cake").unwrap();
     let record = |media_root: &str| {
-        sum::deploy::state::save_release(
+        sum::site_state::save_release(
             &home.join("state"),
-            &sum::deploy::state::ReleaseInfo {
+            &sum::site_state::ReleaseInfo {
                 release: release.into(),
                 git_ref: "main".into(),
                 sha: "abc1234".repeat(5) + "ab",
                 venv: "v".into(),
                 created_utc: "2026-11-01T00:00:00Z".into(),
-                status: sum::deploy::state::ReleaseStatus::Good,
+                status: sum::site_state::ReleaseStatus::Good,
                 migrations: vec![],
                 static_root: None,
                 media_root: Some(media_root.into()),
@@ -774,7 +776,7 @@ fn media_are_archived_from_where_the_live_release_keeps_them() {
         .unwrap();
     };
     let listing = |dump: &str| {
-        let archive = site.backups().join(sum::media::media_name(dump));
+        let archive = site.backups().join(sum::backup::media::media_name(dump));
         let out = Command::new("tar")
             .arg("-tzf")
             .arg(&archive)

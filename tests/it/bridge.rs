@@ -17,11 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::deployfx::{self, Fixture, DOMAIN};
+use sum::config::site::Site;
 use sum::deploy::app::pass_fd;
 use sum::deploy::bridge::{EXEC_WITH_LISTEN_PID, LISTEN_FDS_START};
-use sum::deploy::control::Control;
 use sum::deploy::{Options, Outcome};
-use sum::site::Site;
+use sum::system::control::Control;
 
 /// What a GET in the middle of a restart got: status and `release`, or
 /// the error.
@@ -40,7 +40,7 @@ struct SocketControl {
 impl SocketControl {
     fn new(fx: &Fixture) -> SocketControl {
         // The package's gunicorn.conf.py where the bridge looks for it.
-        let conf = fx.sum_root().path(sum::layout::GUNICORN_CONF);
+        let conf = fx.sum_root().path(sum::config::layout::GUNICORN_CONF);
         std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
         std::fs::copy(
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("units/gunicorn.conf.py"),
@@ -107,7 +107,7 @@ impl Control for SocketControl {
         self.kill();
         if restarting {
             // The unit is down: only a bridge can answer.
-            let got = sum::smoke::get(
+            let got = sum::probe::smoke::get(
                 &self.socket(site),
                 DOMAIN,
                 "/health/",
@@ -256,7 +256,7 @@ fn a_bridge_whose_deploy_dies_stops_gracefully() {
     let home = fx.home();
     let release = std::fs::canonicalize(home.join("app")).unwrap();
     let venv = std::fs::canonicalize(home.join("venv")).unwrap();
-    let conf = fx.sum_root().path(sum::layout::GUNICORN_CONF);
+    let conf = fx.sum_root().path(sum::config::layout::GUNICORN_CONF);
     let env = deployfx::unit_env(&home, &fx.env, &site);
     let runner = sum::deploy::app::Runner { run_as: None, env };
     let socket = control.socket(&site);
@@ -276,7 +276,8 @@ fn a_bridge_whose_deploy_dies_stops_gracefully() {
             )
             .unwrap();
             // The unit is stopped: only the bridge answers.
-            let r = sum::smoke::get(&socket, DOMAIN, "/health/", Duration::from_secs(60)).unwrap();
+            let r = sum::probe::smoke::get(&socket, DOMAIN, "/health/", Duration::from_secs(60))
+                .unwrap();
             assert_eq!(r.status, 200, "{}", r.body);
             let pid = b.pid();
             std::mem::forget(b);

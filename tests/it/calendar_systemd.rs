@@ -1,4 +1,4 @@
-//! `sum::calendar::validate` must give the same verdict as the real
+//! `sum::config::calendar::validate` must give the same verdict as the real
 //! `systemd-analyze calendar` on every expression of this corpus: a schedule
 //! systemd rejects would otherwise become a backup timer that never loads.
 //!
@@ -173,7 +173,7 @@ fn agrees_with_systemd_analyze_calendar() {
     let mut disagreements = Vec::new();
     for expr in CORPUS {
         let systemd = systemd_accepts(expr).expect("systemd-analyze vanished");
-        let ours = sum::calendar::validate(expr);
+        let ours = sum::config::calendar::validate(expr);
         accepted += usize::from(systemd);
         if systemd != ours.is_ok() {
             disagreements.push(format!(

@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::deployfx::{git, App, Fixture};
-use sum::deploy::state::{self, ReleaseStatus};
 use sum::deploy::Options;
+use sum::site_state::{self, ReleaseStatus};
 
 fn opts(r: &str) -> Options {
     Options {
@@ -16,11 +16,11 @@ fn opts(r: &str) -> Options {
 }
 
 fn releases(fx: &Fixture) -> Vec<String> {
-    state::release_names(&fx.home().join("releases")).unwrap()
+    site_state::release_names(&fx.home().join("releases")).unwrap()
 }
 
 fn status_of(fx: &Fixture, release: &str) -> Option<ReleaseStatus> {
-    state::load_release(&fx.home().join("state"), release).map(|i| i.status)
+    site_state::load_release(&fx.home().join("state"), release).map(|i| i.status)
 }
 
 #[test]
@@ -213,7 +213,7 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
     let v1_again = left
         .iter()
         .find(|r| {
-            state::load_release(&fx.home().join("state"), r)
+            site_state::load_release(&fx.home().join("state"), r)
                 .unwrap()
                 .git_ref
                 == "v1"
@@ -241,7 +241,7 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
     assert_eq!(fx.serving_version(), "v2");
 
     // Every deploy and rollback is in the history, with its outcome.
-    let hist = state::history(&fx.home().join("state")).unwrap();
+    let hist = site_state::history(&fx.home().join("state")).unwrap();
     let outcomes: Vec<String> = hist
         .iter()
         .map(|r| format!("{} {}", r.action, r.outcome))
@@ -286,7 +286,7 @@ fn an_app_with_hard_coded_static_and_media_paths() {
     };
     let mut gunicorn = fx.gunicorn();
     let home = fx.home();
-    let served = || sum::caddy::Served::from_disk(&fx.sum_root(), &fx.site());
+    let served = || sum::render::caddy::Served::from_disk(&fx.sum_root(), &fx.site());
     let css = |release: &str| {
         std::fs::read_to_string(
             home.join("releases")
@@ -313,7 +313,7 @@ fn an_app_with_hard_coded_static_and_media_paths() {
         "{log}"
     );
     let v1 = fx.live().unwrap();
-    let info = state::load_release(&home.join("state"), &v1).unwrap();
+    let info = site_state::load_release(&home.join("state"), &v1).unwrap();
     let v1_static = home.join("releases").join(&v1).join("collect_static");
     assert_eq!(info.static_root, Some(v1_static.display().to_string()));
     assert_eq!(

@@ -155,7 +155,7 @@ fn preflight_failures_touch_nothing_and_say_what_to_fix() {
     let (o, log) = fx.deploy(&mut gunicorn, &opts("v2"));
     assert_eq!(o.code, 0, "{log}");
     assert_eq!(fx.serving_version(), "v2");
-    let hist = sum::deploy::state::history(&fx.home().join("state")).unwrap();
+    let hist = sum::site_state::history(&fx.home().join("state")).unwrap();
     let failed = hist.iter().filter(|r| r.outcome == "failed").count();
     assert_eq!(failed, 5, "{hist:?}");
     assert!(hist
@@ -317,7 +317,8 @@ fn kill_9_at_any_point_leaves_the_site_serving_and_the_next_deploy_works() {
         // restarted by the killed deploy.
         assert_eq!(fx.serving_version(), "v1", "after kill at `{at}`: {seen:?}");
         // The lock died with the process.
-        let probe = sum::lock::acquire(&fx.home().join("state/lock"), "probe", "now").unwrap();
+        let probe =
+            sum::site_state::lock::acquire(&fx.home().join("state/lock"), "probe", "now").unwrap();
         drop(probe);
         match at {
             "    swap:" => assert_ne!(fx.live().unwrap(), v1, "the swap happened before the kill"),
@@ -523,23 +524,23 @@ struct PanicsOnFirstRestart<'a> {
     armed: bool,
 }
 
-impl sum::deploy::control::Control for PanicsOnFirstRestart<'_> {
+impl sum::system::control::Control for PanicsOnFirstRestart<'_> {
     fn manages_services(&self) -> bool {
         self.inner.manages_services()
     }
-    fn restart(&mut self, site: &sum::site::Site) -> Result<(), String> {
+    fn restart(&mut self, site: &sum::config::site::Site) -> Result<(), String> {
         if std::mem::take(&mut self.armed) {
             panic!("injected panic after the swap");
         }
         self.inner.restart(site)
     }
-    fn stop(&mut self, site: &sum::site::Site) -> Result<(), String> {
+    fn stop(&mut self, site: &sum::config::site::Site) -> Result<(), String> {
         self.inner.stop(site)
     }
-    fn socket(&self, site: &sum::site::Site) -> PathBuf {
+    fn socket(&self, site: &sum::config::site::Site) -> PathBuf {
         self.inner.socket(site)
     }
-    fn journal_tail(&mut self, site: &sum::site::Site) -> String {
+    fn journal_tail(&mut self, site: &sum::config::site::Site) -> String {
         self.inner.journal_tail(site)
     }
     fn reload_caddy(&mut self) -> Result<(), String> {

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use sum::deploy::{fetch, layout};
+use sum::deploy::{dirs, fetch};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -125,16 +125,16 @@ fn an_unreachable_repository_is_named_in_the_error() {
 #[test]
 fn the_layout_has_the_documented_modes_and_is_idempotent() {
     let root = tempfile::tempdir().unwrap();
-    let r = sum::layout::Root::new(root.path());
-    layout::ensure(&r, "acme", None).unwrap();
+    let r = sum::config::layout::Root::new(root.path());
+    dirs::ensure(&r, "acme", None).unwrap();
     std::fs::set_permissions(
         root.path().join("srv/sum/acme/backups"),
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
-    layout::ensure(&r, "acme", None).unwrap();
-    let l = sum::layout::SiteLayout::new("acme");
-    for (dir, _, mode) in layout::directories(&l) {
+    dirs::ensure(&r, "acme", None).unwrap();
+    let l = sum::config::layout::SiteLayout::new("acme");
+    for (dir, _, mode) in dirs::directories(&l) {
         let m = std::fs::metadata(r.path(dir)).unwrap().permissions().mode() & 0o7777;
         assert_eq!(m, mode, "{dir}");
     }

@@ -1,4 +1,4 @@
-//! `sum::envfile::parse` against systemd's own reading of an
+//! `sum::config::envfile::parse` against systemd's own reading of an
 //! `EnvironmentFile=`: what our deploy and backup read must be what gunicorn
 //! gets.
 //!
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use sum::envfile::{self, SyntaxError};
+use sum::config::envfile::{self, SyntaxError};
 
 /// The parser of systemd's `EnvironmentFile=`, modelled from its source as of
 /// 252 (Debian 12) and 257 (Debian 13), which differ in one place: a comment

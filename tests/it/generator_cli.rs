@@ -234,11 +234,11 @@ fn writes_only_into_the_normal_directory_and_spawns_nothing() {
 #[test]
 fn a_typo_reloaded_keeps_the_last_good_units_and_a_deleted_file_removes_them() {
     let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
-    let sum_root = sum::layout::Root::new(root.path());
+    let sum_root = sum::config::layout::Root::new(root.path());
     let before = tempfile::tempdir().unwrap();
     assert_eq!(run(root.path(), &[before.path()]).status.code(), Some(0));
     // What a successful deploy does.
-    sum::sites::save_last_good(&sum_root, "acme").unwrap();
+    sum::site_state::last_good::save(&sum_root, "acme").unwrap();
     let copy = root.path().join("etc/sum/last-good/acme.toml");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), common::MINIMAL);
 
@@ -264,7 +264,7 @@ fn a_typo_reloaded_keeps_the_last_good_units_and_a_deleted_file_removes_them() {
         "the units made from the last good copy differ from the good ones"
     );
     // A deploy refuses the invalid file, so it cannot overwrite the copy.
-    sum::sites::save_last_good(&sum_root, "acme").unwrap();
+    sum::site_state::last_good::save(&sum_root, "acme").unwrap();
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), common::MINIMAL);
 
     // Fixed: the file itself again, with its new value.
@@ -292,7 +292,7 @@ fn a_typo_reloaded_keeps_the_last_good_units_and_a_deleted_file_removes_them() {
 #[test]
 fn a_new_site_claiming_a_serving_sites_host_takes_nothing_away() {
     let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
-    sum::sites::save_last_good(&sum::layout::Root::new(root.path()), "acme").unwrap();
+    sum::site_state::last_good::save(&sum::config::layout::Root::new(root.path()), "acme").unwrap();
     let thief = common::MINIMAL.replace("acme.git", "thief.git");
     std::fs::write(root.path().join("etc/sum/sites/thief.toml"), thief).unwrap();
     let out_dir = tempfile::tempdir().unwrap();

@@ -8,11 +8,11 @@ use crate::common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sum::caddy::{self, Served};
-use sum::deploy::state::PreviousStatic;
-use sum::generator::{self, Log};
-use sum::layout::Root;
-use sum::sites;
+use sum::config::layout::Root;
+use sum::config::sites;
+use sum::render::caddy::{self, Served};
+use sum::render::generator::{self, Log};
+use sum::site_state::PreviousStatic;
 
 fn case_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,7 +22,7 @@ fn case_dir(case: &str) -> PathBuf {
 
 /// A second deploy: both releases collected their static files into
 /// `<release>/collect_static`, and the first one's stay served.
-fn with_previous(site: &sum::site::Site) -> Served {
+fn with_previous(site: &sum::config::site::Site) -> Served {
     let home = format!("/srv/sum/{}", site.name);
     Served {
         static_dir: format!("{home}/releases/20261203T100000Z-bbbbbbb/collect_static"),

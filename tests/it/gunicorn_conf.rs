@@ -237,7 +237,7 @@ impl<'v> World<'v> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut pids = BTreeSet::new();
         while pids.len() < n && Instant::now() < deadline {
-            match sum::smoke::get(&self.sock, "localhost", "/", Duration::from_secs(5)) {
+            match sum::probe::smoke::get(&self.sock, "localhost", "/", Duration::from_secs(5)) {
                 Ok(r) => {
                     assert_eq!(r.status, 200, "{}", self.log());
                     if !old.contains(&r.body) {

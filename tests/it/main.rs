@@ -15,6 +15,7 @@ mod envfile_corpus;
 mod generator_cli;
 mod golden;
 mod gunicorn_conf;
+mod layers;
 mod pgconn;
 mod real_tools;
 mod redis_preflight;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::pg::Pg;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use sum::pgconn::PgConn;
+use sum::probe::pgconn::PgConn;
 
 // ---------------------------------------------------------------------------
 // Our parser against libpq's.
@@ -473,7 +473,7 @@ fn pg_dump_gets_the_password_from_its_environment_not_its_command_line() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".sql.gz"))
         .collect();
     assert_eq!(dumps.len(), 1);
-    sum::backup::verify_file(&dumps[0].path()).unwrap();
+    sum::backup::dump::verify_file(&dumps[0].path()).unwrap();
 }
 
 #[test]

@@ -9,11 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use sum::caddy::{self, Served};
-use sum::deploy::state::PreviousStatic;
-use sum::generator::{self, Log};
-use sum::layout::Root;
-use sum::sites;
+use sum::config::layout::Root;
+use sum::config::sites;
+use sum::render::caddy::{self, Served};
+use sum::render::generator::{self, Log};
+use sum::site_state::PreviousStatic;
 
 /// The exposure budget of every generated service (issue target: 2.0).
 const MAX_EXPOSURE: f64 = 2.0;

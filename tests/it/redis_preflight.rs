@@ -18,17 +18,18 @@ fn ping_passes_fails_and_says_what_to_fix() {
     let t = Duration::from_secs(3);
     let port = free_port();
     let _open = start(port, None);
-    sum::redisping::ping(&format!("redis://127.0.0.1:{port}/0"), t).unwrap();
+    sum::probe::redis::ping(&format!("redis://127.0.0.1:{port}/0"), t).unwrap();
 
     let port = free_port();
     let _locked = start(port, Some("s3cret"));
-    sum::redisping::ping(&format!("redis://:s3cret@127.0.0.1:{port}/0"), t).unwrap();
-    let e = sum::redisping::ping(&format!("redis://:wrong@127.0.0.1:{port}/0"), t).unwrap_err();
+    sum::probe::redis::ping(&format!("redis://:s3cret@127.0.0.1:{port}/0"), t).unwrap();
+    let e = sum::probe::redis::ping(&format!("redis://:wrong@127.0.0.1:{port}/0"), t).unwrap_err();
     assert!(e.contains("refused the password"), "{e}");
-    let e = sum::redisping::ping(&format!("redis://127.0.0.1:{port}/0"), t).unwrap_err();
+    let e = sum::probe::redis::ping(&format!("redis://127.0.0.1:{port}/0"), t).unwrap_err();
     assert!(e.contains("NOAUTH"), "{e}");
 
-    let e = sum::redisping::ping(&format!("redis://127.0.0.1:{}/0", free_port()), t).unwrap_err();
+    let e =
+        sum::probe::redis::ping(&format!("redis://127.0.0.1:{}/0", free_port()), t).unwrap_err();
     assert!(
         e.contains("does not answer") && e.contains("systemctl status redis-server"),
         "{e}"

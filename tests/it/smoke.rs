@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use sum::smoke;
+use sum::probe::smoke;
 
 struct Server(Child);
 

@@ -351,7 +351,7 @@ fn status_and_backups_show_release_and_last_verified_backup() {
 #[test]
 fn check_and_status_say_a_site_runs_on_its_last_good_copy() {
     let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
-    sum::sites::save_last_good(&sum::layout::Root::new(root.path()), "acme").unwrap();
+    sum::site_state::last_good::save(&sum::config::layout::Root::new(root.path()), "acme").unwrap();
     std::fs::write(
         root.path().join("etc/sum/sites/acme.toml"),
         common::MINIMAL.replace("\"acme.example.com\"", "acme.example.com"),

@@ -8,7 +8,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sum::deploy::state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
+use sum::site_state::{self, Record, ReleaseInfo, ReleaseStatus, StepTime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sumctl");
 
@@ -67,7 +67,7 @@ fn release(
         std::fs::write(venv_dir.join(".sum-ready"), b"").unwrap();
     }
     if let Some(status) = status {
-        state::save_release(
+        site_state::save_release(
             &state_dir(root),
             &ReleaseInfo {
                 release: name.to_string(),
@@ -291,7 +291,7 @@ fn record(action: &str, started: &str, outcome: &str, code: u8, release: Option<
 fn three_records(root: &Path) {
     let st = state_dir(root);
     std::fs::create_dir_all(&st).unwrap();
-    state::append(
+    site_state::append(
         &st,
         &record("deploy", "2026-11-03T02:00:00Z", "ok", 0, Some(R_C)),
     )
@@ -303,7 +303,7 @@ fn three_records(root: &Path) {
             .to_string(),
     );
     failed.who = "systemd".to_string();
-    state::append(&st, &failed).unwrap();
+    site_state::append(&st, &failed).unwrap();
     let mut rb = record("rollback", "2026-11-05T02:00:00Z", "ok", 0, Some(R_B));
     rb.git_ref = Some("v2".to_string());
     rb.sha = Some(SHA_B.to_string());
@@ -311,7 +311,7 @@ fn three_records(root: &Path) {
         step: "swap".to_string(),
         seconds: 0.01,
     }];
-    state::append(&st, &rb).unwrap();
+    site_state::append(&st, &rb).unwrap();
 }
 
 #[test]
@@ -571,7 +571,7 @@ fn rollback_to_nothing_matching_exits_1_and_changes_nothing() {
 fn rollback_while_the_site_is_locked_exits_3_naming_the_holder() {
     let root = six_releases();
     let r = root.path();
-    let _held = sum::lock::acquire(
+    let _held = sum::site_state::lock::acquire(
         &state_dir(r).join("lock"),
         "sum-deploy acme",
         "2026-11-23T01:00:00Z",

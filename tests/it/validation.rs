@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use sum::caddy::{self, Served};
-use sum::site::Site;
-use sum::units;
+use sum::config::site::Site;
+use sum::render::caddy::{self, Served};
+use sum::render::units;
 
 const FILE: &str = "/etc/sum/sites/acme.toml";
 const BASE: &str =

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use sum::deploy::control::Control;
+use sum::config::layout::Root;
+use sum::config::site::Site;
 use sum::deploy::{Options, Outcome};
-use sum::layout::Root;
-use sum::site::Site;
+use sum::system::control::Control;
 
 use super::pg::Pg;
 use super::redis::Redis;
@@ -214,7 +214,7 @@ impl Fixture {
     }
 
     pub fn site(&self) -> Site {
-        sum::sites::load_file(&self.root.path().join("etc/sum/sites/acme.toml")).unwrap()
+        sum::config::sites::load_file(&self.root.path().join("etc/sum/sites/acme.toml")).unwrap()
     }
 
     /// The live release's name.
@@ -267,8 +267,8 @@ impl Fixture {
     }
 
     /// GET over the site's socket, as Caddy would.
-    pub fn get(&self, path: &str) -> sum::smoke::Response {
-        sum::smoke::get(
+    pub fn get(&self, path: &str) -> sum::probe::smoke::Response {
+        sum::probe::smoke::get(
             &self.sum_root().path("/run/sum/acme/gunicorn.sock"),
             DOMAIN,
             path,
@@ -307,7 +307,7 @@ impl Fixture {
         s.write_all(&body).unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
-        let r = sum::smoke::parse(&raw)
+        let r = sum::probe::smoke::parse(&raw)
             .unwrap_or_else(|| panic!("POST {path}: {}", String::from_utf8_lossy(&raw)));
         (r.status, r.body)
     }

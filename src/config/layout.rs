@@ -45,7 +45,7 @@ impl Root {
     }
 
     pub fn sites_dir(&self) -> PathBuf {
-        self.path(crate::site::SITES_DIR)
+        self.path(crate::config::site::SITES_DIR)
     }
 }
 

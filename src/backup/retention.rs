@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::backup::Listed;
-use crate::timefmt;
+use crate::backup::dump::Listed;
+use crate::system::timefmt;
 
 /// Retention counts from the site file.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +100,7 @@ fn date(day: i64) -> String {
 
 /// Decides every backup in `backups`, newest first. `pinned` maps a backup's
 /// file name to the release whose pre-migrate backup it is, for releases
-/// still on disk (`crate::deploy::state::pre_migrate_backups`).
+/// still on disk (`crate::site_state::pre_migrate_backups`).
 pub fn plan(backups: &[Listed], keep: Keep, pinned: &BTreeMap<String, String>) -> Vec<Decision> {
     let mut sorted: Vec<&Listed> = backups.iter().collect();
     sorted.sort_by(|a, b| b.unix.cmp(&a.unix).then_with(|| b.file.cmp(&a.file)));
@@ -187,7 +187,7 @@ mod tests {
 
     fn b(unix: u64, verified: bool) -> Listed {
         Listed {
-            file: crate::backup::backup_name("acme", unix),
+            file: crate::backup::dump::backup_name("acme", unix),
             taken_utc: timefmt::iso_utc(unix),
             unix,
             size: 1,

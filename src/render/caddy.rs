@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use crate::deploy::state::PreviousStatic;
-use crate::fsutil::write_atomic;
-use crate::layout::{Root, SiteLayout, CADDY_RUN_DIR};
-use crate::site::Site;
-use crate::sites;
+use crate::config::layout::{Root, SiteLayout, CADDY_RUN_DIR};
+use crate::config::site::Site;
+use crate::config::sites;
+use crate::site_state::PreviousStatic;
+use crate::system::fsutil::write_atomic;
 
 /// The header line listing a snippet's host names, so the render step can
 /// tell which hosts a kept snippet still serves.
@@ -52,12 +52,12 @@ impl Served {
     /// release's deploy recorded (`state/releases/<release>.json`), so a
     /// deploy or a rollback switches what Caddy serves with the code. A
     /// recorded path is used only where Caddy may serve from
-    /// ([`crate::deploy::state::servable`]). The previous release's static
-    /// files: [`crate::deploy::state::previous_static`].
+    /// ([`crate::site_state::servable`]). The previous release's static
+    /// files: [`crate::site_state::previous_static`].
     pub fn from_disk(root: &Root, site: &Site) -> Served {
         let l = SiteLayout::new(&site.name);
         let mut served = Served::defaults(site, root.path(&l.app).exists());
-        let live = crate::deploy::state::live_paths(root, &site.name);
+        let live = crate::site_state::live_paths(root, &site.name);
         if let Some(d) = live.static_dir {
             served.static_dir = d;
         }
@@ -65,7 +65,7 @@ impl Served {
             served.media_dir = d;
         }
         if served.deployed {
-            served.previous_static = crate::deploy::state::previous_static(root, &site.name);
+            served.previous_static = crate::site_state::previous_static(root, &site.name);
         }
         served
     }
@@ -290,7 +290,7 @@ pub fn render_all(root: &Root) -> std::io::Result<RenderOutcome> {
 fn snippet_site_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(".caddy")?;
-    crate::site::check_site_name(stem).ok()?;
+    crate::config::site::check_site_name(stem).ok()?;
     Some(stem.to_string())
 }
 
@@ -325,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_live_release_decides_where_static_and_media_are_served_from() {
-        use crate::deploy::state::{save_release, ReleaseInfo, ReleaseStatus};
+        use crate::site_state::{save_release, ReleaseInfo, ReleaseStatus};
         let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");
@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn the_previous_releases_static_files_stay_served_after_a_deploy_or_a_rollback() {
-        use crate::deploy::state::{append, save_release, Record, ReleaseInfo, ReleaseStatus};
+        use crate::site_state::{append, save_release, Record, ReleaseInfo, ReleaseStatus};
         let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");

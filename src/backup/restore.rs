@@ -15,11 +15,11 @@ use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::backup::{self, DumpSource, Manifest};
-use crate::deploy::control::Control;
-use crate::layout::{Root, SiteLayout};
-use crate::pgconn::PgConn;
-use crate::site::Site;
+use crate::backup::dump::{self, DumpSource, Manifest};
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::probe::pgconn::PgConn;
+use crate::system::control::Control;
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -45,7 +45,7 @@ fn err(msg: impl Into<String>) -> RestoreError {
 /// Resolves `latest` or a file argument to a backup path.
 pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
     if what == "latest" {
-        let listed = backup::list(site, dir)
+        let listed = dump::list(site, dir)
             .map_err(|e| err(format!("failed to list {}: {e}", dir.display())))?;
         return listed
             .into_iter()
@@ -67,7 +67,7 @@ pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreErr
 
 /// Verifies the file completely and, when it has a manifest, against it.
 pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
-    let check = backup::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
+    let check = dump::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
     let manifest_path = PathBuf::from(format!("{}.json", path.display()));
     let Ok(bytes) = std::fs::read(&manifest_path) else {
         return Ok(None);
@@ -143,8 +143,8 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
             .lines()
             .find(|l| l.contains("ERROR") || l.contains("error"))
             .map_or_else(
-                || crate::text::last_lines(&errors, 5, 500),
-                |l| crate::text::excerpt(l, 500),
+                || crate::system::text::last_lines(&errors, 5, 500),
+                |l| crate::system::text::excerpt(l, 500),
             );
         let why = if why.is_empty() {
             feed.err()
@@ -223,7 +223,7 @@ fn smoke_check(root: &Root, site: &Site, control: &dyn Control) -> Result<Option
     }
     let socket = control.socket(site);
     let path = &site.health.path;
-    crate::smoke::poll(&socket, &site.domain, path, site.health.timeout)
+    crate::probe::smoke::poll(&socket, &site.domain, path, site.health.timeout)
         .map(|r| {
             Some(format!(
                 "GET {path} over {} answered {}",
@@ -253,7 +253,7 @@ pub fn restore(
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
     let conn = PgConn::parse(url).map_err(|e| err(e.to_string()))?;
-    let dir = backup::backups_dir(root, &site.name);
+    let dir = dump::backups_dir(root, &site.name);
     let path = resolve(&site.name, &dir, req.what)?;
     let manifest = verify(&path)?;
     let _ = writeln!(
@@ -283,7 +283,7 @@ pub fn restore(
         });
     }
 
-    let safety = backup::take(
+    let safety = dump::take(
         site,
         &dir,
         &DumpSource {
@@ -376,7 +376,7 @@ pub fn run(
         );
         return 2;
     }
-    let site = match crate::backup_cmd::load_site(root, site_name) {
+    let site = match crate::config::sites::load_site(root, site_name) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(errw, "{e}");
@@ -388,14 +388,14 @@ pub fn run(
         let _ = writeln!(errw, "{e}");
         return 1;
     }
-    let started = crate::timefmt::iso_utc(crate::backup_cmd::now_unix());
-    let _lock = match crate::lock::acquire(
+    let started = crate::system::timefmt::iso_utc(crate::system::timefmt::now_unix());
+    let _lock = match crate::site_state::lock::acquire(
         &state.join("lock"),
         &format!("sum-restore {}", site.name),
         &started,
     ) {
         Ok(l) => l,
-        Err(e @ crate::lock::LockError::Busy { .. }) => {
+        Err(e @ crate::site_state::lock::LockError::Busy { .. }) => {
             let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
             return 3;
         }
@@ -404,15 +404,15 @@ pub fn run(
             return 1;
         }
     };
-    let account = crate::backup_cmd::site_account(root, &site.name);
-    let url = match backup::database_url(root, &site.name, account.map(|(_, g)| g)) {
+    let account = crate::system::accounts::site_account(root, &site.name);
+    let url = match dump::database_url(root, &site.name, account.map(|(_, g)| g)) {
         Ok(u) => u,
         Err(e) => {
             let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
             return 1;
         }
     };
-    let mut control = crate::deploy::control::for_root(root);
+    let mut control = crate::system::control::for_root(root);
     match restore(root, &site, req, &url, account, control.as_mut(), out) {
         Ok(report) => {
             let _ = writeln!(

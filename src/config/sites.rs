@@ -8,17 +8,16 @@
 //! `daemon-reload`) must not take its running site down: its units and its
 //! Caddy snippet are made from the **last good copy** of the file instead,
 //! `/etc/sum/last-good/<site>.toml`, written by every successful deploy and
-//! rollback ([`save_last_good`]). It lives in `/etc` because generators run
+//! rollback (`site_state::last_good::save`). It lives in `/etc` because generators run
 //! before `/var` may be mounted (systemd.generator(7)), and it is a copy of
 //! the site file rather than of the units, so a package upgrade renders it
 //! with the new code. Only a deleted site file removes a site.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::layout::Root;
-use crate::site::{Site, SiteError, SiteErrors};
+use crate::config::layout::Root;
+use crate::config::site::{Site, SiteError, SiteErrors};
 
 /// Where the last good copies of site files live (see the module doc).
 pub const LAST_GOOD_DIR: &str = "/etc/sum/last-good";
@@ -295,21 +294,16 @@ pub fn load_all(root: &Root) -> std::io::Result<Loaded> {
     Ok(load_files_keeping(&files, Some(&root.path(LAST_GOOD_DIR))))
 }
 
-/// Records the site file of `site` as its last good copy, if it is still
-/// valid: called after a deploy or a rollback that ended with the site
-/// serving. Atomic; the copy keeps the file's bytes.
-pub fn save_last_good(root: &Root, site: &str) -> std::io::Result<()> {
-    let file = root.sites_dir().join(format!("{site}.toml"));
-    if load_file(&file).is_err() {
-        return Ok(());
+/// Loads one site by name: `<sites_dir>/<name>.toml`, with a clear error
+/// when the name is not a site name or the file does not exist.
+pub fn load_site(root: &Root, name: &str) -> Result<Site, String> {
+    crate::config::site::check_site_name(name)?;
+    let path = root.sites_dir().join(format!("{name}.toml"));
+    if !path.exists() {
+        return Err(format!(
+            "no site `{name}`: {} does not exist",
+            path.display()
+        ));
     }
-    let bytes = fs_err::read(&file)?;
-    let mode = fs_err::metadata(&file)?.permissions().mode() & 0o777;
-    let dir = root.path(LAST_GOOD_DIR);
-    fs_err::create_dir_all(&dir)?;
-    let copy = dir.join(format!("{site}.toml"));
-    if std::fs::read(&copy).ok().as_deref() == Some(bytes.as_slice()) {
-        return Ok(());
-    }
-    crate::fsutil::write_atomic(&copy, &bytes, mode)
+    load_file(&path).map_err(|e| e.to_string())
 }

@@ -6,10 +6,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::backup;
-use crate::layout::{Root, SiteLayout};
-use crate::site::Site;
-use crate::sites;
+use crate::backup::dump;
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::config::sites;
 
 #[derive(Debug, Serialize)]
 pub struct SiteStatus {
@@ -36,10 +36,10 @@ pub struct LastGoodConfig {
 
 pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let l = SiteLayout::new(&site.name);
-    let live_release = crate::fsutil::link_name(&root.path(&l.app));
-    let listed = backup::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
+    let live_release = crate::system::fsutil::link_name(&root.path(&l.app));
+    let listed = dump::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
     let last = listed.iter().find(|b| b.verified);
-    let now = crate::backup_cmd::now_unix();
+    let now = crate::system::timefmt::now_unix();
     let mut units = Vec::new();
     let mut next_backup = None;
     if root.is_system() {
@@ -56,12 +56,14 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
             names.push(format!("sum-celerybeat@{n}.service"));
         }
         for u in names {
-            let state =
-                crate::systemd::property(&u, "ActiveState").unwrap_or_else(|| "unknown".into());
+            let state = crate::system::systemd::property(&u, "ActiveState")
+                .unwrap_or_else(|| "unknown".into());
             units.push((u, state));
         }
-        next_backup =
-            crate::systemd::property(&format!("sum-backup@{n}.timer"), "NextElapseUSecRealtime");
+        next_backup = crate::system::systemd::property(
+            &format!("sum-backup@{n}.timer"),
+            "NextElapseUSecRealtime",
+        );
     }
     SiteStatus {
         site: site.name.clone(),
@@ -148,7 +150,7 @@ pub fn status(
                     "  configuration: LAST GOOD COPY {} (the site file is rejected: {}); fix \
                      it and run `systemctl daemon-reload`",
                     c.copy,
-                    crate::text::excerpt(&c.why, 300)
+                    crate::system::text::excerpt(&c.why, 300)
                 );
             }
             if let Some(n) = &s.next_backup {
@@ -180,14 +182,10 @@ pub fn backups(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    match crate::backup_cmd::load_site(root, name) {
-        Ok(site) => crate::backup_cmd::list(
-            &site,
-            &backup::backups_dir(root, &site.name),
-            json,
-            out,
-            err,
-        ),
+    match crate::config::sites::load_site(root, name) {
+        Ok(site) => {
+            crate::backup::run::list(&site, &dump::backups_dir(root, &site.name), json, out, err)
+        }
         Err(e) => {
             let _ = writeln!(err, "{e}");
             2

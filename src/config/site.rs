@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::calendar;
+use crate::config::calendar;
 
 /// Where site files live on a real system (tests point a root at a temp tree).
 pub const SITES_DIR: &str = "/etc/sum/sites";

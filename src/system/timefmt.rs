@@ -26,6 +26,13 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds since the epoch, now (0 if the clock is before 1970).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The parts of a unix time: (year, month, day, hour, minute, second).
 pub fn parts(unix: u64) -> (i64, u32, u32, u32, u32, u32) {
     let secs = unix as i64;

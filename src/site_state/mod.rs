@@ -1,7 +1,12 @@
-//! What a deploy records (SPEC §7 step 9): one JSON line per deploy or
-//! rollback in `state/history.jsonl`, and one JSON file per release in
-//! `state/releases/<release>.json` saying what it is and whether it ever
-//! passed its smoke check. Pruning reads both.
+//! The site's state on disk: what a deploy records (SPEC §7 step 9), one
+//! JSON line per deploy or rollback in `state/history.jsonl` and one JSON
+//! file per release in `state/releases/<release>.json` saying what it is and
+//! whether it ever passed its smoke check; the live release and where its
+//! static and media really are; the last good copy of the site file
+//! (`last_good`); and the site's lock (`lock`). Pruning reads both records.
+
+pub mod last_good;
+pub mod lock;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -9,8 +14,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
-use crate::layout::{Root, SiteLayout};
+use crate::config::layout::{Root, SiteLayout};
+use crate::system::fsutil::write_atomic;
 
 /// A release's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,7 +327,7 @@ pub struct LivePaths {
 
 pub fn live_paths(root: &Root, site: &str) -> LivePaths {
     let l = SiteLayout::new(site);
-    let Some(release) = crate::fsutil::link_name(&root.path(&l.app)) else {
+    let Some(release) = crate::system::fsutil::link_name(&root.path(&l.app)) else {
         return LivePaths::default();
     };
     let Some(info) = load_release(&root.path(&l.state), &release) else {
@@ -391,7 +396,7 @@ pub struct PreviousStatic {
 /// pruned, or its directory is the live one's anyway.
 pub fn previous_static(root: &Root, site: &str) -> Option<PreviousStatic> {
     let l = SiteLayout::new(site);
-    let live = crate::fsutil::link_name(&root.path(&l.app))?;
+    let live = crate::system::fsutil::link_name(&root.path(&l.app))?;
     let state = root.path(&l.state);
     let release = previous_live(&state, &live)?;
     if !root.path(&l.releases).join(&release).is_dir() {

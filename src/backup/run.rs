@@ -5,12 +5,12 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use crate::backup::{self, DumpSource};
-use crate::layout::{Root, SiteLayout};
-use crate::lock::{self, LockError};
-use crate::retention::{self, Keep};
-use crate::site::Site;
-use crate::{sites, timefmt};
+use crate::backup::dump::{self, DumpSource};
+use crate::backup::retention::{self, Keep};
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::site_state::lock::{self, LockError};
+use crate::system::timefmt;
 
 pub struct Args<'a> {
     pub site: &'a str,
@@ -21,43 +21,15 @@ pub struct Args<'a> {
     pub dry_run: bool,
 }
 
-pub(crate) fn load_site(root: &Root, name: &str) -> Result<Site, String> {
-    crate::site::check_site_name(name)?;
-    let path = root.sites_dir().join(format!("{name}.toml"));
-    if !path.exists() {
-        return Err(format!(
-            "no site `{name}`: {} does not exist",
-            path.display()
-        ));
-    }
-    sites::load_file(&path).map_err(|e| e.to_string())
-}
-
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The site account's uid and gid on a real system; None under a test root
-/// or before the account exists.
-pub(crate) fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
-    if !root.is_system() {
-        return None;
-    }
-    let user = nix::unistd::User::from_name(&SiteLayout::new(site).user).ok()??;
-    Some((user.uid.as_raw(), user.gid.as_raw()))
-}
-
 pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let site = match load_site(root, args.site) {
+    let site = match crate::config::sites::load_site(root, args.site) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "{e}");
             return 2;
         }
     };
-    let dir = backup::backups_dir(root, &site.name);
+    let dir = dump::backups_dir(root, &site.name);
     if args.list {
         return list(&site, &dir, args.json, out, err);
     }
@@ -67,7 +39,7 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         let _ = writeln!(err, "{e}");
         return 1;
     }
-    let started = timefmt::iso_utc(now_unix());
+    let started = timefmt::iso_utc(timefmt::now_unix());
     let _lock = match lock::acquire(
         &state.join("lock"),
         &format!("sum-backup {}", site.name),
@@ -95,7 +67,7 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         let _ = writeln!(err, "sum-backup {}: {e}", site.name);
         return 1;
     }
-    match backup::clean_partials(&site.name, &dir) {
+    match dump::clean_partials(&site.name, &dir) {
         Ok(removed) => {
             for p in removed {
                 let _ = writeln!(
@@ -110,9 +82,9 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
             return 1;
         }
     }
-    let account = site_account(root, &site.name);
+    let account = crate::system::accounts::site_account(root, &site.name);
     let gid = account.map(|(_, g)| g);
-    let url = match backup::database_url(root, &site.name, gid) {
+    let url = match dump::database_url(root, &site.name, gid) {
         Ok(u) => u,
         Err(e) => {
             let _ = writeln!(err, "sum-backup {}: {e}", site.name);
@@ -122,11 +94,11 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
     // The persistent media directory wherever the live release's settings
     // put it (a linked in-release MEDIA_ROOT is recorded as media/).
     let media_dir = root.path(
-        crate::deploy::state::live_paths(root, &site.name)
+        crate::site_state::live_paths(root, &site.name)
             .media_dir
             .unwrap_or_else(|| layout.media_dir.clone()),
     );
-    let release = crate::fsutil::link_name(&root.path(&layout.app));
+    let release = crate::system::fsutil::link_name(&root.path(&layout.app));
     let src = DumpSource {
         release: release.as_deref(),
         database_url: &url,
@@ -135,13 +107,13 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
     };
     let ping = |event, body: &str, err: &mut dyn Write| {
         if let Some(base) = &site.backup.ping_url {
-            if let Err(w) = crate::ping::send(base, event, body) {
+            if let Err(w) = crate::backup::ping::send(base, event, body) {
                 let _ = writeln!(err, "sum-backup {}: warning: {w}", site.name);
             }
         }
     };
-    ping(crate::ping::Event::Start, "", err);
-    match backup::take(&site, &dir, &src, SystemTime::now()) {
+    ping(crate::backup::ping::Event::Start, "", err);
+    match dump::take(&site, &dir, &src, SystemTime::now()) {
         Ok(m) => {
             let summary = format!(
                 "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {})",
@@ -153,12 +125,12 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
                 m.server_version
             );
             let _ = writeln!(out, "{summary}");
-            ping(crate::ping::Event::Success, &summary, err);
+            ping(crate::backup::ping::Event::Success, &summary, err);
         }
         Err(e) => {
             let msg = format!("backup failed, nothing was published: {e}");
             let _ = writeln!(err, "sum-backup {}: {msg}", site.name);
-            ping(crate::ping::Event::Fail, &msg, err);
+            ping(crate::backup::ping::Event::Fail, &msg, err);
             return 1;
         }
     }
@@ -182,7 +154,7 @@ fn prune(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let listed = match backup::list(&site.name, dir) {
+    let listed = match dump::list(&site.name, dir) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(err, "failed to list {}: {e}", dir.display());
@@ -190,7 +162,7 @@ fn prune(
         }
     };
     let layout = SiteLayout::new(&site.name);
-    let pinned = match crate::deploy::state::pre_migrate_backups(
+    let pinned = match crate::site_state::pre_migrate_backups(
         &root.path(&layout.state),
         &root.path(&layout.releases),
     ) {
@@ -221,7 +193,7 @@ fn prune(
             continue;
         }
         if !dry_run {
-            let media = dir.join(crate::media::media_name(&d.file));
+            let media = dir.join(crate::backup::media::media_name(&d.file));
             for p in [path.clone(), dir.join(format!("{}.json", d.file)), media] {
                 match fs_err::remove_file(&p) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -247,7 +219,7 @@ pub(crate) fn list(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let listed = match backup::list(&site.name, dir) {
+    let listed = match dump::list(&site.name, dir) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(err, "failed to list {}: {e}", dir.display());
@@ -266,7 +238,7 @@ pub(crate) fn list(
         let _ = writeln!(out, "no backups of {} in {}", site.name, dir.display());
         return 0;
     }
-    let now = now_unix();
+    let now = timefmt::now_unix();
     let _ = writeln!(out, "{:<36} {:>10} {:>12}  STATE", "BACKUP", "AGE", "SIZE");
     for b in listed {
         let _ = writeln!(

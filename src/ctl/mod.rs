@@ -2,15 +2,18 @@
 //! render step. Each command returns an exit code (SPEC §7's table) and
 //! writes its report to the given streams, so tests can run it in-process.
 
+pub mod releases;
+pub mod status;
+
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::caddy;
-use crate::fsutil::write_atomic;
-use crate::layout::{Root, SiteLayout};
-use crate::site::{check_host, check_site_name, Site};
-use crate::sites;
-use crate::units;
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::{check_host, check_site_name, Site};
+use crate::config::sites;
+use crate::render::caddy;
+use crate::render::units;
+use crate::system::fsutil::write_atomic;
 
 /// Exit codes shared by every binary (SPEC §7).
 pub mod exit {
@@ -109,7 +112,7 @@ pub fn render(root: &Root, name: &str, out: &mut dyn Write, err: &mut dyn Write)
             let _ = write!(
                 out,
                 "# {}/{}.caddy\n{text}",
-                crate::layout::CADDY_RUN_DIR,
+                crate::config::layout::CADDY_RUN_DIR,
                 site.name
             );
             exit::OK
@@ -242,7 +245,7 @@ fn new_site_inner(root: &Root, args: &NewSite) -> Result<(PathBuf, PathBuf), (u8
 
     let io = |e: std::io::Error| (exit::FAILED, e.to_string());
     let gid = if root.is_system() {
-        Some(crate::accounts::ensure_site_account(args.name, &layout).map_err(io)?)
+        Some(crate::system::accounts::ensure_site_account(args.name, &layout).map_err(io)?)
     } else {
         None
     };
@@ -250,7 +253,7 @@ fn new_site_inner(root: &Root, args: &NewSite) -> Result<(PathBuf, PathBuf), (u8
     let home = root.path(&layout.home);
     fs_err::create_dir_all(&home).map_err(io)?;
     // A last good copy of an earlier site of this name must not stand in
-    // for the new one (crate::sites).
+    // for the new one (crate::config::sites).
     let stale = root
         .path(sites::LAST_GOOD_DIR)
         .join(format!("{}.toml", args.name));

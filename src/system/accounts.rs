@@ -4,7 +4,7 @@ use std::process::Command;
 
 use nix::unistd::{Gid, Group, User};
 
-use crate::layout::SiteLayout;
+use crate::config::layout::{Root, SiteLayout};
 
 /// Creates the site's system user and group if they do not exist yet
 /// (idempotent) and returns the group id.
@@ -31,4 +31,14 @@ pub fn ensure_site_account(site: &str, layout: &SiteLayout) -> std::io::Result<G
             "user {name} exists but group {name} does not; create it with `groupadd --system {name}`"
         ))),
     }
+}
+
+/// The site account's uid and gid on a real system; None under a test root
+/// or before the account exists.
+pub fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
+    if !root.is_system() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(&SiteLayout::new(site).user).ok()??;
+    Some((user.uid.as_raw(), user.gid.as_raw()))
 }

@@ -14,10 +14,10 @@ use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{symlink_atomic, write_atomic};
-use crate::layout::Root;
-use crate::sites;
-use crate::units::{self, Rendered};
+use crate::config::layout::Root;
+use crate::config::sites;
+use crate::render::units::{self, Rendered};
+use crate::system::fsutil::{symlink_atomic, write_atomic};
 
 /// Where problems are reported: the kernel log under systemd (the only log a
 /// generator has that early), stderr when run by hand.

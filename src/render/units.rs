@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use crate::layout::{SiteLayout, GUNICORN_CONF};
-use crate::site::Site;
+use crate::config::layout::{SiteLayout, GUNICORN_CONF};
+use crate::config::site::Site;
 
 /// One generated unit file.
 #[derive(Debug, Clone, PartialEq, Eq)]

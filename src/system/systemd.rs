@@ -17,7 +17,7 @@ pub fn systemctl(args: &[&str]) -> Result<(), String> {
         Err(format!(
             "`systemctl {}` failed: {}",
             args.join(" "),
-            crate::text::last_lines(&String::from_utf8_lossy(&out.stderr), 3, 300)
+            crate::system::text::last_lines(&String::from_utf8_lossy(&out.stderr), 3, 300)
         ))
     }
 }

@@ -201,9 +201,9 @@ pub fn with_hosts_hint(error: &Failed, env: &[(String, String)], host: &str) -> 
 /// characters on a character boundary.
 pub fn describe_body(body: &str) -> String {
     if let Some(title) = html_title(body) {
-        return crate::text::excerpt(&title, 200);
+        return crate::system::text::excerpt(&title, 200);
     }
-    let said = crate::text::excerpt(body, 200);
+    let said = crate::system::text::excerpt(body, 200);
     if said.is_empty() {
         "(empty body)".to_string()
     } else {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::site::Site;
+use crate::config::site::Site;
 
 /// Where Caddy (running as the `caddy` user) keeps its local CA's root.
 pub const CADDY_LOCAL_ROOT: &str =
@@ -30,7 +30,7 @@ pub enum PublicError {
     /// An answer that fails the health rules: the deploy fails.
     Failed {
         url: String,
-        failed: crate::smoke::Failed,
+        failed: crate::probe::smoke::Failed,
     },
     /// No answer at all (connection, TLS): a warning.
     Unreachable(String),
@@ -62,14 +62,14 @@ fn agent() -> ureq::Agent {
     b.build()
 }
 
-/// The body, as far as [`crate::smoke::MAX_RESPONSE`] and lossily decoded:
+/// The body, as far as [`crate::probe::smoke::MAX_RESPONSE`] and lossily decoded:
 /// `into_string` would give up on invalid UTF-8 or a large body.
 fn body_of(resp: ureq::Response) -> String {
     use std::io::Read;
     let mut raw = Vec::new();
     let _ = resp
         .into_reader()
-        .take(crate::smoke::MAX_RESPONSE)
+        .take(crate::probe::smoke::MAX_RESPONSE)
         .read_to_end(&mut raw);
     String::from_utf8_lossy(&raw).into_owned()
 }
@@ -85,8 +85,8 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
             Ok(resp) => {
                 let status = resp.status();
                 let body = body_of(resp);
-                crate::smoke::judge(
-                    &crate::smoke::Response { status, body },
+                crate::probe::smoke::judge(
+                    &crate::probe::smoke::Response { status, body },
                     &site.domain,
                     &site.health.path,
                 )
@@ -98,8 +98,8 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let body = body_of(resp);
-                crate::smoke::judge(
-                    &crate::smoke::Response { status, body },
+                crate::probe::smoke::judge(
+                    &crate::probe::smoke::Response { status, body },
                     &site.domain,
                     &site.health.path,
                 )

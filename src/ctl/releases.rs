@@ -8,10 +8,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
 use crate::deploy::app::READY_MARKER;
-use crate::deploy::state::{self, Record, ReleaseStatus};
-use crate::layout::{Root, SiteLayout};
-use crate::site::Site;
+use crate::site_state::{self, Record, ReleaseStatus};
 
 /// One release on disk, as `sumctl releases --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,13 +54,13 @@ pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>
     let state_dir = root.path(&l.state);
     let releases = root.path(&l.releases);
     let venvs = root.path(&l.venvs);
-    let live = crate::fsutil::link_name(&root.path(&l.app));
-    let last_good = state::last_good(&state_dir, &releases);
-    let names = state::release_names(&releases)?;
+    let live = crate::system::fsutil::link_name(&root.path(&l.app));
+    let last_good = site_state::last_good(&state_dir, &releases);
+    let names = site_state::release_names(&releases)?;
     Ok(names
         .into_iter()
         .map(|name| {
-            let info = state::load_release(&state_dir, &name);
+            let info = site_state::load_release(&state_dir, &name);
             let venv = info
                 .as_ref()
                 .map(|i| i.venv.clone())
@@ -120,7 +120,7 @@ fn table(rows: &[Vec<String>], out: &mut dyn Write) {
 }
 
 fn load(root: &Root, name: &str, err: &mut dyn Write) -> Result<Site, u8> {
-    crate::backup_cmd::load_site(root, name).map_err(|e| {
+    crate::config::sites::load_site(root, name).map_err(|e| {
         let _ = writeln!(err, "{e}");
         2
     })
@@ -158,7 +158,7 @@ pub fn releases(
         json_out(&rows, out);
         return 0;
     }
-    let live = crate::fsutil::link_name(&root.path(&l.app));
+    let live = crate::system::fsutil::link_name(&root.path(&l.app));
     if rows.is_empty() {
         let _ = writeln!(
             out,
@@ -195,7 +195,7 @@ pub fn releases(
             r.git_ref.clone().unwrap_or_else(|| "-".into()),
             r.sha
                 .as_deref()
-                .map_or("-", crate::text::short_sha)
+                .map_or("-", crate::system::text::short_sha)
                 .to_string(),
             status,
             r.venv.clone().unwrap_or_else(|| "-".into()),
@@ -252,13 +252,13 @@ pub fn history(
         Err(code) => return code,
     };
     let state_dir = root.path(SiteLayout::new(&site.name).state);
-    let mut records = match state::history(&state_dir) {
+    let mut records = match site_state::history(&state_dir) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(
                 err,
                 "cannot read {}: {e}",
-                state::history_path(&state_dir).display()
+                site_state::history_path(&state_dir).display()
             );
             return 1;
         }
@@ -299,7 +299,7 @@ pub fn history(
             started(&r.started_utc),
             r.action.clone(),
             dash(r.git_ref.as_deref()),
-            dash(r.sha.as_deref().map(crate::text::short_sha)),
+            dash(r.sha.as_deref().map(crate::system::text::short_sha)),
             dash(r.release.as_deref()),
             r.outcome.clone(),
             format!("{:.1}s", total_seconds(r)),

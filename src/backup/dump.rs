@@ -22,12 +22,12 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
-use crate::envfile;
-use crate::hashio::Hashing;
-use crate::layout::{Root, SiteLayout};
-use crate::pgconn::PgConn;
-use crate::site::Site;
-use crate::timefmt;
+use crate::backup::hashio::Hashing;
+use crate::config::envfile;
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::probe::pgconn::PgConn;
+use crate::system::timefmt;
 
 /// gzip level: measured in benches/backup.sh as the best speed for a size
 /// within 10% of `gzip -6` on SQL dumps.
@@ -53,7 +53,7 @@ pub struct Manifest {
     pub release: Option<String>,
     /// The media archive published with this backup, if any.
     #[serde(default)]
-    pub media: Option<crate::media::MediaInfo>,
+    pub media: Option<crate::backup::media::MediaInfo>,
     pub verified: bool,
 }
 
@@ -121,7 +121,7 @@ pub fn take(
     let name = backup_name(&site.name, started);
     let final_path = dir.join(&name);
     let partial = dir.join(format!("{name}.partial"));
-    let media_name = crate::media::media_name(&name);
+    let media_name = crate::backup::media::media_name(&name);
     let media_partial = dir.join(format!("{media_name}.partial"));
     let media_final = dir.join(&media_name);
     let cleanup = || {
@@ -136,7 +136,12 @@ pub fn take(
         }
     };
     if let Some(media_dir) = src.media_dir {
-        match crate::media::write_verified(media_dir, &media_partial, &media_name, GZIP_LEVEL) {
+        match crate::backup::media::write_verified(
+            media_dir,
+            &media_partial,
+            &media_name,
+            GZIP_LEVEL,
+        ) {
             Ok(info) => manifest.media = Some(info),
             Err(e) => {
                 cleanup();
@@ -149,7 +154,7 @@ pub fn take(
     // nobody verified; a media archive without its dump is a leftover.
     let manifest_path = dir.join(format!("{name}.json"));
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    let publish = crate::fsutil::write_atomic(&manifest_path, &json, 0o600)
+    let publish = crate::system::fsutil::write_atomic(&manifest_path, &json, 0o600)
         .and_then(|()| match manifest.media {
             Some(_) => fs_err::rename(&media_partial, &media_final),
             None => Ok(()),
@@ -255,7 +260,7 @@ fn write_verified(
     if !status.success() {
         return Err(err(format!(
             "pg_dump failed ({status}): {}",
-            match crate::text::last_lines(&stderr, 1, 500) {
+            match crate::system::text::last_lines(&stderr, 1, 500) {
                 l if l.is_empty() => "no message".to_string(),
                 l => l,
             }
@@ -264,7 +269,7 @@ fn write_verified(
     if stderr.to_ascii_lowercase().contains("error") {
         return Err(err(format!(
             "pg_dump reported an error: {}",
-            crate::text::last_lines(&stderr, 5, 500)
+            crate::system::text::last_lines(&stderr, 5, 500)
         )));
     }
     if !tail.has_trailer() {
@@ -404,13 +409,14 @@ pub fn clean_partials(site: &str, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         };
         let ours = |n: &str| {
             parse_backup_name(site, n).is_some()
-                || crate::media::dump_of(n).is_some_and(|d| parse_backup_name(site, &d).is_some())
+                || crate::backup::media::dump_of(n)
+                    .is_some_and(|d| parse_backup_name(site, &d).is_some())
         };
         let leftover = if let Some(base) = name.strip_suffix(".partial") {
             ours(base)
         } else if let Some(base) = name.strip_suffix(".json") {
             parse_backup_name(site, base).is_some() && !dir.join(base).exists()
-        } else if let Some(dump) = crate::media::dump_of(name) {
+        } else if let Some(dump) = crate::backup::media::dump_of(name) {
             parse_backup_name(site, &dump).is_some() && !dir.join(dump).exists()
         } else {
             false

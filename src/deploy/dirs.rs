@@ -18,7 +18,7 @@ use std::path::Path;
 
 use nix::unistd::{chown, Gid, Uid};
 
-use crate::layout::{Root, SiteLayout};
+use crate::config::layout::{Root, SiteLayout};
 
 /// Who owns what: `Root` (root:root), `App` (the site's user and group) or
 /// `Media` (the site's user and the `caddy` group, set-group-ID).

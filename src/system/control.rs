@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::layout::{Root, SiteLayout};
-use crate::site::Site;
-use crate::systemd;
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::system::systemd;
 
 pub trait Control {
     /// Whether this control runs the app at all. When it does not (a test

@@ -1,0 +1,13 @@
+//! The system under us: systemd (`systemd`, and `control`, the one
+//! service-manager control with its test double), the site's account
+//! (`accounts`), atomic files (`fsutil`), time (`timefmt`), quoting outside
+//! text (`text`) and journal priorities of our output (`journal`).
+
+pub mod accounts;
+pub mod control;
+pub mod failure;
+pub mod fsutil;
+pub mod journal;
+pub mod systemd;
+pub mod text;
+pub mod timefmt;
