@@ -123,6 +123,21 @@ check "the package put the generator, sumctl and the caddy drop-in in place" '
     done
     test -d /etc/sum/sites || { echo "missing: /etc/sum/sites"; exit 1; }
     man -w sum-site.toml >/dev/null || { echo "man -w sum-site.toml finds no page"; exit 1; }'
+check "every document the README and the man pages name is installed" '
+    d=/usr/share/doc/sum-golden-path
+    show() { if [ -f "$1.gz" ]; then zcat "$1.gz"; else cat "$1"; fi; }
+    n=0
+    for doc in $(show "$d/README.md" | grep -o "docs/[a-z_-]*\.md" | sort -u); do
+        n=$((n + 1))
+        test -f "$d/$doc" || test -f "$d/$doc.gz" || { echo "README names $doc; not installed"; exit 1; }
+    done
+    for page in /usr/share/man/man5/sum-site.toml.5.gz /usr/share/man/man8/sum*.8.gz; do
+        for p in $(zcat "$page" | sed "s/\\\\-/-/g" | grep -o "/usr/share/doc/[A-Za-z0-9/_.-]*" | sort -u); do
+            n=$((n + 1))
+            test -e "$p" || test -e "$p.gz" || { echo "$page names $p; not installed"; exit 1; }
+        done
+    done
+    [ "$n" -ge 8 ] || { echo "only $n document paths read"; exit 1; }'
 check "caddy.service is active after install and runs through the drop-in" '
     expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"
     contains "systemctl cat caddy" "sumctl caddy-render" "$(systemctl cat caddy)"

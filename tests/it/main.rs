@@ -16,6 +16,7 @@ mod generator_cli;
 mod golden;
 mod gunicorn_conf;
 mod layers;
+mod package_docs;
 mod pgconn;
 mod real_tools;
 mod redis_preflight;
