@@ -2,6 +2,7 @@
 //! render step. Each command returns an exit code (SPEC §7's table) and
 //! writes its report to the given streams, so tests can run it in-process.
 
+pub mod maintenance;
 pub mod releases;
 pub mod status;
 
