@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
+use clap_complete::CompleteEnv;
 use sum::config::layout::Root;
+use sum::ctl::maintenance::{self, Switch};
 use sum::ctl::{self, NewSite};
 
 #[derive(Parser)]
@@ -23,7 +26,11 @@ enum Command {
     /// Validate site files without changing anything (all sites when none given)
     Check { files: Vec<PathBuf> },
     /// Print every unit the generator makes for a site, and its Caddy snippet
-    Render { site: String },
+    Render {
+        #[arg(add = sites())]
+        #[arg(add = sites())]
+        site: String,
+    },
     /// Write a commented site file and a .env skeleton with a fresh SECRET_KEY
     New {
         site: String,
@@ -37,20 +44,30 @@ enum Command {
     },
     /// Write the Caddy snippets of every site (run by caddy.service before start and reload)
     CaddyRender,
+    /// Switch a site's maintenance page on or off (no reload), or show it
+    Maintenance {
+        #[arg(add = sites())]
+        site: String,
+        #[arg(value_enum)]
+        switch: SwitchArg,
+    },
     /// Live release, last verified backup, next backup and unit states
     Status {
+        #[arg(add = sites())]
         site: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// List a site's backups, newest first
     Backups {
+        #[arg(add = sites())]
         site: String,
         #[arg(long)]
         json: bool,
     },
     /// Go back to an earlier release still on disk: swap, restart, smoke check
     Rollback {
+        #[arg(add = sites())]
         site: String,
         /// The release to go to: its name or a unique part of it (e.g. a short sha);
         /// default: the newest good release older than the live one
@@ -59,12 +76,14 @@ enum Command {
     },
     /// List a site's releases on disk, newest first, with the live and last good ones
     Releases {
+        #[arg(add = sites())]
         site: String,
         #[arg(long)]
         json: bool,
     },
     /// Show a site's deploys and rollbacks, newest first
     History {
+        #[arg(add = sites())]
         site: String,
         #[arg(long)]
         json: bool,
@@ -74,7 +93,31 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum SwitchArg {
+    On,
+    Off,
+    Status,
+}
+
+/// Tab completes the names of the sites in /etc/sum/sites.
+fn sites() -> ArgValueCompleter {
+    ArgValueCompleter::new(|current: &std::ffi::OsStr| {
+        let current = current.to_string_lossy();
+        sum::config::sites::site_names(&Root::from_env())
+            .into_iter()
+            .filter(|name| name.starts_with(current.as_ref()))
+            .map(CompletionCandidate::new)
+            .collect::<Vec<_>>()
+    })
+}
+
 fn main() -> ExitCode {
+    // `COMPLETE=bash sumctl` prints the shell's registration script; the
+    // shell then asks `sumctl` itself for each completion (site names too).
+    CompleteEnv::with_factory(Cli::command)
+        .completer("sumctl")
+        .complete();
     sum::system::journal::log_panics_as_errors();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -109,6 +152,15 @@ fn main() -> ExitCode {
             &mut out,
             &mut err,
         ),
+        Command::Maintenance { site, switch } => {
+            let switch = match switch {
+                SwitchArg::On => Switch::On,
+                SwitchArg::Off => Switch::Off,
+                SwitchArg::Status => Switch::Status,
+            };
+            let who = sum::deploy::run::who();
+            maintenance::maintenance(&root, site, switch, &who, &mut out, &mut err)
+        }
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
         Command::Status { site, json } => {
             sum::ctl::status::status(&root, site.as_deref(), *json, &mut out, &mut err)

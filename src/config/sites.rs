@@ -288,6 +288,18 @@ fn position_of(path: &Path, needle: &str) -> Option<(usize, usize)> {
     ))
 }
 
+/// The names of the site files of a root, sorted (for completion: nothing
+/// is validated, an unreadable directory gives none).
+pub fn site_names(root: &Root) -> Vec<String> {
+    let mut names: Vec<String> = site_files(&root.sites_dir())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| Some(f.file_stem()?.to_str()?.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Loads every site of a root, falling back to last good copies.
 pub fn load_all(root: &Root) -> std::io::Result<Loaded> {
     let files = site_files(&root.sites_dir())?;

@@ -381,6 +381,25 @@ check "app code ran as sum-acme; code and history are root'\''s" '
     expect "gunicorn runs as" sum-acme "$(ps -o user= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"
     contains "gunicorn'\''s command line" "--config /usr/share/sum-golden-path/gunicorn.conf.py" \
         "$(ps -o args= -p "$(systemctl show -P MainPID sum-gunicorn@acme.service)")"'
+check "sumctl maintenance acme on|off switches a serving site through Caddy without a reload" '
+    caddy_pid=$(systemctl show -P MainPID caddy.service)
+    sumctl maintenance acme on | grep -q "maintenance is on for acme"
+    expect "HTTP status while on" 503 "$(get https://acme.localhost/health/)"
+    expect "Retry-After while on" 120 "$(header retry-after)"
+    contains "body while on" "down for maintenance" "$(cat /root/resp.b)"
+    contains "status" "maintenance is on for acme: on since " "$(sumctl maintenance acme status)"
+    expect "owner and mode of the flag" "root 644" "$(stat -c "%U %a" /srv/sum/acme/maintenance)"
+    sumctl maintenance acme off | grep -q "maintenance is off for acme"
+    expect "HTTP status when off" 200 "$(get https://acme.localhost/health/)"
+    expect "status when off" "maintenance is off for acme" "$(sumctl maintenance acme status)"
+    expect "Caddy main pid (no restart)" "$caddy_pid" "$(systemctl show -P MainPID caddy.service)"'
+check "the installed bash completion completes site names" '
+    test -f /usr/share/zsh/vendor-completions/_sumctl
+    test -f /usr/share/fish/vendor_completions.d/sumctl.fish
+    got=$(bash -c ". /usr/share/bash-completion/completions/sumctl
+        COMP_WORDS=(sumctl maintenance ac); COMP_CWORD=2; COMP_TYPE=9
+        _clap_complete_sumctl sumctl ac maintenance; printf \"%s\\n\" \"\${COMPREPLY[@]}\"")
+    expect "completions of sumctl maintenance ac" acme "$(echo "$got" | tr -d " ")"'
 check "journalctl -u sum-deploy@acme shows the steps, the public check and the summary" '
     j=$(journalctl -u sum-deploy@acme --no-pager -o cat)
     for s in "==> preflight" "==> venv" "==> check" "==> import" "==> collectstatic" "==> backup" "==> migrate" "==> swap" "==> restart" "==> smoke"; do

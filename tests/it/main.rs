@@ -8,6 +8,7 @@ mod common;
 mod backup;
 mod bridge;
 mod calendar_systemd;
+mod completions;
 mod deploy;
 mod deploy_faults;
 mod deploy_fetch;
