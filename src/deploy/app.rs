@@ -236,7 +236,7 @@ pub fn ensure_venv(
     if result.is_err() {
         // Never leave a half-built venv that looks like something.
         let _ = empty_dir(dir);
-        let _ = std::fs::remove_dir(dir);
+        let _ = fs_err::remove_dir(dir);
     }
     result.map(|()| false)
 }
@@ -250,7 +250,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 fn empty_dir(dir: &Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match fs_err::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -258,9 +258,9 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
     for e in entries {
         let e = e?;
         if e.file_type()?.is_dir() {
-            std::fs::remove_dir_all(e.path())?;
+            fs_err::remove_dir_all(e.path())?;
         } else {
-            std::fs::remove_file(e.path())?;
+            fs_err::remove_file(e.path())?;
         }
     }
     Ok(())
@@ -369,6 +369,8 @@ struct Report {
 /// fd 3. Dropped before [`Checks::finish`], it is killed.
 pub struct Checks {
     child: std::process::Child,
+    // Files without a path (unlinked temp files, a pipe): std's `File`,
+    // as fs_err's names a path.
     stdin: Option<std::process::ChildStdin>,
     reports: BufReader<std::fs::File>,
     stdout: std::fs::File,

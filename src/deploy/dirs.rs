@@ -1,5 +1,6 @@
 //! The first-deploy bootstrap of a site's directories (SPEC §7 step 2):
-//! idempotent, run on every deploy, so a wrong mode is repaired.
+//! idempotent, run on every deploy, so a wrong mode is repaired; the
+//! half-exported releases of killed deploys are removed.
 //!
 //! Code and history are root's; the app user may write only what the app
 //! writes at run time (static files at collectstatic, media, shared paths,
@@ -94,4 +95,21 @@ pub fn open_to_caddy(path: &Path, uid: u32) -> std::io::Result<()> {
 fn set_owner(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
         .map_err(|e| std::io::Error::other(format!("failed to chown {}: {e}", path.display())))
+}
+
+/// Removes half-exported releases (`.<name>.tmp`) of killed deploys.
+pub fn clean_leftovers(releases: &Path) -> usize {
+    let mut n = 0;
+    if let Ok(rd) = fs_err::read_dir(releases) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.')
+                && name.ends_with(".tmp")
+                && fs_err::remove_dir_all(e.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+    }
+    n
 }

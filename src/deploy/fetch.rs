@@ -53,7 +53,7 @@ pub fn update_mirror(url: &str, repo: &Path) -> Result<(), String> {
         .map_err(|e| format!("git fetch from {url} failed: {e}"))?;
     } else {
         let tmp = repo.with_extension("git.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = fs_err::remove_dir_all(&tmp);
         git(
             &[
                 "clone",
@@ -113,7 +113,7 @@ pub fn build_release(
         return Err(format!("{} already exists", dest.display()));
     }
     let tmp = releases.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = fs_err::remove_dir_all(&tmp);
     fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let archive = Command::new("bash")
         .arg("-c")
@@ -122,7 +122,7 @@ pub fn build_release(
         .output()
         .map_err(|e| format!("failed to run git archive: {e}"))?;
     if !archive.status.success() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = fs_err::remove_dir_all(&tmp);
         return Err(format!(
             "exporting {sha} failed: {}",
             crate::system::text::last_lines(&String::from_utf8_lossy(&archive.stderr), 8, 500)

@@ -47,100 +47,135 @@ pub fn place(
     let release = release
         .canonicalize()
         .map_err(|e| format!("cannot resolve {}: {e}", release.display()))?;
-    let given_home = home;
-    let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
-    // Recorded under the home's own name, so a /srv that is a symlink
-    // still gives paths inside /srv/sum/<site>/.
-    let record = |p: &Path| match p.strip_prefix(&home) {
-        Ok(rest) => given_home.join(rest).display().to_string(),
-        Err(_) => p.display().to_string(),
+    let at = Places {
+        given_home: home,
+        home: home.canonicalize().unwrap_or_else(|_| home.to_path_buf()),
+        media,
+        media_dir: media.canonicalize().unwrap_or_else(|_| media.to_path_buf()),
+        owner,
+        release,
     };
-    let media_dir = media.canonicalize().unwrap_or_else(|_| media.to_path_buf());
     let mut notes = Vec::new();
-    let in_release = |p: &Path| p.strip_prefix(&release).ok().map(Path::to_path_buf);
-
-    let static_real = resolve(&eff.static_root, &release, "STATIC_ROOT")?;
-    let media_real = resolve(&eff.media_root, &release, "MEDIA_ROOT")?;
+    let static_real = resolve(&eff.static_root, &at.release, "STATIC_ROOT")?;
+    let media_real = resolve(&eff.media_root, &at.release, "MEDIA_ROOT")?;
     let static_root = match &static_real {
         None => String::new(),
-        Some(p) => {
-            if let Some(rel) = in_release(p) {
-                if rel.as_os_str().is_empty() {
-                    return Err(format!(
-                        "STATIC_ROOT is the release directory itself ({}); collectstatic would \
-                         write over the code: point it at a directory of its own, such as \
-                         BASE_DIR / \"collect_static\"",
-                        p.display()
-                    ));
-                }
-                if let Some(m) = &media_real {
-                    if p.starts_with(m) {
-                        return Err(format!(
-                            "STATIC_ROOT {} lies inside MEDIA_ROOT {}: give them separate \
-                             directories",
-                            p.display(),
-                            m.display()
-                        ));
-                    }
-                }
-                make_writable(&release, &rel, owner)?;
-                notes.push(format!(
-                    "STATIC_ROOT {} lies inside the release: created for collectstatic; each \
-                     release keeps its own static files, and a rollback serves its own",
-                    rel.display()
-                ));
-            } else if !servable(&home, p, Served::Static) {
-                notes.push(format!(
-                    "warning: STATIC_ROOT {} is not where Caddy serves /static/ from (the \
-                     site's static/, a [deploy] shared path or a directory inside the \
-                     release), so it serves static/, which collectstatic does not fill; use \
-                     the STATIC_ROOT environment variable the units set",
-                    p.display()
-                ));
-            }
-            record(p)
-        }
+        Some(p) => at.place_static(p, media_real.as_deref(), &mut notes)?,
     };
-
     let media_root = match &media_real {
         None => String::new(),
-        Some(p) => {
-            if let Some(rel) = in_release(p) {
-                if rel.as_os_str().is_empty() {
-                    return Err(format!(
-                        "MEDIA_ROOT is the release directory itself ({}); uploads would land \
-                         among the code: point it at a directory of its own, such as \
-                         BASE_DIR / \"media\"",
-                        p.display()
-                    ));
-                }
-                notes.extend(link_media(&release, &rel, media, owner)?);
-                media.display().to_string()
-            } else {
-                if !servable(&home, p, Served::Media) {
-                    notes.push(format!(
-                        "warning: MEDIA_ROOT {} is not where Caddy serves /media/ from or \
-                         backups archive (the site's media/ or a [deploy] shared path), and \
-                         the app's units may not write there; use the MEDIA_ROOT environment \
-                         variable the units set",
-                        p.display()
-                    ));
-                } else if !p.starts_with(&media_dir) && p.is_dir() {
-                    // Servable and not media/: a [deploy] shared path,
-                    // made readable by Caddy like media/.
-                    if let Some((uid, _)) = owner {
-                        super::dirs::open_to_caddy(p, uid).map_err(|e| e.to_string())?;
-                    }
-                }
-                record(p)
-            }
-        }
+        Some(p) => at.place_media(p, &mut notes)?,
     };
     Ok(Placed {
         static_root,
         media_root,
         notes,
     })
+}
+
+/// The real paths [`place`] works with.
+struct Places<'a> {
+    release: PathBuf,
+    /// The site's directory as the caller named it, and its real path.
+    given_home: &'a Path,
+    home: PathBuf,
+    /// The persistent media directory as given, and its real path.
+    media: &'a Path,
+    media_dir: PathBuf,
+    owner: Option<(u32, u32)>,
+}
+
+impl Places<'_> {
+    /// `p` as recorded: under the home's own name, so a /srv that is a
+    /// symlink still gives paths inside /srv/sum/<site>/.
+    fn record(&self, p: &Path) -> String {
+        match p.strip_prefix(&self.home) {
+            Ok(rest) => self.given_home.join(rest).display().to_string(),
+            Err(_) => p.display().to_string(),
+        }
+    }
+
+    fn in_release(&self, p: &Path) -> Option<PathBuf> {
+        p.strip_prefix(&self.release).ok().map(Path::to_path_buf)
+    }
+
+    /// The effective STATIC_ROOT `p` (a real path): created for
+    /// collectstatic when it lies inside the release; what is recorded.
+    fn place_static(
+        &self,
+        p: &Path,
+        media_real: Option<&Path>,
+        notes: &mut Vec<String>,
+    ) -> Result<String, String> {
+        if let Some(rel) = self.in_release(p) {
+            if rel.as_os_str().is_empty() {
+                return Err(format!(
+                    "STATIC_ROOT is the release directory itself ({}); collectstatic would \
+                     write over the code: point it at a directory of its own, such as \
+                     BASE_DIR / \"collect_static\"",
+                    p.display()
+                ));
+            }
+            if let Some(m) = media_real {
+                if p.starts_with(m) {
+                    return Err(format!(
+                        "STATIC_ROOT {} lies inside MEDIA_ROOT {}: give them separate \
+                         directories",
+                        p.display(),
+                        m.display()
+                    ));
+                }
+            }
+            make_writable(&self.release, &rel, self.owner)?;
+            notes.push(format!(
+                "STATIC_ROOT {} lies inside the release: created for collectstatic; each \
+                 release keeps its own static files, and a rollback serves its own",
+                rel.display()
+            ));
+        } else if !servable(&self.home, p, Served::Static) {
+            notes.push(format!(
+                "warning: STATIC_ROOT {} is not where Caddy serves /static/ from (the \
+                 site's static/, a [deploy] shared path or a directory inside the \
+                 release), so it serves static/, which collectstatic does not fill; use \
+                 the STATIC_ROOT environment variable the units set",
+                p.display()
+            ));
+        }
+        Ok(self.record(p))
+    }
+
+    /// The effective MEDIA_ROOT `p` (a real path): linked to `media/` when
+    /// it lies inside the release; what is recorded.
+    fn place_media(&self, p: &Path, notes: &mut Vec<String>) -> Result<String, String> {
+        if let Some(rel) = self.in_release(p) {
+            if rel.as_os_str().is_empty() {
+                return Err(format!(
+                    "MEDIA_ROOT is the release directory itself ({}); uploads would land \
+                     among the code: point it at a directory of its own, such as \
+                     BASE_DIR / \"media\"",
+                    p.display()
+                ));
+            }
+            notes.extend(link_media(&self.release, &rel, self.media, self.owner)?);
+            return Ok(self.media.display().to_string());
+        }
+        if !servable(&self.home, p, Served::Media) {
+            notes.push(format!(
+                "warning: MEDIA_ROOT {} is not where Caddy serves /media/ from or \
+                 backups archive (the site's media/ or a [deploy] shared path), and \
+                 the app's units may not write there; use the MEDIA_ROOT environment \
+                 variable the units set",
+                p.display()
+            ));
+        } else if !p.starts_with(&self.media_dir) && p.is_dir() {
+            // Servable and not media/: a [deploy] shared path, made
+            // readable by Caddy like media/.
+            if let Some((uid, _)) = self.owner {
+                super::dirs::open_to_caddy(p, uid).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(self.record(p))
+    }
 }
 
 /// Django's value as a real path: relative values are relative to the
@@ -153,7 +188,7 @@ fn resolve(value: &str, release: &Path, name: &str) -> Result<Option<PathBuf>, S
     let path = release.join(value);
     let mut existing = path.as_path();
     let mut rest = Vec::new();
-    while std::fs::symlink_metadata(existing).is_err() {
+    while fs_err::symlink_metadata(existing).is_err() {
         let Some(parent) = existing.parent() else {
             break;
         };
@@ -184,7 +219,7 @@ fn resolve(value: &str, release: &Path, name: &str) -> Result<Option<PathBuf>, S
 /// content, so collectstatic may replace what was committed.
 fn make_writable(release: &Path, rel: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
     let dir = release.join(rel);
-    match std::fs::symlink_metadata(&dir) {
+    match fs_err::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => give_tree(&dir, owner).map_err(|e| e.to_string()),
         Ok(_) => Err(format!(
             "STATIC_ROOT {} is a file in the release, not a directory",
@@ -208,7 +243,7 @@ fn walk(
     path: &Path,
     f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let m = std::fs::symlink_metadata(path)?;
+    let m = fs_err::symlink_metadata(path)?;
     if m.is_dir() {
         for entry in fs_err::read_dir(path)? {
             walk(&entry?.path(), f)?;
@@ -251,7 +286,7 @@ fn link_media(
         Ok(mut entries) => entries.next().is_none(),
         Err(e) => return Err(format!("the site's media directory: {e}")),
     };
-    match std::fs::symlink_metadata(&inside) {
+    match fs_err::symlink_metadata(&inside) {
         Ok(m) if m.is_dir() => {
             let entries: Vec<_> = fs_err::read_dir(&inside)
                 .and_then(|d| d.collect::<Result<Vec<_>, _>>())
@@ -262,7 +297,7 @@ fn link_media(
                 // Seeded files take media/'s group (caddy's on a real
                 // system) and its directories the set-group-ID bit, like
                 // everything the app creates there later.
-                let group = std::fs::metadata(media).map(|m| m.gid()).ok();
+                let group = fs_err::metadata(media).map(|m| m.gid()).ok();
                 let seed_owner = owner.map(|(uid, gid)| (uid, group.unwrap_or(gid)));
                 for entry in &entries {
                     let to = media.join(entry.file_name());
@@ -328,17 +363,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let home = d.path().canonicalize().unwrap().join("srv/sum/bakery");
         let media = home.join("media");
-        std::fs::create_dir_all(&media).unwrap();
-        std::fs::create_dir_all(home.join("static")).unwrap();
+        fs_err::create_dir_all(&media).unwrap();
+        fs_err::create_dir_all(home.join("static")).unwrap();
         Site { _d: d, home, media }
     }
 
     /// A release shaped like bakerydemo: committed media, no collect_static.
     fn release(s: &Site, name: &str) -> PathBuf {
         let r = s.home.join("releases").join(name);
-        std::fs::create_dir_all(r.join("media/original_images")).unwrap();
-        std::fs::write(r.join("media/original_images/welcome.txt"), name).unwrap();
-        std::fs::create_dir_all(r.join("bakery")).unwrap();
+        fs_err::create_dir_all(r.join("media/original_images")).unwrap();
+        fs_err::write(r.join("media/original_images/welcome.txt"), name).unwrap();
+        fs_err::create_dir_all(r.join("bakery")).unwrap();
         r
     }
 
@@ -364,10 +399,10 @@ mod tests {
         );
         assert!(r1.join("collect_static").is_dir());
         assert_eq!(p1.media_root, s.media.display().to_string());
-        assert_eq!(std::fs::read_link(r1.join("media")).unwrap(), s.media);
+        assert_eq!(fs_err::read_link(r1.join("media")).unwrap(), s.media);
         // First use: media/ was empty, so the release's own media seeded it.
         assert_eq!(
-            std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
+            fs_err::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
             "r1"
         );
         assert!(
@@ -380,7 +415,7 @@ mod tests {
 
         // An upload through r1, then r2: the upload stays, nothing is
         // overwritten by r2's own media.
-        std::fs::write(r1.join("media/original_images/upload.jpg"), b"jpg").unwrap();
+        fs_err::write(r1.join("media/original_images/upload.jpg"), b"jpg").unwrap();
         let r2 = release(&s, "r2");
         let p2 = place(&r2, &s.home, &s.media, &hard_coded(&r2), None).unwrap();
         assert_eq!(
@@ -389,11 +424,11 @@ mod tests {
         );
         assert_ne!(p1.static_root, p2.static_root);
         assert_eq!(
-            std::fs::read(r2.join("media/original_images/upload.jpg")).unwrap(),
+            fs_err::read(r2.join("media/original_images/upload.jpg")).unwrap(),
             b"jpg"
         );
         assert_eq!(
-            std::fs::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
+            fs_err::read_to_string(s.media.join("original_images/welcome.txt")).unwrap(),
             "r1"
         );
         assert!(
@@ -402,7 +437,7 @@ mod tests {
             p2.notes
         );
         // Removing a release (pruning) removes the link, not the media.
-        std::fs::remove_dir_all(&r1).unwrap();
+        fs_err::remove_dir_all(&r1).unwrap();
         assert!(s.media.join("original_images/upload.jpg").is_file());
     }
 
@@ -430,14 +465,14 @@ mod tests {
         let s = site();
         let r = release(&s, "r1");
         let shared = s.home.join("shared/media");
-        std::fs::create_dir_all(shared.join("original_images")).unwrap();
-        std::fs::remove_dir_all(r.join("media")).unwrap();
+        fs_err::create_dir_all(shared.join("original_images")).unwrap();
+        fs_err::remove_dir_all(r.join("media")).unwrap();
         std::os::unix::fs::symlink(&shared, r.join("media")).unwrap();
         let p = place(&r, &s.home, &s.media, &hard_coded(&r), None).unwrap();
         assert_eq!(p.media_root, shared.display().to_string());
-        assert_eq!(std::fs::read_link(r.join("media")).unwrap(), shared);
+        assert_eq!(fs_err::read_link(r.join("media")).unwrap(), shared);
         assert!(!noted(&p, "MEDIA_ROOT"), "{:?}", p.notes);
-        assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(&s.media).unwrap().count(), 0);
     }
 
     /// What docs/deploy.md says: media in a shared path is opened to Caddy
@@ -456,14 +491,14 @@ mod tests {
         let s = site();
         let r = release(&s, "r1");
         let shared = s.home.join("shared/media");
-        std::fs::create_dir_all(&shared).unwrap();
-        std::fs::remove_dir_all(r.join("media")).unwrap();
+        fs_err::create_dir_all(&shared).unwrap();
+        fs_err::remove_dir_all(r.join("media")).unwrap();
         std::os::unix::fs::symlink(&shared, r.join("media")).unwrap();
         place(&r, &s.home, &s.media, &hard_coded(&r), Some((4321, 4322))).unwrap();
-        let m = std::fs::metadata(&shared).unwrap();
+        let m = fs_err::metadata(&shared).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4321, caddy, 0o2750));
         // media/ itself is the bootstrap's to set up, not place()'s.
-        let m = std::fs::metadata(&s.media).unwrap();
+        let m = fs_err::metadata(&s.media).unwrap();
         assert_eq!(m.mode() & 0o2000, 0);
     }
 
@@ -567,7 +602,7 @@ mod tests {
             assert!(e.contains(want), "{e}");
         }
         // A file where MEDIA_ROOT should be a directory.
-        std::fs::write(r.join("uploads"), b"").unwrap();
+        fs_err::write(r.join("uploads"), b"").unwrap();
         let eff = Effective {
             static_root: String::new(),
             media_root: r.join("uploads").display().to_string(),
@@ -578,7 +613,7 @@ mod tests {
             "{e}"
         );
         // Nothing was seeded or linked by the refused attempts.
-        assert_eq!(std::fs::read_dir(&s.media).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(&s.media).unwrap().count(), 0);
         assert!(r.join("media").is_dir() && !r.join("media").is_symlink());
     }
 
@@ -591,8 +626,8 @@ mod tests {
         }
         let s = site();
         let r = release(&s, "r1");
-        std::fs::create_dir_all(r.join("collect_static/css")).unwrap();
-        std::fs::write(r.join("collect_static/css/old.css"), b"").unwrap();
+        fs_err::create_dir_all(r.join("collect_static/css")).unwrap();
+        fs_err::write(r.join("collect_static/css/old.css"), b"").unwrap();
         // media/ as the bootstrap leaves it: the caddy group, 2750.
         std::os::unix::fs::chown(&s.media, Some(4321), Some(4323)).unwrap();
         place(&r, &s.home, &s.media, &hard_coded(&r), Some((4321, 4322))).unwrap();
@@ -600,7 +635,7 @@ mod tests {
             r.join("collect_static"),
             r.join("collect_static/css/old.css"),
         ] {
-            let m = std::fs::symlink_metadata(&p).unwrap();
+            let m = fs_err::symlink_metadata(&p).unwrap();
             assert_eq!((m.uid(), m.gid()), (4321, 4322), "{}", p.display());
         }
         // Seeded media take media/'s group; directories pass it on (g+s).
@@ -608,12 +643,12 @@ mod tests {
             s.media.join("original_images"),
             s.media.join("original_images/welcome.txt"),
         ] {
-            let m = std::fs::symlink_metadata(&p).unwrap();
+            let m = fs_err::symlink_metadata(&p).unwrap();
             assert_eq!((m.uid(), m.gid()), (4321, 4323), "{}", p.display());
         }
-        let m = std::fs::metadata(s.media.join("original_images")).unwrap();
+        let m = fs_err::metadata(s.media.join("original_images")).unwrap();
         assert_eq!(m.mode() & 0o2000, 0o2000);
         // The release itself stays root's.
-        assert_eq!(std::fs::metadata(&r).unwrap().uid(), 0);
+        assert_eq!(fs_err::metadata(&r).unwrap().uid(), 0);
     }
 }

@@ -6,15 +6,16 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::run::{
-    caddy_if_changed, fail, guarded, site_and_lock, swap, who, Ctx, Failure, Log, Options,
-};
+use super::command::{site_and_lock, with_control};
+use super::ctx::{Ctx, Options};
+use super::record;
+use super::steplog::{fail, guarded, Log, StepFailure};
+use super::swap;
 use crate::config::layout::Root;
-use crate::config::layout::SiteLayout;
-use crate::site_state::{self, Record, ReleaseStatus};
-use crate::system::control::{self, Control};
+use crate::site_state::{self, Record, ReleaseInfo, ReleaseStatus};
+use crate::system::control::Control;
+use crate::system::failure::{self, Exit, Failure};
 use crate::system::fsutil::link_name;
-use crate::system::timefmt;
 
 /// Picks the release a rollback goes to: `to` (a release name, or a unique
 /// part of one such as a short sha), else the newest good release older
@@ -79,205 +80,217 @@ pub fn rollback(
     control: &mut dyn Control,
     out: &mut dyn Write,
 ) -> (u8, Record) {
-    let site = ctx.site;
-    let l = SiteLayout::new(&site.name);
-    let state_dir = ctx.root.path(&l.state);
-    let releases = ctx.root.path(&l.releases);
-    let app_link = ctx.root.path(&l.app);
-    let venv_link = ctx.root.path(&l.venv);
-    let live = link_name(&app_link);
-    let live_venv = link_name(&venv_link);
+    let (rec, _) = roll_back_and_record(ctx, to, control, out);
+    (rec.exit_code, rec)
+}
+
+/// The release and venv live when the rollback started.
+struct Live {
+    release: Option<String>,
+    venv: Option<String>,
+}
+
+/// The steps, the record in the history and the closing line.
+fn roll_back_and_record(
+    ctx: &Ctx,
+    to: Option<&str>,
+    control: &mut dyn Control,
+    out: &mut dyn Write,
+) -> (Record, Result<(), StepFailure>) {
+    let l = ctx.l();
+    let live = Live {
+        release: link_name(&ctx.p(&l.app)),
+        venv: link_name(&ctx.p(&l.venv)),
+    };
     let mut log = Log::new(out);
-    let mut rec = Record {
-        action: "rollback".into(),
-        started_utc: timefmt::iso_utc(crate::system::timefmt::now_unix()),
-        who: who(),
-        previous: live.clone(),
-        venv_reused: Some(true),
-        ..Record::default()
-    };
-
-    let result = (|| -> Result<(), Failure> {
-        let (target, venv) = log.step("target", |log| {
-            let names = site_state::release_names(&releases).map_err(|e| e.to_string())?;
-            let target = pick_target(
-                &names,
-                |n| site_state::load_release(&state_dir, n).map(|i| i.status),
-                live.as_deref(),
-                to,
-            )?;
-            if live.as_deref() == Some(target.as_str()) {
-                return Err(format!("{target} is already live"));
-            }
-            let info = site_state::load_release(&state_dir, &target).ok_or_else(|| {
-                format!("{target} has no record (its deploy never finished); pick another")
-            })?;
-            let venv_ready = ctx
-                .root
-                .path(&l.venvs)
-                .join(&info.venv)
-                .join(super::app::READY_MARKER)
-                .is_file();
-            if info.venv.is_empty() || !venv_ready {
-                return Err(format!(
-                    "the virtualenv of {target} (venvs/{}) is gone or unfinished; deploy its ref \
-                     ({} = {}) instead",
-                    info.venv, info.git_ref, info.sha
-                ));
-            }
-            if info.status == ReleaseStatus::Failed {
-                log.line(&format!(
-                    "    warning: {target} failed its own deploy; rolling back to it anyway (--to)"
-                ));
-            }
-            if let Some(live_info) = live
-                .as_deref()
-                .and_then(|n| site_state::load_release(&state_dir, n))
-            {
-                let newer: Vec<&String> = live_info
-                    .migrations
-                    .iter()
-                    .filter(|m| !info.migrations.contains(m))
-                    .collect();
-                if !newer.is_empty() {
-                    log.line(&format!(
-                        "    warning: {target} predates migrations applied since: {}. The database \
-                         keeps them (nothing is unapplied); code that does not know them usually \
-                         still runs, but check the site, and restore a backup if it does not",
-                        newer.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-            let detail = format!(
-                "{target} ({} = {})",
-                info.git_ref,
-                crate::system::text::short_sha(&info.sha)
-            );
-            Ok(((target, info), detail))
-        })?;
-        rec.release = Some(target.clone());
-        rec.git_ref = Some(venv.git_ref.clone());
-        rec.sha = Some(venv.sha.clone());
-        rec.venv = Some(venv.venv.clone());
-        log.step("swap", |_| {
-            swap(&app_link, &venv_link, &target, &venv.venv).map_err(|e| e.to_string())?;
-            Ok((
-                (),
-                format!("app -> releases/{target}, venv -> venvs/{}", venv.venv),
-            ))
-        })?;
-        let checked = guarded("after the swap", || -> Result<(), Failure> {
-            caddy_if_changed(ctx, control, &mut log)?;
-            if !control.manages_services() {
-                log.line("    no service manager here (a test root): nothing restarted, nothing smoke-checked");
-                return Ok(());
-            }
-            log.step("restart", |_| {
-                control.restart(site)?;
-                Ok(((), control::app_units(site).join(", ")))
-            })?;
-            log.step("smoke", |_| {
-                let r = crate::probe::smoke::poll(
-                    &control.socket(site),
-                    &site.domain,
-                    &site.health.path,
-                    site.health.timeout,
-                )
-                .map_err(|f| f.to_string())?;
-                Ok((
-                    (),
-                    format!(
-                        "GET {} over the socket answered {}",
-                        site.health.path, r.status
-                    ),
-                ))
-            })?;
-            Ok(())
-        });
-        if let Err(f) = checked {
-            let tail = control.journal_tail(site);
-            let back = match (live.as_deref(), live_venv.as_deref()) {
-                (Some(p), Some(v)) => log.step("undo", |_| {
-                    swap(&app_link, &venv_link, p, v).map_err(|e| e.to_string())?;
-                    control.restart(site)?;
-                    crate::probe::smoke::poll(
-                        &control.socket(site),
-                        &site.domain,
-                        &site.health.path,
-                        site.health.timeout.max(Duration::from_secs(5)),
-                    )
-                    .map_err(|f| f.to_string())?;
-                    Ok(((), format!("releases/{p} serves again")))
-                }),
-                _ => Err(fail("undo", "nothing was live before")),
-            };
-            let _ = caddy_if_changed(ctx, control, &mut log);
-            let mut message = format!("{} failed: {}", f.step, f.message);
-            if !tail.is_empty() {
-                message.push_str(&format!(
-                    "\nlast lines of sum-gunicorn@{}.service:\n{tail}",
-                    site.name
-                ));
-            }
-            return Err(match back {
-                Ok(()) => Failure {
-                    step: f.step,
-                    code: 4,
-                    message: format!("{message}\n{} serves again", live.as_deref().unwrap_or("?")),
-                },
-                Err(b) => Failure {
-                    step: f.step,
-                    code: 5,
-                    message: format!(
-                        "{message}\ngoing back failed too: {}; the site may be down",
-                        b.message
-                    ),
-                },
-            });
-        }
-        Ok(())
-    })();
-
-    let code = match &result {
-        Ok(()) => 0,
-        Err(f) => f.code,
-    };
-    if code == 0 || code == 4 {
-        // The site serves on this site file: keep it as the last good copy.
-        if let Err(e) = crate::site_state::last_good::save(ctx.root, &site.name) {
-            log.line(&format!(
-                "warning: could not keep the site file as its last good copy: {e}"
-            ));
-        }
-    }
-    rec.exit_code = code;
-    rec.outcome = match code {
-        0 => "ok",
-        4 => "rolled-back",
-        5 => "rollback-failed",
-        _ => "failed",
-    }
-    .to_string();
-    if let Err(f) = &result {
-        rec.failed_step = Some(f.step.clone());
-        rec.error = Some(f.message.clone());
-    }
-    rec.finished_utc = timefmt::iso_utc(crate::system::timefmt::now_unix());
-    rec.steps = std::mem::take(&mut log.times);
-    if let Err(e) = site_state::append(&state_dir, &rec) {
-        log.line(&format!(
-            "warning: could not record the rollback in the history: {e}"
-        ));
-    }
+    let mut rec = record::rollback(live.release.clone());
+    let result = steps(ctx, to, control, &mut log, &mut rec, &live);
+    record::close(ctx, &mut log, &mut rec, &result);
     match &result {
         Ok(()) => log.line(&format!(
             "rolled back {} to {}",
-            site.name,
+            ctx.site.name,
             rec.release.as_deref().unwrap_or("?")
         )),
-        Err(f) => log.line(&format!("rollback failed (exit {}): {}", f.code, f.message)),
+        Err(f) => log.line(&format!(
+            "rollback failed (exit {}): {}",
+            f.failure.exit.code(),
+            f.failure.message
+        )),
     }
-    (code, rec)
+    (rec, result)
+}
+
+/// The target, the swap, the restart and the smoke check; when the target
+/// fails its check, the way back to the release that was live.
+fn steps(
+    ctx: &Ctx,
+    to: Option<&str>,
+    control: &mut dyn Control,
+    log: &mut Log,
+    rec: &mut Record,
+    live: &Live,
+) -> Result<(), StepFailure> {
+    let (target, info) = log.step("target", |log| target(ctx, to, live, log))?;
+    rec.release = Some(target.clone());
+    rec.git_ref = Some(info.git_ref.clone());
+    rec.sha = Some(info.sha.clone());
+    rec.venv = Some(info.venv.clone());
+    swap::swap_step(ctx, log, &target, &info.venv)?;
+    let checked = guarded("after the swap", || restart_and_smoke(ctx, control, log));
+    match checked {
+        Ok(()) => Ok(()),
+        Err(f) => Err(undo(ctx, control, log, f, live)),
+    }
+}
+
+/// The release to go back to (see [`pick_target`]) and its record, when
+/// its venv is there to run it; warns when it failed its own deploy or
+/// predates migrations applied since.
+fn target(
+    ctx: &Ctx,
+    to: Option<&str>,
+    live: &Live,
+    log: &mut Log,
+) -> Result<((String, ReleaseInfo), String), String> {
+    let l = ctx.l();
+    let state_dir = ctx.p(&l.state);
+    let names = site_state::release_names(&ctx.p(&l.releases)).map_err(|e| e.to_string())?;
+    let target = pick_target(
+        &names,
+        |n| site_state::load_release(&state_dir, n).map(|i| i.status),
+        live.release.as_deref(),
+        to,
+    )?;
+    if live.release.as_deref() == Some(target.as_str()) {
+        return Err(format!("{target} is already live"));
+    }
+    let info = site_state::load_release(&state_dir, &target).ok_or_else(|| {
+        format!("{target} has no record (its deploy never finished); pick another")
+    })?;
+    let venv_ready = ctx
+        .p(&l.venvs)
+        .join(&info.venv)
+        .join(super::app::READY_MARKER)
+        .is_file();
+    if info.venv.is_empty() || !venv_ready {
+        return Err(format!(
+            "the virtualenv of {target} (venvs/{}) is gone or unfinished; deploy its ref \
+             ({} = {}) instead",
+            info.venv, info.git_ref, info.sha
+        ));
+    }
+    if info.status == ReleaseStatus::Failed {
+        log.line(&format!(
+            "    warning: {target} failed its own deploy; rolling back to it anyway (--to)"
+        ));
+    }
+    if let Some(newer) = newer_migrations(ctx, live, &info) {
+        log.line(&format!(
+            "    warning: {target} predates migrations applied since: {newer}. The database \
+             keeps them (nothing is unapplied); code that does not know them usually \
+             still runs, but check the site, and restore a backup if it does not"
+        ));
+    }
+    let detail = format!(
+        "{target} ({} = {})",
+        info.git_ref,
+        crate::system::text::short_sha(&info.sha)
+    );
+    Ok(((target, info), detail))
+}
+
+/// The migrations the live release had applied that `target` does not
+/// know, comma-separated; None when there are none.
+fn newer_migrations(ctx: &Ctx, live: &Live, target: &ReleaseInfo) -> Option<String> {
+    let live_info = site_state::load_release(&ctx.p(&ctx.l().state), live.release.as_deref()?)?;
+    let newer: Vec<&str> = live_info
+        .migrations
+        .iter()
+        .filter(|m| !target.migrations.contains(m))
+        .map(|s| s.as_str())
+        .collect();
+    (!newer.is_empty()).then(|| newer.join(", "))
+}
+
+/// Caddy reloaded if the snippet changed, the restart, and the smoke check
+/// over the socket.
+fn restart_and_smoke(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    log: &mut Log,
+) -> Result<(), StepFailure> {
+    swap::caddy_if_changed(ctx, control, log)?;
+    if !control.manages_services() {
+        log.line(swap::NO_SERVICE_MANAGER);
+        return Ok(());
+    }
+    swap::restart_step(ctx, control, log)?;
+    let site = ctx.site;
+    log.step("smoke", |_| {
+        let r = crate::probe::smoke::poll(
+            &control.socket(site),
+            &site.domain,
+            &site.health.path,
+            site.health.timeout,
+        )
+        .map_err(|f| f.to_string())?;
+        Ok((
+            (),
+            format!(
+                "GET {} over the socket answered {}",
+                site.health.path, r.status
+            ),
+        ))
+    })
+}
+
+/// The target failed its check: back to the release that was live. Exit 4
+/// when it serves again, 5 when it does not.
+fn undo(
+    ctx: &Ctx,
+    control: &mut dyn Control,
+    log: &mut Log,
+    cause: StepFailure,
+    live: &Live,
+) -> StepFailure {
+    let site = ctx.site;
+    let tail = control.journal_tail(site);
+    let back = match (live.release.as_deref(), live.venv.as_deref()) {
+        (Some(p), Some(v)) => log.step("undo", |_| {
+            let timeout = site.health.timeout.max(Duration::from_secs(5));
+            swap::swap_back(ctx, control, p, v, timeout).map(|done| ((), done))
+        }),
+        _ => Err(fail("undo", "nothing was live before")),
+    };
+    let _ = swap::caddy_if_changed(ctx, control, log);
+    let mut message = format!("{} failed: {}", cause.step, cause.failure.message);
+    if !tail.is_empty() {
+        message.push_str(&format!(
+            "\nlast lines of sum-gunicorn@{}.service:\n{tail}",
+            site.name
+        ));
+    }
+    let failure = match back {
+        Ok(()) => Failure::new(
+            Exit::RolledBack,
+            format!(
+                "{message}\n{} serves again",
+                live.release.as_deref().unwrap_or("?")
+            ),
+        ),
+        Err(b) => Failure::new(
+            Exit::RollbackFailed,
+            format!(
+                "{message}\ngoing back failed too: {}; the site may be down",
+                b.failure.message
+            ),
+        ),
+    };
+    StepFailure {
+        step: cause.step,
+        failure,
+    }
 }
 
 /// `sumctl rollback <site> [--to RELEASE]`: lock, roll back, exit code.
@@ -289,10 +302,18 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let (site, _lock) = match site_and_lock(root, site_name, "sumctl rollback", err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    failure::exit_code(command(root, site_name, to, control, out), err)
+}
+
+/// Takes the lock and rolls back; the failure is the one `run` prints.
+fn command(
+    root: &Root,
+    site_name: &str,
+    to: Option<&str>,
+    control: Option<&mut dyn Control>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let (site, _lock) = site_and_lock(root, site_name, "sumctl rollback")?;
     let opts = Options::default();
     let ctx = Ctx {
         root,
@@ -302,29 +323,110 @@ pub fn run(
         // Run by hand: systemd passed no socket, so no bridge.
         listener: None,
     };
-    let mut default;
-    let control: &mut dyn Control = match control {
-        Some(c) => c,
-        None => {
-            default = control::for_root(root);
-            default.as_mut()
-        }
-    };
-    let (code, rec) = rollback(&ctx, to, control, out);
-    if code != 0 {
-        let _ = writeln!(
-            err,
-            "sumctl rollback {}: {}",
-            site.name,
-            rec.error.as_deref().unwrap_or("failed")
-        );
-    }
-    code
+    let (_, result) = with_control(root, control, |c| roll_back_and_record(&ctx, to, c, out));
+    result.map_err(|f| f.failure.context(&format!("sumctl rollback {}", site.name)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::testkit::{rel, text, Fixture};
+    use crate::system::control::NoControl;
+
+    /// r1 and r2 good, r2 live with one migration more.
+    fn live_r2(fx: &Fixture) -> Live {
+        fx.dirs();
+        fx.release("r1", "v1", ReleaseStatus::Good, &["blog.0001"]);
+        fx.release("r2", "v2", ReleaseStatus::Good, &["blog.0001", "blog.0002"]);
+        swap::swap(&fx.p(&fx.l.app), &fx.p(&fx.l.venv), "r2", "v2").unwrap();
+        Live {
+            release: Some("r2".into()),
+            venv: Some("v2".into()),
+        }
+    }
+
+    #[test]
+    fn the_target_needs_its_venv_and_warns_of_migrations_applied_since() {
+        let fx = Fixture::new();
+        let live = live_r2(&fx);
+        let mut out = Vec::new();
+        let ((name, info), detail) =
+            target(&fx.ctx(), None, &live, &mut Log::new(&mut out)).unwrap();
+        assert_eq!((name.as_str(), info.venv.as_str()), ("r1", "v1"));
+        assert_eq!(detail, "r1 (main = 0123456789ab)");
+        assert!(text(&out).contains("warning: r1 predates migrations applied since: blog.0002."));
+        let e = target(&fx.ctx(), Some("r2"), &live, &mut Log::new(&mut out)).unwrap_err();
+        assert_eq!(e, "r2 is already live");
+        fs_err::remove_file(
+            fx.p(&fx.l.venvs)
+                .join("v1")
+                .join(super::super::app::READY_MARKER),
+        )
+        .unwrap();
+        let e = target(&fx.ctx(), None, &live, &mut Log::new(&mut out)).unwrap_err();
+        assert!(
+            e.starts_with("the virtualenv of r1 (venvs/v1) is gone or unfinished"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_swaps_to_the_target_and_is_recorded() {
+        let fx = Fixture::new();
+        live_r2(&fx);
+        let mut control = NoControl {
+            root: fx.root.clone(),
+        };
+        let mut out = Vec::new();
+        let (code, rec) = rollback(&fx.ctx(), None, &mut control, &mut out);
+        assert_eq!((code, rec.outcome.as_str()), (0, "ok"));
+        assert_eq!(
+            (rec.previous.as_deref(), rec.release.as_deref()),
+            (Some("r2"), Some("r1"))
+        );
+        assert_eq!(fx.link(&fx.l.app), Some(rel("releases/r1")));
+        assert_eq!(fx.link(&fx.l.venv), Some(rel("venvs/v1")));
+        let history = site_state::history(&fx.p(&fx.l.state)).unwrap();
+        assert_eq!(history, [rec]);
+        assert!(text(&out).ends_with("rolled back acme to r1\n"));
+    }
+
+    #[test]
+    fn a_target_that_fails_its_check_is_undone() {
+        let fx = Fixture::new();
+        let live = live_r2(&fx);
+        let mut control = crate::deploy::testkit::Recorder::new(&fx);
+        control.restart_fails = Some("failed to restart".into());
+        let mut out = Vec::new();
+        let mut log = Log::new(&mut out);
+        let f = undo(
+            &fx.ctx(),
+            &mut control,
+            &mut log,
+            fail("smoke", "GET / answered 500"),
+            &live,
+        );
+        assert_eq!(f.failure.exit, Exit::RollbackFailed);
+        assert_eq!(
+            f.failure.message,
+            "smoke failed: GET / answered 500\ngoing back failed too: failed to restart; the site may be down"
+        );
+        let nothing_before = Live {
+            release: None,
+            venv: None,
+        };
+        let f = undo(
+            &fx.ctx(),
+            &mut control,
+            &mut log,
+            fail("smoke", "500"),
+            &nothing_before,
+        );
+        assert!(f
+            .failure
+            .message
+            .ends_with("going back failed too: nothing was live before; the site may be down"));
+    }
 
     #[test]
     fn picks_the_newest_good_release_older_than_the_live_one() {

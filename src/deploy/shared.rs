@@ -63,7 +63,7 @@ pub fn link(
             let mut at = release.to_path_buf();
             for c in parent.components() {
                 at.push(c);
-                if let Ok(m) = std::fs::symlink_metadata(&at) {
+                if let Ok(m) = fs_err::symlink_metadata(&at) {
                     if !m.is_dir() {
                         return Err(format!(
                             "[deploy] shared: {} in the release is not a directory, so {p} \
@@ -74,13 +74,13 @@ pub fn link(
                 }
             }
         }
-        let outcome = if std::fs::symlink_metadata(&target).is_ok() {
+        let outcome = if fs_err::symlink_metadata(&target).is_ok() {
             Linked::Existing(p.clone())
         } else {
             if let Some(parent) = target.parent() {
                 create_dirs(parent, shared, owner)?;
             }
-            match std::fs::symlink_metadata(&inside) {
+            match fs_err::symlink_metadata(&inside) {
                 Ok(_) => {
                     copy_tree(&inside, &target, owner).map_err(|e| {
                         format!("seeding {} from the release: {e}", target.display())
@@ -94,7 +94,7 @@ pub fn link(
                 }
             }
         };
-        match std::fs::symlink_metadata(&inside) {
+        match fs_err::symlink_metadata(&inside) {
             Ok(m) if m.is_dir() => fs_err::remove_dir_all(&inside).map_err(|e| e.to_string())?,
             Ok(_) => fs_err::remove_file(&inside).map_err(|e| e.to_string())?,
             Err(_) => {
@@ -139,9 +139,9 @@ pub(super) fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String>
 /// Copies a file, a symlink or a directory tree, keeping modes, owned by
 /// `owner` (symlinks themselves, not what they point at).
 pub(super) fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    let m = std::fs::symlink_metadata(from)?;
+    let m = fs_err::symlink_metadata(from)?;
     if m.file_type().is_symlink() {
-        symlink(std::fs::read_link(from)?, to)?;
+        symlink(fs_err::read_link(from)?, to)?;
     } else if m.is_dir() {
         fs_err::create_dir(to)?;
         fs_err::set_permissions(to, std::fs::Permissions::from_mode(m.permissions().mode()))?;
@@ -163,10 +163,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let release = d.path().join("releases/r1");
         let shared = d.path().join("shared");
-        std::fs::create_dir_all(release.join("acme/media/uploads")).unwrap();
-        std::fs::write(release.join("acme/media/uploads/logo.png"), b"png").unwrap();
-        std::fs::write(release.join("local.py"), b"DEBUG = False\n").unwrap();
-        std::fs::create_dir_all(&shared).unwrap();
+        fs_err::create_dir_all(release.join("acme/media/uploads")).unwrap();
+        fs_err::write(release.join("acme/media/uploads/logo.png"), b"png").unwrap();
+        fs_err::write(release.join("local.py"), b"DEBUG = False\n").unwrap();
+        fs_err::create_dir_all(&shared).unwrap();
         (d, release, shared)
     }
 
@@ -188,29 +188,29 @@ mod tests {
             ]
         );
         assert_eq!(
-            std::fs::read(shared.join("acme/media/uploads/logo.png")).unwrap(),
+            fs_err::read(shared.join("acme/media/uploads/logo.png")).unwrap(),
             b"png"
         );
         assert_eq!(
-            std::fs::read_to_string(shared.join("local.py")).unwrap(),
+            fs_err::read_to_string(shared.join("local.py")).unwrap(),
             "DEBUG = False\n"
         );
         assert!(shared.join("var/cache").is_dir());
         for p in &paths {
             let inside = release.join(p);
             assert!(
-                std::fs::symlink_metadata(&inside)
+                fs_err::symlink_metadata(&inside)
                     .unwrap()
                     .file_type()
                     .is_symlink(),
                 "{p}"
             );
-            assert_eq!(std::fs::read_link(&inside).unwrap(), shared.join(p));
+            assert_eq!(fs_err::read_link(&inside).unwrap(), shared.join(p));
         }
         // Written through the release, lands in shared.
-        std::fs::write(release.join("acme/media/new.txt"), b"upload").unwrap();
+        fs_err::write(release.join("acme/media/new.txt"), b"upload").unwrap();
         assert_eq!(
-            std::fs::read(shared.join("acme/media/new.txt")).unwrap(),
+            fs_err::read(shared.join("acme/media/new.txt")).unwrap(),
             b"upload"
         );
     }
@@ -220,14 +220,14 @@ mod tests {
         let (d, release, shared) = setup();
         let paths = vec!["acme/media".to_string(), "local.py".to_string()];
         link(&release, &shared, &paths, None).unwrap();
-        std::fs::write(shared.join("acme/media/upload.jpg"), b"user data").unwrap();
-        std::fs::write(shared.join("local.py"), b"DEBUG = True\n").unwrap();
+        fs_err::write(shared.join("acme/media/upload.jpg"), b"user data").unwrap();
+        fs_err::write(shared.join("local.py"), b"DEBUG = True\n").unwrap();
 
         // The next release ships other content at the same paths.
         let next = d.path().join("releases/r2");
-        std::fs::create_dir_all(next.join("acme/media")).unwrap();
-        std::fs::write(next.join("acme/media/other.png"), b"x").unwrap();
-        std::fs::write(next.join("local.py"), b"DEBUG = False\n").unwrap();
+        fs_err::create_dir_all(next.join("acme/media")).unwrap();
+        fs_err::write(next.join("acme/media/other.png"), b"x").unwrap();
+        fs_err::write(next.join("local.py"), b"DEBUG = False\n").unwrap();
         let done = link(&next, &shared, &paths, None).unwrap();
         assert_eq!(
             done,
@@ -237,19 +237,19 @@ mod tests {
             ]
         );
         assert_eq!(
-            std::fs::read(next.join("acme/media/upload.jpg")).unwrap(),
+            fs_err::read(next.join("acme/media/upload.jpg")).unwrap(),
             b"user data"
         );
         assert!(!shared.join("acme/media/other.png").exists());
         assert_eq!(
-            std::fs::read_to_string(next.join("local.py")).unwrap(),
+            fs_err::read_to_string(next.join("local.py")).unwrap(),
             "DEBUG = True\n"
         );
 
         // Removing a release (pruning) leaves the shared content.
-        std::fs::remove_dir_all(&release).unwrap();
+        fs_err::remove_dir_all(&release).unwrap();
         assert_eq!(
-            std::fs::read(shared.join("acme/media/upload.jpg")).unwrap(),
+            fs_err::read(shared.join("acme/media/upload.jpg")).unwrap(),
             b"user data"
         );
     }
@@ -271,11 +271,11 @@ mod tests {
             "var",
             "var/cache",
         ] {
-            let m = std::fs::symlink_metadata(shared.join(p)).unwrap();
+            let m = fs_err::symlink_metadata(shared.join(p)).unwrap();
             assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
         }
         // The release itself stays root's.
-        let m = std::fs::symlink_metadata(release.join("acme")).unwrap();
+        let m = fs_err::symlink_metadata(release.join("acme")).unwrap();
         assert_eq!(m.uid(), 0);
     }
 
