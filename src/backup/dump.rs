@@ -125,8 +125,8 @@ pub fn take(
     let media_partial = dir.join(format!("{media_name}.partial"));
     let media_final = dir.join(&media_name);
     let cleanup = || {
-        let _ = std::fs::remove_file(&partial);
-        let _ = std::fs::remove_file(&media_partial);
+        let _ = fs_err::remove_file(&partial);
+        let _ = fs_err::remove_file(&media_partial);
     };
     let mut manifest = match write_verified(site, &name, &partial, src, started) {
         Ok(m) => m,
@@ -163,8 +163,8 @@ pub fn take(
         .and_then(|()| File::open(dir)?.sync_all());
     if let Err(e) = publish {
         cleanup();
-        let _ = std::fs::remove_file(&media_final);
-        let _ = std::fs::remove_file(&manifest_path);
+        let _ = fs_err::remove_file(&media_final);
+        let _ = fs_err::remove_file(&manifest_path);
         return Err(err(format!("failed to publish the backup: {e}")));
     }
     Ok(manifest)
@@ -509,7 +509,7 @@ pub struct Listed {
 /// says so and names the same size.
 pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match fs_err::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
@@ -521,7 +521,7 @@ pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
             continue;
         };
         let size = entry.metadata()?.len();
-        let manifest: Option<Manifest> = std::fs::read(dir.join(format!("{name}.json")))
+        let manifest: Option<Manifest> = fs_err::read(dir.join(format!("{name}.json")))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let verified = manifest.is_some_and(|m| m.verified && m.size == size && m.file == name);

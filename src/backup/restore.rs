@@ -47,8 +47,7 @@ fn err(msg: impl Into<String>) -> RestoreError {
 /// Resolves `latest` or a file argument to a backup path.
 pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
     if what == "latest" {
-        let listed = dump::list(site, dir)
-            .map_err(|e| err(format!("failed to list {}: {e}", dir.display())))?;
+        let listed = dump::list(site, dir).map_err(|e| err(e.to_string()))?;
         return listed
             .into_iter()
             .find(|b| b.verified)
@@ -71,7 +70,7 @@ pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreErr
 pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
     let check = dump::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
     let manifest_path = PathBuf::from(format!("{}.json", path.display()));
-    let Ok(bytes) = std::fs::read(&manifest_path) else {
+    let Ok(bytes) = fs_err::read(&manifest_path) else {
         return Ok(None);
     };
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {

@@ -236,8 +236,7 @@ fn delete_backup(dir: &Path, file: &str) -> Result<(), Failure> {
 }
 
 fn list_dir(site: &Site, dir: &Path) -> Result<Vec<dump::Listed>, Failure> {
-    dump::list(&site.name, dir)
-        .map_err(|e| Failure::failed(format!("failed to list {}: {e}", dir.display())))
+    dump::list(&site.name, dir).map_err(|e| Failure::failed(e.to_string()))
 }
 
 /// `sum-backup --list` and `sumctl backups`: the site's backups, newest

@@ -21,12 +21,8 @@ fn check_files(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let files = if files.is_empty() {
-        sites::site_files(&root.sites_dir()).map_err(|e| {
-            Failure::failed(format!(
-                "failed to read {}: {e}",
-                root.sites_dir().display()
-            ))
-        })?
+        // The error names the directory.
+        sites::site_files(&root.sites_dir()).map_err(|e| Failure::failed(e.to_string()))?
     } else {
         files.to_vec()
     };

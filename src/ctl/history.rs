@@ -42,12 +42,8 @@ fn show_history(
 ) -> Result<(), Failure> {
     let site = load_site(root, name)?;
     let state_dir = root.path(SiteLayout::new(&site.name).state);
-    let mut records = site_state::history(&state_dir).map_err(|e| {
-        Failure::failed(format!(
-            "cannot read {}: {e}",
-            site_state::history_path(&state_dir).display()
-        ))
-    })?;
+    let mut records =
+        site_state::history(&state_dir).map_err(|e| Failure::failed(e.to_string()))?;
     let all = records.len();
     records.reverse();
     if limit > 0 {

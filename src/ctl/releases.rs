@@ -109,12 +109,7 @@ pub fn releases(
 fn list_releases(root: &Root, name: &str, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let site = load_site(root, name)?;
     let l = SiteLayout::new(&site.name);
-    let rows = release_rows(root, &site).map_err(|e| {
-        Failure::failed(format!(
-            "cannot read {}: {e}",
-            root.path(&l.releases).display()
-        ))
-    })?;
+    let rows = release_rows(root, &site).map_err(|e| Failure::failed(e.to_string()))?;
     if json {
         json_out(&rows, out);
         return Ok(());

@@ -107,12 +107,7 @@ fn show_status(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let loaded = sites::load_all(root).map_err(|e| {
-        Failure::failed(format!(
-            "failed to read {}: {e}",
-            root.sites_dir().display()
-        ))
-    })?;
+    let loaded = sites::load_all(root).map_err(|e| Failure::failed(e.to_string()))?;
     let statuses = chosen_statuses(root, &loaded, only)?;
     if json {
         json_out(&statuses, out);

@@ -285,7 +285,7 @@ pub fn render_all(root: &Root) -> std::io::Result<RenderOutcome> {
         match snippet(site, &served) {
             Ok(text) => {
                 let path = dir.join(format!("{}.caddy", site.name));
-                if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                if fs_err::read(&path).ok().as_deref() != Some(text.as_bytes()) {
                     write_atomic(&path, text.as_bytes(), 0o644)?;
                 }
                 outcome.written.push(site.name.clone());
@@ -340,9 +340,9 @@ mod tests {
         let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");
-        std::fs::create_dir_all(home.join("releases/r1")).unwrap();
-        std::fs::create_dir_all(home.join("releases/r2")).unwrap();
-        std::fs::create_dir_all(&state).unwrap();
+        fs_err::create_dir_all(home.join("releases/r1")).unwrap();
+        fs_err::create_dir_all(home.join("releases/r2")).unwrap();
+        fs_err::create_dir_all(&state).unwrap();
         let record = |name: &str, st: Option<String>, media: Option<String>| {
             save_release(
                 &state,
@@ -388,7 +388,7 @@ mod tests {
         );
 
         // A rollback to r2 switches back to the defaults.
-        std::fs::remove_file(home.join("app")).unwrap();
+        fs_err::remove_file(home.join("app")).unwrap();
         std::os::unix::fs::symlink("releases/r2", home.join("app")).unwrap();
         assert_eq!(
             Served::from_disk(&root, &site),
@@ -413,9 +413,9 @@ mod tests {
         let (_dir, root, site) = acme_root();
         let home = root.path("/srv/sum/acme");
         let state = root.path("/srv/sum/acme/state");
-        std::fs::create_dir_all(&state).unwrap();
+        fs_err::create_dir_all(&state).unwrap();
         let release = |name: &str, static_root: Option<&str>| {
-            std::fs::create_dir_all(home.join("releases").join(name)).unwrap();
+            fs_err::create_dir_all(home.join("releases").join(name)).unwrap();
             save_release(
                 &state,
                 &ReleaseInfo {
@@ -452,7 +452,7 @@ mod tests {
             .unwrap()
         };
         let go_live = |name: &str| {
-            let _ = std::fs::remove_file(home.join("app"));
+            let _ = fs_err::remove_file(home.join("app"));
             std::os::unix::fs::symlink(format!("releases/{name}"), home.join("app")).unwrap();
         };
         let previous = |s: &Served| {
@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(previous(&s), Some(("r1".into(), r1_static)));
 
         // Pruned: no fallback, and the snippet is the plain one again.
-        std::fs::remove_dir_all(home.join("releases/r1")).unwrap();
+        fs_err::remove_dir_all(home.join("releases/r1")).unwrap();
         let s = Served::from_disk(&root, &site);
         assert_eq!(previous(&s), None);
         assert!(!snippet(&site, &s).unwrap().contains("pass_thru"));
