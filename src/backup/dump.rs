@@ -14,7 +14,7 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flate2::read::MultiGzDecoder;
@@ -125,8 +125,8 @@ pub fn take(
     let media_partial = dir.join(format!("{media_name}.partial"));
     let media_final = dir.join(&media_name);
     let cleanup = || {
-        let _ = std::fs::remove_file(&partial);
-        let _ = std::fs::remove_file(&media_partial);
+        let _ = fs_err::remove_file(&partial);
+        let _ = fs_err::remove_file(&media_partial);
     };
     let mut manifest = match write_verified(site, &name, &partial, src, started) {
         Ok(m) => m,
@@ -163,8 +163,8 @@ pub fn take(
         .and_then(|()| File::open(dir)?.sync_all());
     if let Err(e) = publish {
         cleanup();
-        let _ = std::fs::remove_file(&media_final);
-        let _ = std::fs::remove_file(&manifest_path);
+        let _ = fs_err::remove_file(&media_final);
+        let _ = fs_err::remove_file(&manifest_path);
         return Err(err(format!("failed to publish the backup: {e}")));
     }
     Ok(manifest)
@@ -184,6 +184,30 @@ impl Tail {
     }
 }
 
+/// What streaming pg_dump's output saw: the start (for the versions in its
+/// header), the end (for the trailer) and the byte count.
+struct Streamed {
+    head: Vec<u8>,
+    tail: Tail,
+    uncompressed: u64,
+}
+
+impl Streamed {
+    fn push(&mut self, data: &[u8]) {
+        if self.head.len() < 2048 {
+            let take = data.len().min(2048 - self.head.len());
+            self.head.extend_from_slice(&data[..take]);
+        }
+        self.tail.push(data);
+        self.uncompressed += data.len() as u64;
+    }
+}
+
+/// The gzip stream into the partial file, hashed as it is written.
+type DumpWriter = GzEncoder<Hashing<std::io::BufWriter<File>>>;
+
+/// Dumps the database into `partial` and checks everything about it; the
+/// manifest of the result.
 fn write_verified(
     site: &Site,
     name: &str,
@@ -192,16 +216,66 @@ fn write_verified(
     started: u64,
 ) -> Result<Manifest, BackupError> {
     let conn = PgConn::parse(src.database_url).map_err(|e| err(e.to_string()))?;
+    let file = create_partial(partial)?;
+    let mut child = spawn_pg_dump(&conn, src.run_as)?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr_reader = read_stderr(&mut child);
+    let mut gz = GzEncoder::new(
+        Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+        Compression::new(GZIP_LEVEL),
+    );
+    let streamed = match stream(&mut stdout, &mut gz) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(format!("failed to write {}: {e}", partial.display())));
+        }
+    };
+    let status = child
+        .wait()
+        .map_err(|e| err(format!("failed to wait for pg_dump: {e}")))?;
+    let stderr = stderr_reader.join().unwrap_or_default();
+    check_pg_dump(status, &stderr, &streamed.tail)?;
+    let (sha256, size) = finish_partial(gz, partial)?;
+    check_reread(partial, size, &sha256, streamed.uncompressed)?;
+    let finished = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(Manifest {
+        site: site.name.clone(),
+        file: name.to_string(),
+        size,
+        sha256,
+        uncompressed_size: streamed.uncompressed,
+        database: conn.dbname().unwrap_or("").to_string(),
+        server_version: header_value(&streamed.head, "-- Dumped from database version "),
+        client_version: header_value(&streamed.head, "-- Dumped by pg_dump version "),
+        started_utc: timefmt::iso_utc(started),
+        finished_utc: timefmt::iso_utc(finished),
+        release: src.release.map(str::to_string),
+        media: None,
+        verified: true,
+    })
+}
+
+/// The `.partial` file, new, mode 0600 from the first byte whatever the
+/// umask.
+fn create_partial(partial: &Path) -> Result<File, BackupError> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(partial)
         .map_err(|e| err(format!("failed to create {}: {e}", partial.display())))?;
-    // Mode 0600 from the first byte, whatever the umask.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| err(format!("failed to chmod {}: {e}", partial.display())))?;
+    Ok(file)
+}
 
+/// pg_dump of a plain-SQL dump without owner or ACL statements, as the
+/// site's account when given.
+fn spawn_pg_dump(conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<Child, BackupError> {
     let mut cmd = Command::new("pg_dump");
     cmd.args(["--format=plain", "--no-owner", "--no-acl", "--no-password"]);
     // The password goes into pg_dump's environment, not its command line.
@@ -210,57 +284,53 @@ fn write_verified(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some((uid, gid)) = src.run_as {
+    if let Some((uid, gid)) = run_as {
         // std drops the supplementary groups when root changes uid.
         cmd.uid(uid).gid(gid).current_dir("/");
     }
-    let mut child = cmd.spawn().map_err(|e| {
+    cmd.spawn().map_err(|e| {
         err(format!(
             "failed to run pg_dump (is postgresql-client installed?): {e}"
         ))
-    })?;
-    let mut stdout = child.stdout.take().expect("piped");
+    })
+}
+
+/// Reads the child's stderr to the end on a thread of its own.
+fn read_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut stderr_pipe = child.stderr.take().expect("piped");
     // Bytes, decoded lossily: pg_dump quotes names in the server's encoding,
     // and read_to_string would drop everything on one invalid byte.
-    let stderr_reader = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut b = Vec::new();
         let _ = stderr_pipe.read_to_end(&mut b);
         String::from_utf8_lossy(&b).into_owned()
-    });
+    })
+}
 
-    let sink = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
-    let mut gz = GzEncoder::new(sink, Compression::new(GZIP_LEVEL));
-    let mut tail = Tail(Vec::with_capacity(512));
-    let mut head: Vec<u8> = Vec::with_capacity(2048);
+/// Copies pg_dump's output into the gzip stream, noting what it saw.
+fn stream(stdout: &mut impl Read, gz: &mut DumpWriter) -> std::io::Result<Streamed> {
+    let mut seen = Streamed {
+        head: Vec::with_capacity(2048),
+        tail: Tail(Vec::with_capacity(512)),
+        uncompressed: 0,
+    };
     let mut buf = vec![0u8; 1 << 16];
-    let mut uncompressed: u64 = 0;
-    let copy: std::io::Result<()> = (|| loop {
+    loop {
         let n = stdout.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(seen);
         }
-        if head.len() < 2048 {
-            let take = n.min(2048 - head.len());
-            head.extend_from_slice(&buf[..take]);
-        }
-        tail.push(&buf[..n]);
-        uncompressed += n as u64;
+        seen.push(&buf[..n]);
         gz.write_all(&buf[..n])?;
-    })();
-    if let Err(e) = copy {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(err(format!("failed to write {}: {e}", partial.display())));
     }
-    let status = child
-        .wait()
-        .map_err(|e| err(format!("failed to wait for pg_dump: {e}")))?;
-    let stderr = stderr_reader.join().unwrap_or_default();
+}
+
+/// pg_dump succeeded, reported no error and wrote its completion trailer.
+fn check_pg_dump(status: ExitStatus, stderr: &str, tail: &Tail) -> Result<(), BackupError> {
     if !status.success() {
         return Err(err(format!(
             "pg_dump failed ({status}): {}",
-            match crate::system::text::last_lines(&stderr, 1, 500) {
+            match crate::system::text::last_lines(stderr, 1, 500) {
                 l if l.is_empty() => "no message".to_string(),
                 l => l,
             }
@@ -269,7 +339,7 @@ fn write_verified(
     if stderr.to_ascii_lowercase().contains("error") {
         return Err(err(format!(
             "pg_dump reported an error: {}",
-            crate::system::text::last_lines(&stderr, 5, 500)
+            crate::system::text::last_lines(stderr, 5, 500)
         )));
     }
     if !tail.has_trailer() {
@@ -277,19 +347,32 @@ fn write_verified(
             "the dump ended without pg_dump's completion trailer; it is incomplete",
         ));
     }
-    let mut sink = gz
-        .finish()
-        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
-    sink.flush()
-        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
+    Ok(())
+}
+
+/// Ends the gzip stream, flushes and fsyncs the file: the sha256 and size
+/// of what was written.
+fn finish_partial(gz: DumpWriter, partial: &Path) -> Result<(String, u64), BackupError> {
+    let write_failed =
+        |e: std::io::Error| err(format!("failed to write {}: {e}", partial.display()));
+    let mut sink = gz.finish().map_err(write_failed)?;
+    sink.flush().map_err(write_failed)?;
     let (sha256, size, buffered) = sink.finish();
     let file = buffered
         .into_inner()
-        .map_err(|e| err(format!("failed to write {}: {e}", partial.display())))?;
+        .map_err(|e| write_failed(e.into_error()))?;
     file.sync_all()
         .map_err(|e| err(format!("failed to fsync {}: {e}", partial.display())))?;
-    drop(file);
+    Ok((sha256, size))
+}
 
+/// A full re-read of the file gives what was written.
+fn check_reread(
+    partial: &Path,
+    size: u64,
+    sha256: &str,
+    uncompressed: u64,
+) -> Result<(), BackupError> {
     let check = verify_file(partial)?;
     if check.size != size || check.sha256 != sha256 || check.uncompressed_size != uncompressed {
         return Err(err(format!(
@@ -300,24 +383,7 @@ fn write_verified(
             check.uncompressed_size
         )));
     }
-    let finished = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Ok(Manifest {
-        site: site.name.clone(),
-        file: name.to_string(),
-        size,
-        sha256,
-        uncompressed_size: uncompressed,
-        database: conn.dbname().unwrap_or("").to_string(),
-        server_version: header_value(&head, "-- Dumped from database version "),
-        client_version: header_value(&head, "-- Dumped by pg_dump version "),
-        started_utc: timefmt::iso_utc(started),
-        finished_utc: timefmt::iso_utc(finished),
-        release: src.release.map(str::to_string),
-        media: None,
-        verified: true,
-    })
+    Ok(())
 }
 
 /// What a full re-read of a backup file found.
@@ -443,7 +509,7 @@ pub struct Listed {
 /// says so and names the same size.
 pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match fs_err::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
@@ -455,7 +521,7 @@ pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
             continue;
         };
         let size = entry.metadata()?.len();
-        let manifest: Option<Manifest> = std::fs::read(dir.join(format!("{name}.json")))
+        let manifest: Option<Manifest> = fs_err::read(dir.join(format!("{name}.json")))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let verified = manifest.is_some_and(|m| m.verified && m.size == size && m.file == name);

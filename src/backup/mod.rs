@@ -3,6 +3,7 @@
 //! (`media`), retention (`retention`), pings (`ping`), the `sum-backup`
 //! command (`run`) and the restore (`restore`).
 
+mod command;
 pub mod dump;
 pub mod hashio;
 pub mod media;

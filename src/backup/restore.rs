@@ -15,11 +15,13 @@ use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
+use crate::backup::command;
 use crate::backup::dump::{self, DumpSource, Manifest};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
 use crate::system::control::Control;
+use crate::system::failure::{exit_code, Failure};
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -45,8 +47,7 @@ fn err(msg: impl Into<String>) -> RestoreError {
 /// Resolves `latest` or a file argument to a backup path.
 pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
     if what == "latest" {
-        let listed = dump::list(site, dir)
-            .map_err(|e| err(format!("failed to list {}: {e}", dir.display())))?;
+        let listed = dump::list(site, dir).map_err(|e| err(e.to_string()))?;
         return listed
             .into_iter()
             .find(|b| b.verified)
@@ -69,7 +70,7 @@ pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreErr
 pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
     let check = dump::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
     let manifest_path = PathBuf::from(format!("{}.json", path.display()));
-    let Ok(bytes) = std::fs::read(&manifest_path) else {
+    let Ok(bytes) = fs_err::read(&manifest_path) else {
         return Ok(None);
     };
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
@@ -266,26 +267,66 @@ pub fn restore(
             "gzip and trailer; it has no manifest"
         }
     );
-
     if let Some(db) = req.into {
-        if conn.dbname() == Some(db) {
-            return Err(err(format!(
-                "--into {db} names the live database; leave --into out to restore it"
-            )));
-        }
-        ensure_database(&conn, db, run_as)?;
-        load(&path, &conn.with_dbname(db), run_as)?;
-        let _ = writeln!(log, "restored into {db}; the live database was not touched");
-        return Ok(Report {
-            restored: path,
-            database: db.to_string(),
-            safety_backup: None,
-        });
+        return rehearse(&path, &conn, db, run_as, log);
     }
+    let safety_path = safety_backup(site, &dir, url, run_as)?;
+    let _ = writeln!(
+        log,
+        "safety backup of the current database: {}",
+        safety_path.display()
+    );
+    let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
+    behind_maintenance_flag(&flag, || {
+        let loaded = Loaded {
+            path: &path,
+            conn: &conn,
+            run_as,
+            safety_path: &safety_path,
+        };
+        replace_database(root, site, &loaded, control, log)
+    })?;
+    Ok(Report {
+        restored: path,
+        database: conn.dbname().unwrap_or("").to_string(),
+        safety_backup: Some(safety_path),
+    })
+}
 
+/// `--into DB`: loads the dump into another database, leaving the live one
+/// and the site alone.
+fn rehearse(
+    path: &Path,
+    conn: &PgConn,
+    db: &str,
+    run_as: Option<(u32, u32)>,
+    log: &mut dyn Write,
+) -> Result<Report, RestoreError> {
+    if conn.dbname() == Some(db) {
+        return Err(err(format!(
+            "--into {db} names the live database; leave --into out to restore it"
+        )));
+    }
+    ensure_database(conn, db, run_as)?;
+    load(path, &conn.with_dbname(db), run_as)?;
+    let _ = writeln!(log, "restored into {db}; the live database was not touched");
+    Ok(Report {
+        restored: path.to_path_buf(),
+        database: db.to_string(),
+        safety_backup: None,
+    })
+}
+
+/// A verified backup of the database as it is now, before it is replaced.
+fn safety_backup(
+    site: &Site,
+    dir: &Path,
+    url: &str,
+    run_as: Option<(u32, u32)>,
+) -> Result<PathBuf, RestoreError> {
     let safety = dump::take(
         site,
-        &dir,
+        dir,
         &DumpSource {
             database_url: url,
             run_as,
@@ -300,61 +341,72 @@ pub fn restore(
             "the safety backup of the current database failed, so nothing was changed: {e}"
         ))
     })?;
-    let safety_path = dir.join(&safety.file);
-    let _ = writeln!(
-        log,
-        "safety backup of the current database: {}",
-        safety_path.display()
-    );
+    Ok(dir.join(&safety.file))
+}
 
-    let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
+/// Runs `f` with Caddy answering "maintenance" (the flag file), unless an
+/// operator had already set the flag: then it stays as it was.
+fn behind_maintenance_flag<T>(flag: &Path, f: impl FnOnce() -> T) -> T {
     let flag_was_set = flag.exists();
     if !flag_was_set {
-        let _ = fs_err::write(&flag, b"sum-restore\n");
+        let _ = fs_err::write(flag, b"sum-restore\n");
     }
-    let result = (|| {
-        let stopped = control
-            .stop_running(site)
-            .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
-        let _ = writeln!(log, "stopped the site's app units");
-        let loaded = load(&path, &conn, run_as);
-        let started = control.start_again(site, &stopped);
-        loaded?;
-        started.map_err(|e| {
-            err(format!(
-                "restored, but starting the site's units failed: {e}"
-            ))
-        })?;
-        let _ = writeln!(
-            log,
-            "loaded the dump in one transaction and started the site's units"
-        );
-        // Still behind the maintenance flag: the check goes over the socket.
-        let checked = smoke_check(root, site, control).map_err(|e| {
-            err(format!(
-                "restored, but the site fails its smoke check: {e}; the database as it was \
-                 before is in {}",
-                safety_path.display()
-            ))
-        })?;
-        let _ = match checked {
-            Some(what) => writeln!(log, "smoke check passed: {what}"),
-            None => writeln!(
-                log,
-                "no release is live, so there is nothing to smoke-check"
-            ),
-        };
-        Ok(())
-    })();
+    let result = f();
     if !flag_was_set {
-        let _ = std::fs::remove_file(&flag);
+        let _ = fs_err::remove_file(flag);
     }
-    result?;
-    Ok(Report {
-        restored: path,
-        database: conn.dbname().unwrap_or("").to_string(),
-        safety_backup: Some(safety_path),
-    })
+    result
+}
+
+/// The dump to load into the live database, and where the safety backup is.
+struct Loaded<'a> {
+    path: &'a Path,
+    conn: &'a PgConn,
+    run_as: Option<(u32, u32)>,
+    safety_path: &'a Path,
+}
+
+/// Stops the site's app units, loads the dump, starts them again and
+/// smoke-checks the site.
+fn replace_database(
+    root: &Root,
+    site: &Site,
+    l: &Loaded,
+    control: &mut dyn Control,
+    log: &mut dyn Write,
+) -> Result<(), RestoreError> {
+    let stopped = control
+        .stop_running(site)
+        .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
+    let _ = writeln!(log, "stopped the site's app units");
+    let loaded = load(l.path, l.conn, l.run_as);
+    let started = control.start_again(site, &stopped);
+    loaded?;
+    started.map_err(|e| {
+        err(format!(
+            "restored, but starting the site's units failed: {e}"
+        ))
+    })?;
+    let _ = writeln!(
+        log,
+        "loaded the dump in one transaction and started the site's units"
+    );
+    // Still behind the maintenance flag: the check goes over the socket.
+    let checked = smoke_check(root, site, control).map_err(|e| {
+        err(format!(
+            "restored, but the site fails its smoke check: {e}; the database as it was \
+             before is in {}",
+            l.safety_path.display()
+        ))
+    })?;
+    let _ = match checked {
+        Some(what) => writeln!(log, "smoke check passed: {what}"),
+        None => writeln!(
+            log,
+            "no release is live, so there is nothing to smoke-check"
+        ),
+    };
+    Ok(())
 }
 
 /// The `sum-restore` command. Exit codes as in SPEC §7.
@@ -366,69 +418,43 @@ pub fn run(
     out: &mut dyn Write,
     errw: &mut dyn Write,
 ) -> u8 {
+    let result = restore_command(root, site_name, req, confirmed, out);
+    exit_code(result, errw)
+}
+
+fn restore_command(
+    root: &Root,
+    site_name: &str,
+    req: &Request,
+    confirmed: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
     if !confirmed {
-        let _ = writeln!(
-            errw,
+        return Err(Failure::usage(format!(
             "sum-restore replaces the contents of {site_name}'s database with the backup.\n\
              A safety backup of the current database is taken first, but the site is\n\
              stopped while the dump loads. To go ahead, add --i-know-this-will-overwrite;\n\
              to rehearse without touching the live database, add --into SCRATCH_DB."
-        );
-        return 2;
+        )));
     }
-    let site = match crate::config::sites::load_site(root, site_name) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(errw, "{e}");
-            return 2;
-        }
-    };
-    let state = root.path(SiteLayout::new(&site.name).state);
-    if let Err(e) = fs_err::create_dir_all(&state) {
-        let _ = writeln!(errw, "{e}");
-        return 1;
-    }
-    let started = crate::system::timefmt::iso_utc(crate::system::timefmt::now_unix());
-    let _lock = match crate::site_state::lock::acquire(
-        &state.join("lock"),
-        &format!("sum-restore {}", site.name),
-        &started,
-    ) {
-        Ok(l) => l,
-        Err(e @ crate::site_state::lock::LockError::Busy { .. }) => {
-            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
-            return 3;
-        }
-        Err(e) => {
-            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
-            return 1;
-        }
-    };
+    let site = command::load_site(root, site_name)?;
+    let _lock = command::lock_site(root, &site, "sum-restore")?;
+    let context = format!("sum-restore {}", site.name);
+    let failed = |e: &dyn std::fmt::Display| Failure::failed(e.to_string()).context(&context);
     let account = crate::system::accounts::site_account(root, &site.name);
-    let url = match dump::database_url(root, &site.name, account.map(|(_, g)| g)) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
-            return 1;
-        }
-    };
+    let url =
+        dump::database_url(root, &site.name, account.map(|(_, g)| g)).map_err(|e| failed(&e))?;
     let mut control = crate::system::control::for_root(root);
-    match restore(root, &site, req, &url, account, control.as_mut(), out) {
-        Ok(report) => {
-            let _ = writeln!(
-                out,
-                "restored {} into database {}",
-                report.restored.display(),
-                report.database
-            );
-            if let Some(s) = report.safety_backup {
-                let _ = writeln!(out, "the database as it was before is in {}", s.display());
-            }
-            0
-        }
-        Err(e) => {
-            let _ = writeln!(errw, "sum-restore {}: {e}", site.name);
-            1
-        }
+    let report =
+        restore(root, &site, req, &url, account, control.as_mut(), out).map_err(|e| failed(&e))?;
+    let _ = writeln!(
+        out,
+        "restored {} into database {}",
+        report.restored.display(),
+        report.database
+    );
+    if let Some(s) = report.safety_backup {
+        let _ = writeln!(out, "the database as it was before is in {}", s.display());
     }
+    Ok(())
 }

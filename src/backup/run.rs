@@ -3,13 +3,16 @@
 //! 2 bad usage or invalid site file, 3 site busy.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::SystemTime;
 
+use crate::backup::command;
 use crate::backup::dump::{self, DumpSource};
+use crate::backup::ping::Event;
 use crate::backup::retention::{self, Keep};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
-use crate::site_state::lock::{self, LockError};
+use crate::system::failure::{exit_code, Failure};
 use crate::system::timefmt;
 
 pub struct Args<'a> {
@@ -22,75 +25,67 @@ pub struct Args<'a> {
 }
 
 pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let site = match crate::config::sites::load_site(root, args.site) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(err, "{e}");
-            return 2;
-        }
-    };
+    let result = backup(root, args, out, err);
+    exit_code(result, err)
+}
+
+/// `sum-backup`: lists, plans retention (a dry run), or takes a verified
+/// backup and applies retention, under the site's lock.
+fn backup(
+    root: &Root,
+    args: &Args,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let site = command::load_site(root, args.site)?;
     let dir = dump::backups_dir(root, &site.name);
     if args.list {
-        return list(&site, &dir, args.json, out, err);
+        return list_backups(&site, &dir, args.json, out);
     }
-    let layout = SiteLayout::new(&site.name);
-    let state = root.path(&layout.state);
-    if let Err(e) = fs_err::create_dir_all(&state) {
-        let _ = writeln!(err, "{e}");
-        return 1;
-    }
-    let started = timefmt::iso_utc(timefmt::now_unix());
-    let _lock = match lock::acquire(
-        &state.join("lock"),
-        &format!("sum-backup {}", site.name),
-        &started,
-    ) {
-        Ok(l) => l,
-        Err(e @ LockError::Busy { .. }) => {
-            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
-            return 3;
-        }
-        Err(e) => {
-            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
-            return 1;
-        }
-    };
+    let _lock = command::lock_site(root, &site, "sum-backup")?;
     let keep = Keep {
         daily: site.backup.keep_daily,
         weekly: site.backup.keep_weekly,
         monthly: site.backup.keep_monthly,
     };
     if args.dry_run {
-        return prune(root, &site, &dir, keep, true, out, err);
+        return apply_retention(root, &site, &dir, keep, true, out, err);
     }
-    if let Err(e) = create_private_dir(&dir) {
-        let _ = writeln!(err, "sum-backup {}: {e}", site.name);
-        return 1;
+    let context = format!("sum-backup {}", site.name);
+    prepare_dir(&site, &dir, out).map_err(|f| f.context(&context))?;
+    take_backup(root, &site, &dir, out, err)?;
+    apply_retention(root, &site, &dir, keep, false, out, err)
+}
+
+/// The backups directory, private, without the leftovers of an
+/// interrupted run.
+fn prepare_dir(site: &Site, dir: &Path, out: &mut dyn Write) -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure::failed(e.to_string());
+    create_private_dir(dir).map_err(failed)?;
+    for p in dump::clean_partials(&site.name, dir).map_err(failed)? {
+        let _ = writeln!(
+            out,
+            "removed the leftover of an interrupted run: {}",
+            p.display()
+        );
     }
-    match dump::clean_partials(&site.name, &dir) {
-        Ok(removed) => {
-            for p in removed {
-                let _ = writeln!(
-                    out,
-                    "removed the leftover of an interrupted run: {}",
-                    p.display()
-                );
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
-            return 1;
-        }
-    }
+    Ok(())
+}
+
+/// Takes one verified backup into `dir`, pinging the site's `ping_url`
+/// at the start and with the outcome.
+fn take_backup(
+    root: &Root,
+    site: &Site,
+    dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let context = format!("sum-backup {}", site.name);
     let account = crate::system::accounts::site_account(root, &site.name);
-    let gid = account.map(|(_, g)| g);
-    let url = match dump::database_url(root, &site.name, gid) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = writeln!(err, "sum-backup {}: {e}", site.name);
-            return 1;
-        }
-    };
+    let url = dump::database_url(root, &site.name, account.map(|(_, g)| g))
+        .map_err(|e| Failure::failed(e.to_string()).context(&context))?;
+    let layout = SiteLayout::new(&site.name);
     // The persistent media directory wherever the live release's settings
     // put it (a linked in-release MEDIA_ROOT is recorded as media/).
     let media_dir = root.path(
@@ -105,15 +100,8 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
         run_as: account,
         media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
     };
-    let ping = |event, body: &str, err: &mut dyn Write| {
-        if let Some(base) = &site.backup.ping_url {
-            if let Err(w) = crate::backup::ping::send(base, event, body) {
-                let _ = writeln!(err, "sum-backup {}: warning: {w}", site.name);
-            }
-        }
-    };
-    ping(crate::backup::ping::Event::Start, "", err);
-    match dump::take(&site, &dir, &src, SystemTime::now()) {
+    warn(site, ping(site, Event::Start, ""), err);
+    match dump::take(site, dir, &src, SystemTime::now()) {
         Ok(m) => {
             let summary = format!(
                 "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {})",
@@ -125,19 +113,42 @@ pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -
                 m.server_version
             );
             let _ = writeln!(out, "{summary}");
-            ping(crate::backup::ping::Event::Success, &summary, err);
+            warn(site, ping(site, Event::Success, &summary), err);
+            Ok(())
         }
         Err(e) => {
             let msg = format!("backup failed, nothing was published: {e}");
-            let _ = writeln!(err, "sum-backup {}: {msg}", site.name);
-            ping(crate::backup::ping::Event::Fail, &msg, err);
-            return 1;
+            let mut failure = Failure::failed(msg.as_str()).context(&context);
+            // A failed ping is reported under the failure it announces.
+            if let Some(w) = ping(site, Event::Fail, &msg) {
+                failure.message.push('\n');
+                failure.message.push_str(&warning(site, &w));
+            }
+            Err(failure)
         }
     }
-    prune(root, &site, &dir, keep, false, out, err)
 }
 
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+/// Tells the site's `ping_url`, if any: what went wrong if the ping failed.
+fn ping(site: &Site, event: Event, body: &str) -> Option<String> {
+    let base = site.backup.ping_url.as_ref()?;
+    crate::backup::ping::send(base, event, body)
+        .err()
+        .map(|w| w.to_string())
+}
+
+fn warning(site: &Site, what: &str) -> String {
+    format!("sum-backup {}: warning: {what}", site.name)
+}
+
+/// A failed ping is only a warning.
+fn warn(site: &Site, failed_ping: Option<String>, err: &mut dyn Write) {
+    if let Some(w) = failed_ping {
+        let _ = writeln!(err, "{}", warning(site, &w));
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs_err::create_dir_all(dir)?;
     fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -145,40 +156,18 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Applies retention (or, for a dry run, says what it would do): every
 /// backup gets a line saying whether it is kept and why, or deleted.
-fn prune(
+fn apply_retention(
     root: &Root,
     site: &Site,
-    dir: &std::path::Path,
+    dir: &Path,
     keep: Keep,
     dry_run: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> u8 {
-    let listed = match dump::list(&site.name, dir) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(err, "failed to list {}: {e}", dir.display());
-            return 1;
-        }
-    };
-    let layout = SiteLayout::new(&site.name);
-    let pinned = match crate::site_state::pre_migrate_backups(
-        &root.path(&layout.state),
-        &root.path(&layout.releases),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            // Without the history a deploy's way back could go: keep all.
-            let _ = writeln!(
-                err,
-                "sum-backup {}: warning: retention skipped, nothing deleted: cannot tell which \
-                 backups deploys still need (reading {} and {}: {e})",
-                site.name,
-                root.path(&layout.state).display(),
-                root.path(&layout.releases).display()
-            );
-            return 0;
-        }
+) -> Result<(), Failure> {
+    let listed = list_dir(site, dir)?;
+    let Some(pinned) = pinned_backups(root, site, err) else {
+        return Ok(());
     };
     let decisions = retention::plan(&listed, keep, &pinned);
     let (verb_keep, verb_delete) = if dry_run {
@@ -193,50 +182,83 @@ fn prune(
             continue;
         }
         if !dry_run {
-            let media = dir.join(crate::backup::media::media_name(&d.file));
-            for p in [path.clone(), dir.join(format!("{}.json", d.file)), media] {
-                match fs_err::remove_file(&p) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        let _ = writeln!(err, "{e}");
-                        return 1;
-                    }
-                    _ => {}
-                }
-            }
+            delete_backup(dir, &d.file)?;
         }
         let _ = writeln!(out, "{verb_delete} {}", path.display());
     }
     if dry_run && !decisions.iter().any(retention::Decision::deleted) {
         let _ = writeln!(out, "retention would delete nothing");
     }
-    0
+    Ok(())
 }
 
-pub(crate) fn list(
+/// The backups deploys still need to go back (taken before a migration);
+/// None, with a warning, when the history cannot be read: then retention
+/// deletes nothing.
+fn pinned_backups(
+    root: &Root,
     site: &Site,
-    dir: &std::path::Path,
+    err: &mut dyn Write,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let layout = SiteLayout::new(&site.name);
+    match crate::site_state::pre_migrate_backups(
+        &root.path(&layout.state),
+        &root.path(&layout.releases),
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            // Without the history a deploy's way back could go: keep all.
+            let _ = writeln!(
+                err,
+                "sum-backup {}: warning: retention skipped, nothing deleted: cannot tell which \
+                 backups deploys still need (reading {} and {}: {e})",
+                site.name,
+                root.path(&layout.state).display(),
+                root.path(&layout.releases).display()
+            );
+            None
+        }
+    }
+}
+
+/// Deletes a backup with its manifest and media archive.
+fn delete_backup(dir: &Path, file: &str) -> Result<(), Failure> {
+    let media = dir.join(crate::backup::media::media_name(file));
+    for p in [dir.join(file), dir.join(format!("{file}.json")), media] {
+        match fs_err::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Failure::failed(e.to_string()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn list_dir(site: &Site, dir: &Path) -> Result<Vec<dump::Listed>, Failure> {
+    dump::list(&site.name, dir).map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// `sum-backup --list` and `sumctl backups`: the site's backups, newest
+/// first, as a table or JSON.
+pub(crate) fn list_backups(
+    site: &Site,
+    dir: &Path,
     json: bool,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> u8 {
-    let listed = match dump::list(&site.name, dir) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(err, "failed to list {}: {e}", dir.display());
-            return 1;
-        }
-    };
+) -> Result<(), Failure> {
+    let listed = list_dir(site, dir)?;
     if json {
         let _ = writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&listed).expect("serializes")
         );
-        return 0;
+        return Ok(());
     }
     if listed.is_empty() {
         let _ = writeln!(out, "no backups of {} in {}", site.name, dir.display());
-        return 0;
+        return Ok(());
     }
     let now = timefmt::now_unix();
     let _ = writeln!(out, "{:<36} {:>10} {:>12}  STATE", "BACKUP", "AGE", "SIZE");
@@ -250,7 +272,7 @@ pub(crate) fn list(
             if b.verified { "verified" } else { "UNVERIFIED" }
         );
     }
-    0
+    Ok(())
 }
 
 fn age(secs: u64) -> String {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sum::backup::restore::{self, Request};
 use sum::config::layout::Root;
+use sum::system::failure::Exit;
 
 #[derive(Parser)]
 #[command(
@@ -31,7 +32,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            });
         }
     };
     let req = Request {

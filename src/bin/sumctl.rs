@@ -9,6 +9,7 @@ use clap_complete::CompleteEnv;
 use sum::config::layout::Root;
 use sum::ctl::maintenance::{self, Switch};
 use sum::ctl::{self, NewSite};
+use sum::system::failure::Exit;
 
 #[derive(Parser)]
 #[command(
@@ -123,7 +124,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { ctl::exit::USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            });
         }
     };
     let root = Root::from_env();
@@ -158,24 +163,20 @@ fn main() -> ExitCode {
                 SwitchArg::Off => Switch::Off,
                 SwitchArg::Status => Switch::Status,
             };
-            let who = sum::deploy::run::who();
+            let who = sum::system::accounts::operator();
             maintenance::maintenance(&root, site, switch, &who, &mut out, &mut err)
         }
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
         Command::Status { site, json } => {
-            sum::ctl::status::status(&root, site.as_deref(), *json, &mut out, &mut err)
+            ctl::status(&root, site.as_deref(), *json, &mut out, &mut err)
         }
-        Command::Backups { site, json } => {
-            sum::ctl::status::backups(&root, site, *json, &mut out, &mut err)
-        }
+        Command::Backups { site, json } => ctl::backups(&root, site, *json, &mut out, &mut err),
         Command::Rollback { site, to } => {
             sum::deploy::rollback::run(&root, site, to.as_deref(), None, &mut out, &mut err)
         }
-        Command::Releases { site, json } => {
-            sum::ctl::releases::releases(&root, site, *json, &mut out, &mut err)
-        }
+        Command::Releases { site, json } => ctl::releases(&root, site, *json, &mut out, &mut err),
         Command::History { site, json, limit } => {
-            sum::ctl::releases::history(&root, site, *json, *limit, &mut out, &mut err)
+            ctl::history(&root, site, *json, *limit, &mut out, &mut err)
         }
     };
     ExitCode::from(code)

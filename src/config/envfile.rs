@@ -30,7 +30,7 @@ impl std::error::Error for EnvFileError {}
 /// not world-readable. `group` is the expected group id (None: not checked,
 /// for test roots).
 pub fn check_safe(path: &Path, gid: Option<u32>) -> Result<(), EnvFileError> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| {
+    let meta = fs_err::symlink_metadata(path).map_err(|e| {
         EnvFileError(if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "{} is missing: create it with DATABASE_URL, REDIS_URL and the app's \
@@ -38,7 +38,7 @@ pub fn check_safe(path: &Path, gid: Option<u32>) -> Result<(), EnvFileError> {
                 path.display()
             )
         } else {
-            format!("cannot read {}: {e}", path.display())
+            e.to_string()
         })
     })?;
     if !meta.file_type().is_file() {
@@ -587,8 +587,8 @@ mod tests {
     fn read_reports_path_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env");
-        std::fs::write(&p, "A=1\nexport B=2\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        fs_err::write(&p, "A=1\nexport B=2\n").unwrap();
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let e = read(&p, None).unwrap_err().0;
         assert!(
             e.starts_with(&format!("{}:2: `export NAME=`", p.display())),
@@ -601,22 +601,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(".env");
         assert!(check_safe(&p, None).unwrap_err().0.contains("is missing"));
-        std::fs::write(&p, "A=1\n").unwrap();
+        fs_err::write(&p, "A=1\n").unwrap();
         for (mode, needle) in [
             (0o644, "world-readable"),
             (0o660, "writable"),
             (0o602, "writable"),
         ] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
             let e = check_safe(&p, None).unwrap_err().0;
             assert!(
                 e.contains(needle) && e.contains("chmod 0640"),
                 "{mode:o}: {e}"
             );
         }
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert_eq!(check_safe(&p, None), Ok(()));
-        let wrong_gid = std::fs::metadata(&p).unwrap().gid() + 1;
+        let wrong_gid = fs_err::metadata(&p).unwrap().gid() + 1;
         assert!(check_safe(&p, Some(wrong_gid))
             .unwrap_err()
             .0

@@ -74,7 +74,7 @@ pub fn load_file(path: &Path) -> Result<Site, SiteErrors> {
             "name it /etc/sum/sites/<site>.toml",
         ));
     }
-    let text = match std::fs::read(path) {
+    let text = match fs_err::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {
@@ -101,7 +101,7 @@ pub fn load_file(path: &Path) -> Result<Site, SiteErrors> {
 /// The site files of a directory: regular `*.toml` files, sorted, no hidden files.
 pub fn site_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match fs_err::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
         Err(e) => return Err(e),
@@ -114,7 +114,7 @@ pub fn site_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        if std::fs::metadata(&path)
+        if fs_err::metadata(&path)
             .map(|m| m.is_file())
             .unwrap_or(false)
         {
@@ -278,7 +278,7 @@ fn reject_clashes(valid: Vec<(Site, &PathBuf)>) -> (Vec<Site>, Vec<SiteErrors>) 
 
 /// Line and column of the first `needle` in a file, for errors found after parsing.
 fn position_of(path: &Path, needle: &str) -> Option<(usize, usize)> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = fs_err::read_to_string(path).ok()?;
     let offset = text.find(needle)?;
     let before = &text[..offset];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

@@ -1,6 +1,6 @@
-//! `sumctl releases <site>` and `sumctl history <site>`: what a deploy left
-//! on disk and in the site's history, read-only and without the site lock.
-//! (`sumctl rollback` is [`crate::deploy::rollback::run`].)
+//! `sumctl releases <site> [--json]`: the releases a deploy left on disk,
+//! newest first, with the live and the last good one; read-only and without
+//! the site lock. (`sumctl rollback` is [`crate::deploy::rollback::run`].)
 //!
 //! Human output is a table; `--json` prints stable keys for scripts.
 
@@ -10,8 +10,10 @@ use serde::Serialize;
 
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
+use crate::ctl::common::{header, json_out, load_site, table};
 use crate::deploy::app::READY_MARKER;
-use crate::site_state::{self, Record, ReleaseStatus};
+use crate::site_state::{self, ReleaseStatus};
+use crate::system::failure::{exit_code, Failure};
 
 /// One release on disk, as `sumctl releases --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,48 +94,6 @@ pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>
         .collect())
 }
 
-/// Left-aligned columns; the last column is not padded.
-fn table(rows: &[Vec<String>], out: &mut dyn Write) {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                let pad = widths[c] - cell.chars().count() + 2;
-                line.extend(std::iter::repeat(' ').take(pad));
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-}
-
-fn load(root: &Root, name: &str, err: &mut dyn Write) -> Result<Site, u8> {
-    crate::config::sites::load_site(root, name).map_err(|e| {
-        let _ = writeln!(err, "{e}");
-        2
-    })
-}
-
-fn json_out<T: Serialize>(value: &T, out: &mut dyn Write) {
-    let _ = writeln!(
-        out,
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializes")
-    );
-}
-
 /// `sumctl releases <site> [--json]`.
 pub fn releases(
     root: &Root,
@@ -142,21 +102,17 @@ pub fn releases(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let site = match load(root, name, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let result = list_releases(root, name, json, out);
+    exit_code(result, err)
+}
+
+fn list_releases(root: &Root, name: &str, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let site = load_site(root, name)?;
     let l = SiteLayout::new(&site.name);
-    let rows = match release_rows(root, &site) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "cannot read {}: {e}", root.path(&l.releases).display());
-            return 1;
-        }
-    };
+    let rows = release_rows(root, &site).map_err(|e| Failure::failed(e.to_string()))?;
     if json {
         json_out(&rows, out);
-        return 0;
+        return Ok(());
     }
     let live = crate::system::fsutil::link_name(&root.path(&l.app));
     if rows.is_empty() {
@@ -171,13 +127,24 @@ pub fn releases(
                 "warning: app points at releases/{live}, which is not on disk"
             );
         }
-        return 0;
+        return Ok(());
     }
-    let mut lines = vec![["  RELEASE", "REF", "SHA", "STATUS", "VENV", ""]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
-    for r in &rows {
+    release_table(&rows, out);
+    let _ = writeln!(out);
+    live_line(&rows, live.as_deref(), out);
+    let _ = writeln!(
+        out,
+        "`sumctl rollback {n}` goes to the newest good release older than the live one; \
+         `--to RELEASE` picks another",
+        n = site.name
+    );
+    Ok(())
+}
+
+/// One line per release, `*` marking the live one.
+fn release_table(rows: &[ReleaseRow], out: &mut dyn Write) {
+    let mut lines = vec![header(&["  RELEASE", "REF", "SHA", "STATUS", "VENV", ""])];
+    for r in rows {
         let mut notes = Vec::new();
         if r.last_good {
             notes.push("last good");
@@ -203,9 +170,12 @@ pub fn releases(
         ]);
     }
     table(&lines, out);
-    let _ = writeln!(out);
-    match &live {
-        Some(live) if rows.iter().any(|r| &r.release == live) => {
+}
+
+/// What `app` points at, and whether that release is on disk.
+fn live_line(rows: &[ReleaseRow], live: Option<&str>, out: &mut dyn Write) {
+    match live {
+        Some(live) if rows.iter().any(|r| r.release == live) => {
             let _ = writeln!(out, "* live: app -> releases/{live}");
         }
         Some(live) => {
@@ -218,123 +188,4 @@ pub fn releases(
             let _ = writeln!(out, "nothing is live: the site has no app link yet");
         }
     }
-    let _ = writeln!(
-        out,
-        "`sumctl rollback {n}` goes to the newest good release older than the live one; \
-         `--to RELEASE` picks another",
-        n = site.name
-    );
-    0
-}
-
-/// Seconds a deploy or rollback took: the sum of its steps.
-pub fn total_seconds(rec: &Record) -> f64 {
-    rec.steps.iter().map(|s| s.seconds).sum()
-}
-
-/// `2026-11-23T01:24:36Z` → `2026-11-23 01:24:36`.
-fn started(utc: &str) -> String {
-    utc.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-/// `sumctl history <site> [--json] [-n N]`: the last `limit` records (all
-/// when 0), newest first.
-pub fn history(
-    root: &Root,
-    name: &str,
-    json: bool,
-    limit: usize,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> u8 {
-    let site = match load(root, name, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let state_dir = root.path(SiteLayout::new(&site.name).state);
-    let mut records = match site_state::history(&state_dir) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "cannot read {}: {e}",
-                site_state::history_path(&state_dir).display()
-            );
-            return 1;
-        }
-    };
-    let all = records.len();
-    records.reverse();
-    if limit > 0 {
-        records.truncate(limit);
-    }
-    if json {
-        json_out(&records, out);
-        return 0;
-    }
-    if records.is_empty() {
-        let _ = writeln!(
-            out,
-            "no deploys yet for {} (`systemctl start sum-deploy@{}` deploys it)",
-            site.name, site.name
-        );
-        return 0;
-    }
-    let dash = |s: Option<&str>| s.unwrap_or("-").to_string();
-    let mut rows: Vec<Vec<String>> = vec![[
-        "STARTED (UTC)",
-        "ACTION",
-        "REF",
-        "SHA",
-        "RELEASE",
-        "OUTCOME",
-        "TIME",
-        "WHO",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()];
-    for r in &records {
-        rows.push(vec![
-            started(&r.started_utc),
-            r.action.clone(),
-            dash(r.git_ref.as_deref()),
-            dash(r.sha.as_deref().map(crate::system::text::short_sha)),
-            dash(r.release.as_deref()),
-            r.outcome.clone(),
-            format!("{:.1}s", total_seconds(r)),
-            r.who.clone(),
-        ]);
-    }
-    // The table is laid out first; a failure goes on a line of its own
-    // under its record, so it does not widen the columns.
-    let mut laid_out = Vec::new();
-    table(&rows, &mut laid_out);
-    let laid_out = String::from_utf8_lossy(&laid_out).into_owned();
-    let mut lines = laid_out.lines();
-    if let Some(header) = lines.next() {
-        let _ = writeln!(out, "{header}");
-    }
-    for (r, line) in records.iter().zip(lines) {
-        let _ = writeln!(out, "{line}");
-        if r.failed_step.is_some() || r.error.is_some() {
-            let first = r
-                .error
-                .as_deref()
-                .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()))
-                .unwrap_or("(no message recorded)");
-            let _ = writeln!(
-                out,
-                "    failed at {}: {first}",
-                r.failed_step.as_deref().unwrap_or("?")
-            );
-        }
-    }
-    if limit > 0 && all > limit {
-        let _ = writeln!(
-            out,
-            "(the last {limit} of {all}; `-n 0` shows all, `--json` everything recorded)"
-        );
-    }
-    0
 }

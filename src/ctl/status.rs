@@ -1,6 +1,6 @@
-//! `sumctl status [<site>] [--json]` and `sumctl backups <site>`: what an
-//! operator checks first: is it deployed, are its units up, when was the last
-//! verified backup and when is the next.
+//! `sumctl status [<site>] [--json]`: what an operator checks first: is it
+//! deployed, are its units up, when was the last verified backup and when
+//! is the next.
 
 use std::io::Write;
 
@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::backup::dump;
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
-use crate::config::sites;
+use crate::config::sites::{self, Loaded};
+use crate::ctl::common::json_out;
+use crate::system::failure::{exit_code, Failure};
 
 #[derive(Debug, Serialize)]
 pub struct SiteStatus {
@@ -94,71 +96,24 @@ pub fn status(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let loaded = match sites::load_all(root) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(err, "failed to read {}: {e}", root.sites_dir().display());
-            return 1;
-        }
-    };
-    let chosen: Vec<&Site> = loaded
-        .sites
-        .iter()
-        .filter(|s| only.map_or(true, |o| s.name == o))
-        .collect();
-    if let Some(o) = only {
-        if chosen.is_empty() {
-            let _ = writeln!(err, "no valid site `{o}`; `sumctl check` shows why");
-            return 2;
-        }
-    }
-    let statuses: Vec<SiteStatus> = chosen
-        .iter()
-        .map(|s| {
-            let mut st = site_status(root, s);
-            st.last_good_config = loaded.fallback(&s.name).map(|f| LastGoodConfig {
-                copy: f.copy.display().to_string(),
-                why: f.why.clone(),
-            });
-            st
-        })
-        .collect();
+    let result = show_status(root, only, json, out, err);
+    exit_code(result, err)
+}
+
+fn show_status(
+    root: &Root,
+    only: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let loaded = sites::load_all(root).map_err(|e| Failure::failed(e.to_string()))?;
+    let statuses = chosen_statuses(root, &loaded, only)?;
     if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&statuses).expect("serializes")
-        );
+        json_out(&statuses, out);
     } else {
         for s in &statuses {
-            let _ = writeln!(out, "{} ({})", s.site, s.domain);
-            let _ = writeln!(
-                out,
-                "  live release:  {}",
-                s.live_release
-                    .as_deref()
-                    .unwrap_or("none (not deployed yet)")
-            );
-            let backup = match (&s.last_verified_backup, s.last_backup_age_seconds) {
-                (Some(f), Some(a)) => format!("{f} ({})", age(a)),
-                _ => "none".into(),
-            };
-            let _ = writeln!(out, "  last backup:   {backup}");
-            if let Some(c) = &s.last_good_config {
-                let _ = writeln!(
-                    out,
-                    "  configuration: LAST GOOD COPY {} (the site file is rejected: {}); fix \
-                     it and run `systemctl daemon-reload`",
-                    c.copy,
-                    crate::system::text::excerpt(&c.why, 300)
-                );
-            }
-            if let Some(n) = &s.next_backup {
-                let _ = writeln!(out, "  next backup:   {n}");
-            }
-            for (u, st) in &s.units {
-                let _ = writeln!(out, "  {u:<36} {st}");
-            }
+            print_status(s, out);
         }
         if statuses.is_empty() {
             let _ = writeln!(out, "no sites in {}", root.sites_dir().display());
@@ -171,24 +126,69 @@ pub fn status(
             loaded.errors.len()
         );
     }
-    0
+    Ok(())
 }
 
-/// `sumctl backups <site> [--json]`: the same list as `sum-backup --list`.
-pub fn backups(
+/// The status of `only`, or of every valid site (exit 2 when `only` is not
+/// a valid site).
+fn chosen_statuses(
     root: &Root,
-    name: &str,
-    json: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> u8 {
-    match crate::config::sites::load_site(root, name) {
-        Ok(site) => {
-            crate::backup::run::list(&site, &dump::backups_dir(root, &site.name), json, out, err)
+    loaded: &Loaded,
+    only: Option<&str>,
+) -> Result<Vec<SiteStatus>, Failure> {
+    let chosen: Vec<&Site> = loaded
+        .sites
+        .iter()
+        .filter(|s| only.map_or(true, |o| s.name == o))
+        .collect();
+    if let Some(o) = only {
+        if chosen.is_empty() {
+            return Err(Failure::usage(format!(
+                "no valid site `{o}`; `sumctl check` shows why"
+            )));
         }
-        Err(e) => {
-            let _ = writeln!(err, "{e}");
-            2
-        }
+    }
+    Ok(chosen
+        .iter()
+        .map(|s| {
+            let mut st = site_status(root, s);
+            st.last_good_config = loaded.fallback(&s.name).map(|f| LastGoodConfig {
+                copy: f.copy.display().to_string(),
+                why: f.why.clone(),
+            });
+            st
+        })
+        .collect())
+}
+
+/// One site's status for a person.
+fn print_status(s: &SiteStatus, out: &mut dyn Write) {
+    let _ = writeln!(out, "{} ({})", s.site, s.domain);
+    let _ = writeln!(
+        out,
+        "  live release:  {}",
+        s.live_release
+            .as_deref()
+            .unwrap_or("none (not deployed yet)")
+    );
+    let backup = match (&s.last_verified_backup, s.last_backup_age_seconds) {
+        (Some(f), Some(a)) => format!("{f} ({})", age(a)),
+        _ => "none".into(),
+    };
+    let _ = writeln!(out, "  last backup:   {backup}");
+    if let Some(c) = &s.last_good_config {
+        let _ = writeln!(
+            out,
+            "  configuration: LAST GOOD COPY {} (the site file is rejected: {}); fix \
+             it and run `systemctl daemon-reload`",
+            c.copy,
+            crate::system::text::excerpt(&c.why, 300)
+        );
+    }
+    if let Some(n) = &s.next_backup {
+        let _ = writeln!(out, "  next backup:   {n}");
+    }
+    for (u, st) in &s.units {
+        let _ = writeln!(out, "  {u:<36} {st}");
     }
 }

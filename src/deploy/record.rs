@@ -9,25 +9,12 @@ use crate::site_state::{self, Record};
 use crate::system::failure::Exit;
 use crate::system::timefmt;
 
-/// Who started the deploy, for the history.
-pub fn who() -> String {
-    if let Ok(u) = std::env::var("SUDO_USER") {
-        return format!("{u} (sudo)");
-    }
-    if std::env::var_os("INVOCATION_ID").is_some() {
-        return "systemd".to_string();
-    }
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
-}
-
 /// A record of `action` starting now.
 fn started(action: &str) -> Record {
     Record {
         action: action.into(),
         started_utc: timefmt::iso_utc(timefmt::now_unix()),
-        who: who(),
+        who: crate::system::accounts::operator(),
         ..Record::default()
     }
 }

@@ -33,7 +33,7 @@ impl Log {
     /// device: in a container writing to it would create a plain file.
     pub fn detect() -> Log {
         let under_systemd = std::env::var_os("SYSTEMD_SCOPE").is_some();
-        let is_char_device = std::fs::metadata("/dev/kmsg")
+        let is_char_device = fs_err::metadata("/dev/kmsg")
             .map(|m| m.file_type().is_char_device())
             .unwrap_or(false);
         if under_systemd && is_char_device {

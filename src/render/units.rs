@@ -241,19 +241,34 @@ fn celery_unit(
 pub fn render(site: &Site) -> Rendered {
     let l = SiteLayout::new(&site.name);
     let n = &site.name;
-    let mut units = Vec::new();
-    let mut wants = Vec::new();
-
     let socket = format!("sum-gunicorn@{n}.socket");
-    let gunicorn = format!("sum-gunicorn@{n}.service");
-    let celery = format!("sum-celery@{n}.service");
-    let beat = format!("sum-celerybeat@{n}.service");
     let timer = format!("sum-backup@{n}.timer");
+    let mut units = vec![
+        socket_unit(site, &l, &socket),
+        gunicorn_unit(site, &l, &socket),
+    ];
+    let mut wants = vec![("sockets.target".to_string(), socket.clone())];
+    for unit in celery_units(site, &l) {
+        wants.push(("multi-user.target".to_string(), unit.name.clone()));
+        units.push(unit);
+    }
+    units.push(timer_unit(site, &timer));
+    wants.push(("timers.target".to_string(), timer));
+    let dropins = vec![sites_target_dropin(site, &socket)];
+    units.sort_by(|a, b| a.name.cmp(&b.name));
+    wants.sort();
+    Rendered {
+        units,
+        wants,
+        dropins,
+    }
+}
 
-    // Socket: owned by systemd, outside any RuntimeDirectory, so restarts
-    // queue connections instead of refusing them. Caddy's group may connect.
-    units.push(UnitFile {
-        name: socket.clone(),
+/// The socket: owned by systemd, outside any RuntimeDirectory, so restarts
+/// queue connections instead of refusing them. Caddy's group may connect.
+fn socket_unit(site: &Site, l: &SiteLayout, socket: &str) -> UnitFile {
+    UnitFile {
+        name: socket.to_string(),
         contents: format!(
             "{head}\
              \n\
@@ -267,18 +282,19 @@ pub fn render(site: &Site) -> Rendered {
             head = header(site, "gunicorn socket"),
             sock = escape_value(&l.socket),
         ),
-    });
-    wants.push(("sockets.target".to_string(), socket.clone()));
+    }
+}
 
-    // gunicorn, following its own socket-activation recipe: Type=notify, no
-    // --bind (the listening socket is inherited), preload so import errors fail
-    // the start. No ExecReload: deploys restart, never SIGHUP.
+/// gunicorn, following its own socket-activation recipe: Type=notify, no
+/// --bind (the listening socket is inherited), preload so import errors fail
+/// the start. No ExecReload: deploys restart, never SIGHUP.
+fn gunicorn_unit(site: &Site, l: &SiteLayout, socket: &str) -> UnitFile {
     let graceful = site.gunicorn.timeout;
     let mut cmd = vec![format!("{}/bin/gunicorn", l.venv)];
     cmd.extend(gunicorn_args(site, GUNICORN_CONF));
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    units.push(UnitFile {
-        name: gunicorn.clone(),
+    UnitFile {
+        name: format!("sum-gunicorn@{}.service", site.name),
         contents: format!(
             "{head}\
              Requires={socket}\n\
@@ -297,20 +313,25 @@ pub fn render(site: &Site) -> Rendered {
              RestartSec=2\n\
              {hardening}",
             head = header(site, "gunicorn"),
-            common = app_service_common(site, &l),
+            common = app_service_common(site, l),
             cmd = exec(&cmd),
             stop = graceful + 15,
             hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
         ),
-    });
+    }
+}
 
+/// The celery worker and beat, when the site enables them.
+fn celery_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
+    let n = &site.name;
+    let mut units = Vec::new();
     let concurrency = site.celery.concurrency.to_string();
     if site.celery.worker {
         units.push(UnitFile {
-            name: celery.clone(),
+            name: format!("sum-celery@{n}.service"),
             contents: celery_unit(
                 site,
-                &l,
+                l,
                 "celery worker",
                 &[
                     "worker",
@@ -323,26 +344,28 @@ pub fn render(site: &Site) -> Rendered {
                 &[&l.media_dir, &l.shared_dir],
             ),
         });
-        wants.push(("multi-user.target".to_string(), celery.clone()));
     }
     if site.celery.beat {
         let schedule = format!("{}/celerybeat-schedule", l.beat_dir);
         units.push(UnitFile {
-            name: beat.clone(),
+            name: format!("sum-celerybeat@{n}.service"),
             contents: celery_unit(
                 site,
-                &l,
+                l,
                 "celery beat",
                 &["beat", "--loglevel", "INFO", "--schedule", &schedule],
                 "TimeoutStopSec=30\n",
                 &[&l.beat_dir],
             ),
         });
-        wants.push(("multi-user.target".to_string(), beat.clone()));
     }
+    units
+}
 
-    units.push(UnitFile {
-        name: timer.clone(),
+/// The timer of the scheduled verified backup.
+fn timer_unit(site: &Site, timer: &str) -> UnitFile {
+    UnitFile {
+        name: timer.to_string(),
         contents: format!(
             "{head}\
              \n\
@@ -352,17 +375,19 @@ pub fn render(site: &Site) -> Rendered {
              Unit=sum-backup@{name}.service\n",
             head = header(site, "scheduled verified backup"),
             schedule = escape_value(&site.backup.schedule),
-            name = escape_value(n),
+            name = escape_value(&site.name),
         ),
-    });
-    wants.push(("timers.target".to_string(), timer));
+    }
+}
 
-    // A unit that an already-active target merely Wants= is not started by
-    // `systemctl daemon-reload`; one it Upholds= is. So a new site file plus
-    // daemon-reload gives a listening socket and a scheduled timer at once.
-    // Celery is left out: before the first deploy its condition skips it, and
-    // upholding would retry it in a loop.
-    let dropins = vec![(
+/// A unit that an already-active target merely Wants= is not started by
+/// `systemctl daemon-reload`; one it Upholds= is. So a new site file plus
+/// daemon-reload gives a listening socket and a scheduled timer at once.
+/// Celery is left out: before the first deploy its condition skips it, and
+/// upholding would retry it in a loop.
+fn sites_target_dropin(site: &Site, socket: &str) -> (String, String, String) {
+    let n = &site.name;
+    (
         format!("{SITES_TARGET}.d"),
         format!("{n}.conf"),
         format!(
@@ -370,18 +395,10 @@ pub fn render(site: &Site) -> Rendered {
              [Unit]\n\
              Upholds={socket} {timer}\n",
             src = escape_value(&site.source.to_string_lossy()),
-            socket = escape_value(&socket),
+            socket = escape_value(socket),
             timer = escape_value(&format!("sum-backup@{n}.timer")),
         ),
-    )];
-
-    units.sort_by(|a, b| a.name.cmp(&b.name));
-    wants.sort();
-    Rendered {
-        units,
-        wants,
-        dropins,
-    }
+    )
 }
 
 #[cfg(test)]

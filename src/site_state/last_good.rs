@@ -22,7 +22,7 @@ pub fn save(root: &Root, site: &str) -> std::io::Result<()> {
     let dir = root.path(LAST_GOOD_DIR);
     fs_err::create_dir_all(&dir)?;
     let copy = dir.join(format!("{site}.toml"));
-    if std::fs::read(&copy).ok().as_deref() == Some(bytes.as_slice()) {
+    if fs_err::read(&copy).ok().as_deref() == Some(bytes.as_slice()) {
         return Ok(());
     }
     write_atomic(&copy, &bytes, mode)

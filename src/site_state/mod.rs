@@ -128,7 +128,7 @@ pub fn append(state: &Path, rec: &Record) -> std::io::Result<()> {
 /// Every record, oldest first. Lines that do not parse (a line cut short by
 /// a crash) are skipped.
 pub fn history(state: &Path) -> std::io::Result<Vec<Record>> {
-    let text = match std::fs::read_to_string(history_path(state)) {
+    let text = match fs_err::read_to_string(history_path(state)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -151,7 +151,7 @@ pub fn save_release(state: &Path, info: &ReleaseInfo) -> std::io::Result<()> {
 }
 
 pub fn load_release(state: &Path, release: &str) -> Option<ReleaseInfo> {
-    let bytes = std::fs::read(releases_state_dir(state).join(format!("{release}.json"))).ok()?;
+    let bytes = fs_err::read(releases_state_dir(state).join(format!("{release}.json"))).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -165,7 +165,7 @@ pub fn set_status(state: &Path, release: &str, status: ReleaseStatus) -> std::io
 
 /// Release directory names, newest first (names start with a UTC stamp).
 pub fn release_names(releases: &Path) -> std::io::Result<Vec<String>> {
-    let mut names: Vec<String> = match std::fs::read_dir(releases) {
+    let mut names: Vec<String> = match fs_err::read_dir(releases) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -517,9 +517,9 @@ mod tests {
     fn the_history_pins_pre_migrate_backups_of_releases_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let (state, releases) = (dir.path().join("state"), dir.path().join("releases"));
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::create_dir_all(releases.join("r2")).unwrap();
-        std::fs::create_dir_all(releases.join("r3")).unwrap();
+        fs_err::create_dir_all(&state).unwrap();
+        fs_err::create_dir_all(releases.join("r2")).unwrap();
+        fs_err::create_dir_all(releases.join("r3")).unwrap();
         let b = "/srv/sum/acme/backups/acme-20261122T010000Z.sql.gz";
         for rec in [
             deploy_record(

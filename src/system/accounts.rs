@@ -42,3 +42,17 @@ pub fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
     let user = nix::unistd::User::from_name(&SiteLayout::new(site).user).ok()??;
     Some((user.uid.as_raw(), user.gid.as_raw()))
 }
+
+/// Who runs the command, for the history and the maintenance flag: the
+/// sudo user, `systemd` under a unit, else the login name.
+pub fn operator() -> String {
+    if let Ok(u) = std::env::var("SUDO_USER") {
+        return format!("{u} (sudo)");
+    }
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        return "systemd".to_string();
+    }
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
+}

@@ -39,7 +39,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
         fsync_dir(path.parent().unwrap_or(Path::new(".")))
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs_err::remove_file(&tmp);
     }
     result
 }
@@ -47,10 +47,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
 /// Atomically points the symlink `link` at `target`.
 pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
     let tmp = temp_name(link);
-    let _ = std::fs::remove_file(&tmp);
+    let _ = fs_err::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| with_path(e, "create symlink", &tmp))?;
     if let Err(e) = fs::rename(&tmp, link) {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs_err::remove_file(&tmp);
         return Err(e);
     }
     fsync_dir(link.parent().unwrap_or(Path::new(".")))
@@ -60,7 +60,7 @@ pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
 /// The file name a symlink points at (`releases/<r>` → `<r>`): which
 /// release or venv the `app` and `venv` links of a site name.
 pub fn link_name(link: &Path) -> Option<String> {
-    std::fs::read_link(link)
+    fs_err::read_link(link)
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }

@@ -67,11 +67,11 @@ pub fn listening_inodes(proc_net_unix: &str, path: &str) -> Vec<u64> {
 
 /// Whether `pid` holds a descriptor of one of the socket `inodes`.
 fn holds_socket(pid: u32, inodes: &[u64]) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fds) = fs_err::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
     fds.filter_map(Result::ok).any(|fd| {
-        std::fs::read_link(fd.path()).is_ok_and(|t| {
+        fs_err::read_link(fd.path()).is_ok_and(|t| {
             let t = t.to_string_lossy();
             inodes.iter().any(|i| t == format!("socket:[{i}]"))
         })
@@ -84,7 +84,7 @@ fn holds_socket(pid: u32, inodes: &[u64]) -> bool {
 /// closed its descriptor: only the running gunicorn still has one, and the
 /// next gunicorn would get none.
 pub fn listens_on(path: &std::path::Path) -> bool {
-    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let table = fs_err::read_to_string("/proc/net/unix").unwrap_or_default();
     let inodes = listening_inodes(&table, &path.to_string_lossy());
     !inodes.is_empty() && holds_socket(1, &inodes)
 }

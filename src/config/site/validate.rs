@@ -1,0 +1,207 @@
+//! The validation stage of the site file: raw values → a `Site`, each value
+//! checked by its rule and every absent one given the spec's default. The
+//! errors are collected in file order of the tables, so all of a file's
+//! problems are reported at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::checker::Checker;
+use super::raw::{
+    RawBackup, RawCelery, RawDeploy, RawDjango, RawGit, RawGunicorn, RawHealth, RawPython, RawSite,
+    S,
+};
+use super::rules::*;
+use super::{
+    Backup, Celery, Deploy, Django, Git, Gunicorn, Health, Python, Sandbox, Site, SITES_DIR,
+};
+use toml::Spanned;
+
+/// The validated site; its errors, if any, are in `c`.
+pub(super) fn from_raw(c: &mut Checker, name: &str, raw: RawSite) -> Site {
+    let (domain, aliases) = hosts(c, raw.domain, raw.aliases);
+    let git = git(c, raw.git);
+    let django = django(c, name, raw.django);
+    let python = python(c, raw.python);
+    let gunicorn = gunicorn(c, raw.gunicorn);
+    let celery = celery(c, raw.celery, &django.project);
+    let health = health(c, raw.health);
+    let backup = backup(c, raw.backup);
+    let deploy = deploy(c, raw.deploy);
+    Site {
+        name: name.to_string(),
+        source: Path::new(SITES_DIR).join(format!("{name}.toml")),
+        domain,
+        aliases,
+        git,
+        django,
+        python,
+        gunicorn,
+        celery,
+        health,
+        backup,
+        deploy,
+        sandbox: Sandbox {
+            memory_deny_write_execute: Checker::flag(raw.sandbox.memory_deny_write_execute, true),
+        },
+    }
+}
+
+/// The domain (required) and its aliases, none of them the domain itself.
+fn hosts(
+    c: &mut Checker,
+    domain: S<String>,
+    aliases: S<Vec<Spanned<String>>>,
+) -> (String, Vec<String>) {
+    let domain = match domain {
+        None => {
+            c.push(0..0, "domain", "is missing".into(), HOST.allowed);
+            String::new()
+        }
+        some => c.string(some, "domain", String::new, &HOST),
+    };
+    let aliases = c.strings(aliases, "aliases", &HOST);
+    if let Some(i) = aliases.iter().position(|a| *a == domain) {
+        // Find the alias in the text again for a useful position.
+        let at = c.text.match_indices(&format!("\"{}\"", aliases[i])).nth(1);
+        let span = at.map_or(0..0, |(o, _)| o..o);
+        c.push(
+            span,
+            "aliases",
+            format!("`{domain}` is the domain itself"),
+            "list only other host names",
+        );
+    }
+    (domain, aliases)
+}
+
+/// `[git]`: required, with its `url`.
+fn git(c: &mut Checker, raw: S<RawGit>) -> Git {
+    let Some(g) = raw else {
+        c.push(
+            0..0,
+            "git",
+            "the [git] table is missing".into(),
+            "add [git] with url = \"…\"",
+        );
+        return Git {
+            url: String::new(),
+            git_ref: "main".to_string(),
+        };
+    };
+    let span = g.span();
+    let g = g.into_inner();
+    let url = match g.url {
+        None => {
+            c.push(span, "git.url", "is missing".into(), GIT_URL.allowed);
+            String::new()
+        }
+        some => c.string(some, "git.url", String::new, &GIT_URL),
+    };
+    let git_ref = c.string(g.git_ref, "git.ref", || "main".into(), &GIT_REF);
+    Git { url, git_ref }
+}
+
+/// `[django]`: the project defaults to the site name, the rest to the project.
+fn django(c: &mut Checker, name: &str, d: RawDjango) -> Django {
+    let project = c.string(
+        d.project,
+        "django.project",
+        || name.replace('-', "_"),
+        &IDENT,
+    );
+    let settings = c.string(
+        d.settings,
+        "django.settings",
+        || format!("{project}.settings.production"),
+        &DOTTED,
+    );
+    let wsgi = c.string(
+        d.wsgi,
+        "django.wsgi",
+        || format!("{project}.wsgi:application"),
+        &WSGI,
+    );
+    Django {
+        project,
+        settings,
+        wsgi,
+    }
+}
+
+fn python(c: &mut Checker, p: RawPython) -> Python {
+    Python {
+        interpreter: c.string(
+            p.interpreter,
+            "python.interpreter",
+            || "python3".into(),
+            &INTERPRETER,
+        ),
+        requirements: c.string(
+            p.requirements,
+            "python.requirements",
+            || "requirements.txt".into(),
+            &REL_PATH,
+        ),
+        extra: c.strings(p.extra, "python.extra", &PIP_SPEC),
+    }
+}
+
+fn gunicorn(c: &mut Checker, g: RawGunicorn) -> Gunicorn {
+    Gunicorn {
+        workers: c.number(g.workers, "gunicorn.workers", 4, 1, 64),
+        threads: c.number(g.threads, "gunicorn.threads", 2, 1, 64),
+        timeout: c.number(g.timeout, "gunicorn.timeout", 30, 1, 3600),
+    }
+}
+
+/// `[celery]`: the app defaults to the Django project.
+fn celery(c: &mut Checker, ce: RawCelery, project: &str) -> Celery {
+    Celery {
+        worker: Checker::flag(ce.worker, false),
+        beat: Checker::flag(ce.beat, false),
+        app: c.string(ce.app, "celery.app", || project.to_string(), &DOTTED),
+        concurrency: c.number(ce.concurrency, "celery.concurrency", 2, 1, 64),
+    }
+}
+
+fn health(c: &mut Checker, h: RawHealth) -> Health {
+    let timeout_text = c.string(h.timeout, "health.timeout", || "60s".into(), &DURATION);
+    Health {
+        path: c.string(h.path, "health.path", || "/health/".into(), &URL_PATH),
+        timeout: parse_duration(&timeout_text).unwrap_or(Duration::from_secs(60)),
+        sitemap: Checker::flag(h.sitemap, true),
+    }
+}
+
+fn backup(c: &mut Checker, b: RawBackup) -> Backup {
+    let ping_url = b
+        .ping_url
+        .map(|u| c.string(Some(u), "backup.ping_url", String::new, &PING_URL));
+    Backup {
+        schedule: c.string(
+            b.schedule,
+            "backup.schedule",
+            || "*-*-* 02:00:00 UTC".into(),
+            &SCHEDULE,
+        ),
+        keep_daily: c.number(b.keep_daily, "backup.keep_daily", 7, 0, 1000),
+        keep_weekly: c.number(b.keep_weekly, "backup.keep_weekly", 13, 0, 1000),
+        keep_monthly: c.number(b.keep_monthly, "backup.keep_monthly", 12, 0, 1000),
+        media: Checker::flag(b.media, true),
+        ping_url,
+    }
+}
+
+/// `[deploy]`: shared paths without a trailing '/'.
+fn deploy(c: &mut Checker, de: RawDeploy) -> Deploy {
+    let shared = c.strings(de.shared, "deploy.shared", &REL_PATH);
+    Deploy {
+        keep_releases: c.number(de.keep_releases, "deploy.keep_releases", 5, 1, 100),
+        backup_before_migrate: Checker::flag(de.backup_before_migrate, true),
+        shared: shared
+            .into_iter()
+            .map(|s| s.trim_end_matches('/').to_string())
+            .collect(),
+    }
+}
