@@ -160,7 +160,7 @@ pub fn take(
             None => Ok(()),
         })
         .and_then(|()| fs_err::rename(&partial, &final_path))
-        .and_then(|()| File::open(dir)?.sync_all());
+        .and_then(|()| fs_err::File::open(dir)?.sync_all());
     if let Err(e) = publish {
         cleanup();
         let _ = fs_err::remove_file(&media_final);
@@ -397,8 +397,7 @@ pub struct FileCheck {
 /// Reads a backup completely: the gzip stream must decode to its end and the
 /// dump must end with pg_dump's trailer.
 pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
-    let file =
-        File::open(path).map_err(|e| err(format!("failed to open {}: {e}", path.display())))?;
+    let file = fs_err::File::open(path).map_err(|e| err(e.to_string()))?;
     let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
     let mut tail = Tail(Vec::new());
     let mut uncompressed = 0u64;

@@ -4,7 +4,7 @@
 //! match the size and SHA-256 written, fsync, and publication together with
 //! the dump under the same manifest.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -92,7 +92,7 @@ pub fn write_verified(
 
 /// Reads a media archive completely: every entry of the tar inside the gzip.
 pub fn verify(path: &Path) -> Result<MediaInfo, String> {
-    let file = File::open(path).map_err(|e| format!("failed to open {}: {e}", path.display()))?;
+    let file = fs_err::File::open(path).map_err(|e| e.to_string())?;
     let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
     let mut entries = 0u64;
     {

@@ -129,7 +129,7 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
     let feed = (|| -> std::io::Result<()> {
         // Inside the transaction psql opens: the newer schema goes first.
         stdin.write_all(b"DROP OWNED BY CURRENT_USER;\n")?;
-        let file = std::fs::File::open(path)?;
+        let file = fs_err::File::open(path)?;
         let mut gz = MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
         std::io::copy(&mut gz, &mut stdin)?;
         Ok(())

@@ -96,7 +96,7 @@ fn is_zone(name: &str) -> bool {
         return false;
     }
     let mut magic = [0u8; 4];
-    std::fs::File::open(std::path::Path::new(ZONEINFO).join(name))
+    fs_err::File::open(std::path::Path::new(ZONEINFO).join(name))
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok_and(|()| &magic == b"TZif")
 }

@@ -17,7 +17,7 @@
 //! in-release static directory, and `media/` for linked media. Caddy
 //! serves those; backups archive that media directory.
 
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::app::Effective;
@@ -335,8 +335,7 @@ fn link_media(
             }
         }
     }
-    symlink(media, &inside)
-        .map_err(|e| format!("linking {} to {}: {e}", inside.display(), media.display()))?;
+    fs_err::os::unix::fs::symlink(media, &inside).map_err(|e| e.to_string())?;
     notes.insert(
         0,
         format!(

@@ -9,7 +9,7 @@
 //! Pruning only removes releases, so shared content is never deleted.
 //! The site file already refused absolute paths and `..`.
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 
 use nix::unistd::{Gid, Uid};
@@ -103,8 +103,7 @@ pub fn link(
                 }
             }
         }
-        symlink(&target, &inside)
-            .map_err(|e| format!("linking {} to {}: {e}", inside.display(), target.display()))?;
+        fs_err::os::unix::fs::symlink(&target, &inside).map_err(|e| e.to_string())?;
         done.push(outcome);
     }
     Ok(done)
@@ -141,7 +140,7 @@ pub(super) fn give(path: &Path, owner: Option<(u32, u32)>) -> Result<(), String>
 pub(super) fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let m = fs_err::symlink_metadata(from)?;
     if m.file_type().is_symlink() {
-        symlink(fs_err::read_link(from)?, to)?;
+        fs_err::os::unix::fs::symlink(fs_err::read_link(from)?, to)?;
     } else if m.is_dir() {
         fs_err::create_dir(to)?;
         fs_err::set_permissions(to, std::fs::Permissions::from_mode(m.permissions().mode()))?;

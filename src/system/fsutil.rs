@@ -3,7 +3,7 @@
 //! Write to a temporary name in the same directory, set the mode, fsync,
 //! rename over the final name, fsync the directory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ fn temp_name(path: &Path) -> PathBuf {
 }
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Atomically replaces `path` with `contents`, created with `mode`.
@@ -48,7 +48,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
 pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
     let tmp = temp_name(link);
     let _ = fs_err::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| with_path(e, "create symlink", &tmp))?;
+    fs::os::unix::fs::symlink(target, &tmp)?;
     if let Err(e) = fs::rename(&tmp, link) {
         let _ = fs_err::remove_file(&tmp);
         return Err(e);

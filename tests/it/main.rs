@@ -3,6 +3,9 @@
 //! is compiled once for all of them. Run one module with
 //! `cargo test --test it <module>::`, e.g. `cargo test --test it deploy_faults::`.
 
+// Tests may use std::fs: a failing test shows its own context.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 mod backup;
@@ -23,6 +26,7 @@ mod real_tools;
 mod redis_preflight;
 mod release_checks;
 mod restore;
+mod sizes;
 mod smoke;
 mod sumctl;
 mod sumctl_deploy;
