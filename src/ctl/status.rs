@@ -28,6 +28,8 @@ pub struct SiteStatus {
     /// Set when the site file is rejected and the site runs on its last
     /// good copy: that copy and the file's first error.
     pub last_good_config: Option<LastGoodConfig>,
+    /// Set while the maintenance page is on: who set it and since when.
+    pub maintenance: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +79,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         next_backup,
         units,
         last_good_config: None,
+        maintenance: crate::ctl::maintenance::flag_text(root, &site.name),
     }
 }
 
@@ -176,6 +179,13 @@ fn print_status(s: &SiteStatus, out: &mut dyn Write) {
         _ => "none".into(),
     };
     let _ = writeln!(out, "  last backup:   {backup}");
+    if let Some(how) = &s.maintenance {
+        let _ = writeln!(
+            out,
+            "  maintenance:   ON ({how}); `sumctl maintenance {} off` ends it",
+            s.site
+        );
+    }
     if let Some(c) = &s.last_good_config {
         let _ = writeln!(
             out,

@@ -382,3 +382,38 @@ fn check_and_status_say_a_site_runs_on_its_last_good_copy() {
         "{v}"
     );
 }
+
+#[test]
+fn maintenance_on_shows_in_status_and_off_clears_it() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    std::fs::create_dir_all(root.path().join("srv/sum/acme/state")).unwrap();
+    let out = sumctl(root.path(), &["maintenance", "acme", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(root.path().join("srv/sum/acme/maintenance").is_file());
+
+    let s = text(&sumctl(root.path(), &["status", "acme"]).stdout);
+    assert!(s.contains("  maintenance:   ON (on since "), "{s}");
+    assert!(s.contains("`sumctl maintenance acme off` ends it"), "{s}");
+    let out = sumctl(root.path(), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v[0]["maintenance"]
+            .as_str()
+            .unwrap()
+            .starts_with("on since "),
+        "{v}"
+    );
+
+    let out = sumctl(root.path(), &["maintenance", "acme", "off"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&sumctl(root.path(), &["status", "acme"]).stdout);
+    assert!(!s.contains("maintenance"), "{s}");
+    let out = sumctl(root.path(), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["maintenance"].is_null(), "{v}");
+
+    // A switch clap does not know is bad usage; nothing is written.
+    let out = sumctl(root.path(), &["maintenance", "acme", "maybe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!root.path().join("srv/sum/acme/maintenance").exists());
+}
