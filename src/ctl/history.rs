@@ -8,6 +8,7 @@ use crate::config::layout::{Root, SiteLayout};
 use crate::ctl::common::{header, json_out, load_site, table};
 use crate::site_state::{self, Record};
 use crate::system::failure::{exit_code, Failure};
+use crate::system::text::excerpt;
 
 /// Seconds a deploy or rollback took: the sum of its steps.
 pub fn total_seconds(rec: &Record) -> f64 {
@@ -114,18 +115,99 @@ fn history_table(records: &[Record], out: &mut dyn Write) {
     }
 }
 
-/// `    failed at STEP: first line of the error` for a failed record.
+/// `    failed at STEP: first line of the error` for a failed record, then
+/// the lines that say why (see [`cause_lines`]), indented under it.
 fn failure_line(r: &Record) -> Option<String> {
     if r.failed_step.is_none() && r.error.is_none() {
         return None;
     }
-    let first = r
-        .error
-        .as_deref()
-        .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()))
+    let error = r.error.as_deref().unwrap_or("");
+    let first = error
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
         .unwrap_or("(no message recorded)");
-    Some(format!(
-        "    failed at {}: {first}",
-        r.failed_step.as_deref().unwrap_or("?")
-    ))
+    let mut text = format!(
+        "    failed at {}: {}",
+        r.failed_step.as_deref().unwrap_or("?"),
+        excerpt(first, 300)
+    );
+    for cause in cause_lines(error) {
+        text.push_str(&format!("\n      {}", excerpt(cause, 300)));
+    }
+    Some(text)
+}
+
+/// The lines of an error after its first that say why: every line naming
+/// an exception or an error (`ValueError: …`, `ERROR: …`,
+/// `django.core.exceptions.ImproperlyConfigured: …`) and the last line,
+/// which is where Python and pip put the cause; at most three, in order.
+fn cause_lines(error: &str) -> Vec<&str> {
+    let rest: Vec<&str> = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    let Some(last) = rest.last() else {
+        return Vec::new();
+    };
+    let mut picked: Vec<&str> = rest
+        .iter()
+        .copied()
+        .filter(|l| names_an_error(l) && l != last)
+        .collect();
+    let keep_from = picked.len().saturating_sub(2);
+    picked.drain(..keep_from);
+    picked.push(last);
+    picked
+}
+
+/// `SomethingError: …`, `SomethingException: …`, `ERROR: …`, a dotted path
+/// ending in one of them, or Django's `ImproperlyConfigured: …`.
+fn names_an_error(line: &str) -> bool {
+    let Some((head, _)) = line.split_once(':') else {
+        return false;
+    };
+    let name = head.rsplit('.').next().unwrap_or(head);
+    !name.contains(' ')
+        && (name.ends_with("Error")
+            || name.ends_with("Exception")
+            || name == "ERROR"
+            || name == "ImproperlyConfigured")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_the_last_line_and_the_errors_named_before_it() {
+        let pip = "pip install -r requirements.txt failed (exit status: 1):\n\
+                   ERROR: Could not find a version that satisfies djangoo\n\
+                   ERROR: No matching distribution found for djangoo";
+        assert_eq!(
+            cause_lines(pip),
+            [
+                "ERROR: Could not find a version that satisfies djangoo",
+                "ERROR: No matching distribution found for djangoo"
+            ]
+        );
+        let check = "`manage.py check --deploy` failed (exit status: 1):\n\
+                     Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n\
+                     django.core.exceptions.ImproperlyConfigured: SECRET_KEY must not be empty\n\n\
+                     During handling of the above exception, another exception occurred:\n\
+                     KeyError: 'DJANGO_SECRET_KEY'";
+        assert_eq!(
+            cause_lines(check),
+            [
+                "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must not be empty",
+                "KeyError: 'DJANGO_SECRET_KEY'"
+            ]
+        );
+        assert!(cause_lines("one line only").is_empty());
+        assert!(cause_lines("").is_empty());
+        assert!(!names_an_error("Note: an Error happened"));
+        assert!(names_an_error("ValueError: x"));
+    }
 }
