@@ -26,11 +26,18 @@ pub fn new_site(root: &Root, args: &NewSite, out: &mut dyn Write, err: &mut dyn 
     let result = create_site(root, args).map(|(site_file, env_file)| {
         let _ = writeln!(
             out,
-            "wrote {}\nwrote {}\n\nNext:\n  $EDITOR {} {}\n  sumctl check\n  systemctl daemon-reload",
+            "wrote {}\nwrote {}\n\nNext:\n  \
+             $EDITOR {env}    # DATABASE_URL: the site's own PostgreSQL role and database\n  \
+             $EDITOR {site}\n  \
+             sumctl check\n  \
+             systemctl daemon-reload\n  \
+             systemctl start sum-deploy@{name}\n  \
+             sumctl status {name}",
             site_file.display(),
             env_file.display(),
-            site_file.display(),
-            env_file.display(),
+            env = env_file.display(),
+            site = site_file.display(),
+            name = args.name,
         );
     });
     exit_code(result, err)
@@ -204,6 +211,9 @@ fn env_text(a: &NewSite, secret: &str) -> String {
          # Keep it root:sum-{name}, mode 0640: deploys refuse a group- or world-writable\n\
          # or world-readable file. systemd EnvironmentFile syntax: KEY=value, no `export`.\n\
          DATABASE_URL=postgres://{db}:CHANGE-ME@localhost:5432/{db}\n\
+         # Your settings read their own names: many projects read DJANGO_SECRET_KEY\n\
+         # and DJANGO_ALLOWED_HOSTS instead. Rename these two lines to the names your\n\
+         # settings.py reads (grep -n environ yourproject/settings*), or add both.\n\
          SECRET_KEY={secret}\n\
          REDIS_URL=redis://localhost:6379/0\n\
          ALLOWED_HOSTS={hosts}\n",

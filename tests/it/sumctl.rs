@@ -115,6 +115,35 @@ fn new_writes_a_valid_site_and_a_private_env_and_never_overwrites() {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     assert!(env.contains("ALLOWED_HOSTS=acme.example.com,www.acme.example.com"));
+    assert!(
+        env.contains("# Your settings read their own names: many projects read DJANGO_SECRET_KEY")
+    );
+    // The next steps are the actual commands, the database and the deploy included.
+    let said = text(&out.stdout);
+    let next: Vec<&str> = said
+        .split("Next:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
+    let env_shown = env_file.display().to_string();
+    assert_eq!(
+        next,
+        [
+            format!("$EDITOR {env_shown}").as_str(),
+            format!("$EDITOR {}", site_file.display()).as_str(),
+            "sumctl check",
+            "systemctl daemon-reload",
+            "systemctl start sum-deploy@acme",
+            "sumctl status acme"
+        ],
+        "{said}"
+    );
+    assert!(
+        said.contains("# DATABASE_URL: the site's own PostgreSQL role and database"),
+        "{said}"
+    );
     let out = sumctl(root.path(), &["check"]);
     assert_eq!(
         out.status.code(),
