@@ -1,6 +1,7 @@
 //! `sumctl releases <site> [--json]`: the releases a deploy left on disk,
-//! newest first, with the live and the last good one; read-only and without
-//! the site lock. (`sumctl rollback` is [`crate::deploy::rollback::run`].)
+//! newest first, with the live one, the one `sumctl rollback` goes to and
+//! any good release newer than the live one (rolled back from); read-only
+//! and without the site lock. (`sumctl rollback` is [`crate::deploy::rollback::run`].)
 //!
 //! Human output is a table; `--json` prints stable keys for scripts.
 
@@ -22,8 +23,15 @@ pub struct ReleaseRow {
     pub release: String,
     /// Whether `app` points at it.
     pub live: bool,
-    /// Whether it is the newest release that passed its smoke check.
+    /// Whether it is the newest release that passed its smoke check while
+    /// live (pruning always keeps it). After a rollback that is the release
+    /// rolled back from, so the table does not call it "last good".
     pub last_good: bool,
+    /// Whether `sumctl rollback` without `--to` goes to it: the newest good
+    /// release older than the live one.
+    pub rollback_target: bool,
+    /// A good release newer than the live one: a rollback went back from it.
+    pub rolled_back_from: bool,
     /// `good`, `failed`, `built` (never went live, or went live without
     /// being verified) or `unknown` (no state file: an unfinished deploy).
     pub status: String,
@@ -59,6 +67,8 @@ pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>
     let live = crate::system::fsutil::link_name(&root.path(&l.app));
     let last_good = site_state::last_good(&state_dir, &releases);
     let names = site_state::release_names(&releases)?;
+    let status = |r: &str| site_state::load_release(&state_dir, r).map(|i| i.status);
+    let target = crate::deploy::rollback::pick_target(&names, status, live.as_deref(), None).ok();
     Ok(names
         .into_iter()
         .map(|name| {
@@ -73,6 +83,11 @@ pub fn release_rows(root: &Root, site: &Site) -> std::io::Result<Vec<ReleaseRow>
             ReleaseRow {
                 live: live.as_deref() == Some(name.as_str()),
                 last_good: last_good.as_deref() == Some(name.as_str()),
+                rollback_target: target.as_deref() == Some(name.as_str()),
+                rolled_back_from: live.as_deref().is_some_and(|l| name.as_str() > l)
+                    && info
+                        .as_ref()
+                        .is_some_and(|i| i.status == ReleaseStatus::Good),
                 status: info
                     .as_ref()
                     .map_or("unknown", |i| status_word(i.status))
@@ -146,8 +161,11 @@ fn release_table(rows: &[ReleaseRow], out: &mut dyn Write) {
     let mut lines = vec![header(&["  RELEASE", "REF", "SHA", "STATUS", "VENV", ""])];
     for r in rows {
         let mut notes = Vec::new();
-        if r.last_good {
-            notes.push("last good");
+        if r.rollback_target {
+            notes.push("rollback target");
+        }
+        if r.rolled_back_from {
+            notes.push("rolled back from");
         }
         if r.venv.is_some() && !r.venv_ready {
             notes.push("venv gone");

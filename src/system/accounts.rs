@@ -44,15 +44,50 @@ pub fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
 }
 
 /// Who runs the command, for the history and the maintenance flag: the
-/// sudo user, `systemd` under a unit, else the login name.
+/// sudo user; the user who logged in (the kernel's login uid, kept across
+/// `su` and `sudo -i`); `systemd` under a unit; else the login name or the
+/// name of the uid.
 pub fn operator() -> String {
     if let Ok(u) = std::env::var("SUDO_USER") {
         return format!("{u} (sudo)");
+    }
+    if let Some(name) = login_user().filter(|n| n != "root") {
+        return name;
     }
     if std::env::var_os("INVOCATION_ID").is_some() {
         return "systemd".to_string();
     }
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()))
+        .ok()
+        .or_else(|| name_of(nix::unistd::getuid().as_raw()))
+        .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()))
+}
+
+/// The name of the user who logged in, from `/proc/self/loginuid`; None
+/// when no login is recorded (services, containers without audit).
+fn login_user() -> Option<String> {
+    let text = fs_err::read_to_string("/proc/self/loginuid").ok()?;
+    let uid: u32 = text.trim().parse().ok()?;
+    if uid == u32::MAX {
+        return None;
+    }
+    name_of(uid)
+}
+
+fn name_of(uid: u32) -> Option<String> {
+    Some(User::from_uid(nix::unistd::Uid::from_raw(uid)).ok()??.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_has_a_name_and_a_missing_one_none() {
+        assert_eq!(name_of(0).as_deref(), Some("root"));
+        assert_eq!(name_of(u32::MAX - 1), None);
+        // Whoever runs the tests is named, never a bare uid.
+        assert!(!operator().starts_with("uid "), "{}", operator());
+    }
 }

@@ -184,10 +184,20 @@ fn releases_table_marks_live_last_good_and_statuses() {
     assert!(c.starts_with(&format!("  {R_C}")), "{c}");
     assert_eq!(
         c.split_whitespace().collect::<Vec<_>>(),
-        [R_C, "main", &SHA_C[..12], "good", "venv3", "last", "good"],
+        [
+            R_C,
+            "main",
+            &SHA_C[..12],
+            "good",
+            "venv3",
+            "rolled",
+            "back",
+            "from"
+        ],
         "{c}"
     );
-    assert!(row(&s, R_A).ends_with(" venv1"), "{s}");
+    // Where `sumctl rollback` goes: the newest good release older than the live one.
+    assert!(row(&s, R_A).ends_with(" venv1  rollback target"), "{s}");
     assert!(row(&s, R_D).contains(" failed "), "{s}");
     let e = row(&s, R_E);
     assert!(e.contains(" built "), "{e}");
@@ -205,7 +215,9 @@ fn releases_table_marks_live_last_good_and_statuses() {
         1,
         "{s}"
     );
-    assert_eq!(s.matches("last good").count(), 1, "{s}");
+    assert_eq!(s.matches("rollback target").count(), 1, "{s}");
+    assert_eq!(s.matches("rolled back from").count(), 1, "{s}");
+    assert!(!s.contains("last good"), "{s}");
     assert!(s.contains(&format!("* live: app -> releases/{R_B}")), "{s}");
 }
 
@@ -227,6 +239,8 @@ fn releases_json_has_stable_keys() {
         "release",
         "live",
         "last_good",
+        "rollback_target",
+        "rolled_back_from",
         "status",
         "git_ref",
         "sha",
@@ -249,6 +263,10 @@ fn releases_json_has_stable_keys() {
     assert_eq!(by(R_B)["last_good"], false);
     assert_eq!(by(R_B)["sha"], SHA_B);
     assert_eq!(by(R_C)["last_good"], true);
+    assert_eq!(by(R_C)["rolled_back_from"], true);
+    assert_eq!(by(R_C)["rollback_target"], false);
+    assert_eq!(by(R_A)["rollback_target"], true);
+    assert_eq!(by(R_A)["rolled_back_from"], false);
     assert_eq!(by(R_C)["live"], false);
     assert_eq!(
         by(R_C)["migrations"],
