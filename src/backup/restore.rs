@@ -429,7 +429,8 @@ fn restore_command(
     confirmed: bool,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    if !confirmed {
+    // A rehearsal (--into) overwrites nothing live: it needs no confirmation.
+    if !confirmed && req.into.is_none() {
         return Err(Failure::usage(format!(
             "sum-restore replaces the contents of {site_name}'s database with the backup.\n\
              A safety backup of the current database is taken first, but the site is\n\

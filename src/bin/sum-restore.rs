@@ -18,7 +18,7 @@ struct Cli {
     site: String,
     /// A backup file, or `latest` for the newest verified backup
     backup: String,
-    /// Confirm that the site's database is to be replaced
+    /// Confirm that the site's database is to be replaced (not needed with --into)
     #[arg(long = "i-know-this-will-overwrite")]
     confirmed: bool,
     /// Restore into this (scratch) database instead, leaving the live one alone

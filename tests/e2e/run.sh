@@ -333,7 +333,7 @@ check "sumctl status and sumctl backups show the verified backup and the timer" 
     contains "sumctl backups" "verified" "$(sumctl backups beta)"'
 check "the rehearsal of docs/backups.md restores into a scratch database" '
     runuser -u postgres -- createdb -O beta rehearsal
-    sum-restore beta latest --i-know-this-will-overwrite --into rehearsal
+    sum-restore beta latest --into rehearsal
     expect "rows in the rehearsal" 2 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/rehearsal -c "SELECT count(*) FROM notes")"'
 check "sum-restore brings back a row deleted after the backup, and smoke-checks the site" '
     psql -q postgres://beta:pw-beta@127.0.0.1:5432/beta -c "DELETE FROM notes WHERE title = '\''keep me'\''; CREATE TABLE newer (x int)"

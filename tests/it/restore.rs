@@ -263,13 +263,8 @@ fn a_rehearsal_restores_into_another_database_only() {
 
     pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme");
     let files = site.count_files();
-    let out = site.restore(&[
-        "acme",
-        "latest",
-        "--i-know-this-will-overwrite",
-        "--into",
-        "rehearsal",
-    ]);
+    // A rehearsal overwrites nothing live: no --i-know-this-will-overwrite.
+    let out = site.restore(&["acme", "latest", "--into", "rehearsal"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(state(&pg, "rehearsal"), backup_state);
     assert_eq!(state(&pg, "acme"), live, "the live database was touched");
