@@ -456,7 +456,10 @@ impl<'a> Deploy<'a> {
                 let detail = if plan.pending.is_empty() {
                     "none pending".to_string()
                 } else {
-                    format!("pending: {}", plan.pending.join(", "))
+                    format!(
+                        "pending: {}",
+                        crate::system::text::summary(&plan.pending, 3)
+                    )
                 };
                 Ok((plan, detail))
             })
@@ -490,7 +493,8 @@ impl<'a> Deploy<'a> {
                             ran.tail(12)
                         ));
                     }
-                    Ok(((), format!("applied {}", plan.pending.join(", "))))
+                    let applied = crate::system::text::summary(&plan.pending, 3);
+                    Ok(((), format!("applied {applied} (all in the release's record)")))
                 })
                 .map_err(|f| self.failed(new, f))?;
             self.rec.migrations_applied = plan.pending.clone();

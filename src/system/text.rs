@@ -55,9 +55,39 @@ pub fn short_sha(sha: &str) -> &str {
     prefix(sha, 12)
 }
 
+/// A list for one log line: all of it when short, else its count, the
+/// first and the last `ends` items: `205: a, b, c, … x, y, z`. The full list
+/// belongs in a record, not in the journal.
+pub fn summary(items: &[String], ends: usize) -> String {
+    if items.len() <= 2 * ends + 1 {
+        return items.join(", ");
+    }
+    format!(
+        "{}: {}, … {}",
+        items.len(),
+        items[..ends].join(", "),
+        items[items.len() - ends..].join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_is_its_count_and_its_ends() {
+        let items: Vec<String> = (1..=205).map(|i| format!("app.{i:04}")).collect();
+        assert_eq!(
+            summary(&items, 3),
+            "205: app.0001, app.0002, app.0003, … app.0203, app.0204, app.0205"
+        );
+        assert_eq!(summary(&items[..7], 3), items[..7].join(", "));
+        assert_eq!(
+            summary(&items[..8], 3),
+            "8: app.0001, app.0002, app.0003, … app.0006, app.0007, app.0008"
+        );
+        assert_eq!(summary(&[], 3), "");
+    }
     use proptest::prelude::*;
 
     #[test]
