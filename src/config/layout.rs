@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 
 /// Environment variable that points every program at another root (tests).
+/// Where every site's directory lives (SPEC §4).
+pub const SITES_HOME: &str = "/srv/sum";
+
 pub const ROOT_ENV: &str = "SUM_ROOT";
 
 /// Directory of the Caddy snippets written by the render step.
@@ -72,7 +75,7 @@ pub struct SiteLayout {
 
 impl SiteLayout {
     pub fn new(site: &str) -> SiteLayout {
-        let home = format!("/srv/sum/{site}");
+        let home = format!("{SITES_HOME}/{site}");
         let run_dir = format!("/run/sum/{site}");
         SiteLayout {
             user: format!("sum-{site}"),

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::layout::{SiteLayout, GUNICORN_CONF};
+use crate::config::layout::{SiteLayout, GUNICORN_CONF, SITES_HOME};
 use crate::config::site::Site;
 
 /// One generated unit file.
@@ -136,6 +136,12 @@ fn hardening(site: &Site, writable: &[&str]) -> String {
         // '-': a path that does not exist yet (before the first deploy) is not an error.
         let _ = writeln!(s, "ReadWritePaths=-{}", escape_value(path));
     }
+    // Sites are tenants: another site's tree is not there at all. /srv/sum
+    // is an empty read-only tmpfs with only this site's directory bound in,
+    // read-only but for the writable paths above (docs/hardening.md).
+    let home = SiteLayout::new(&site.name).home;
+    let _ = writeln!(s, "TemporaryFileSystem={}:ro", escape_value(SITES_HOME));
+    let _ = writeln!(s, "BindReadOnlyPaths={}", escape_value(&home));
     s
 }
 

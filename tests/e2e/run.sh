@@ -370,6 +370,17 @@ check "https://acme.localhost/health/ through Caddy answers 200 ok from v2" '
     expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
     contains "health body" "\"status\": \"ok\"" "$(cat /root/resp.b)"
     contains "health body" "\"release\": \"v2\"" "$(cat /root/resp.b)"'
+check "gunicorn@acme sees only its own site under /srv/sum, read-only but for media" '
+    pid=$(systemctl show -P MainPID sum-gunicorn@acme.service)
+    [ "$pid" -gt 0 ] || { echo "sum-gunicorn@acme has no main pid"; exit 1; }
+    test -d /srv/sum/beta || { echo "no second site to hide"; exit 1; }
+    r=/proc/$pid/root/srv/sum
+    expect "/srv/sum as gunicorn@acme sees it" acme "$(ls "$r" | tr "\n" " " | sed "s/ *$//")"
+    test -f "$r/acme/app/manage.py" || { echo "its own release is not visible"; exit 1; }
+    if touch "$r/acme/state/sandbox-probe" 2>/dev/null; then echo "state/ is writable in the sandbox"; exit 1; fi
+    touch "$r/acme/media/sandbox-probe"
+    test -f /srv/sum/acme/media/sandbox-probe
+    rm /srv/sum/acme/media/sandbox-probe'
 check "/static/ is served by Caddy from the site'\''s static directory" '
     expect "HTTP status" 200 "$(get https://acme.localhost/static/notes/site.css)"
     cmp /root/resp.b /srv/sum/acme/static/notes/site.css
