@@ -52,6 +52,25 @@ enum Command {
         #[arg(value_enum)]
         switch: SwitchArg,
     },
+    /// Run a command as the site's app runs: its user, .env, live release, venv and sandbox
+    Run {
+        #[arg(add = sites())]
+        site: String,
+        /// The command, after `--`
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Run `python manage.py ARGS…` as the site's app runs (see `run`)
+    Manage {
+        #[arg(add = sites())]
+        site: String,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
     /// Live release, last verified backup, next backup and unit states
     Status {
         #[arg(add = sites())]
@@ -157,6 +176,8 @@ fn main() -> ExitCode {
             &mut out,
             &mut err,
         ),
+        Command::Run { site, command } => sum::ctl::run::run(&root, site, command, &mut err),
+        Command::Manage { site, args } => sum::ctl::run::manage(&root, site, args, &mut err),
         Command::Maintenance { site, switch } => {
             let switch = match switch {
                 SwitchArg::On => Switch::On,

@@ -11,6 +11,7 @@ pub mod maintenance;
 pub mod new;
 pub mod releases;
 pub mod render;
+pub mod run;
 pub mod status;
 
 pub use backups::backups;

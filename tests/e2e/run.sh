@@ -381,6 +381,23 @@ check "gunicorn@acme sees only its own site under /srv/sum, read-only but for me
     touch "$r/acme/media/sandbox-probe"
     test -f /srv/sum/acme/media/sandbox-probe
     rm /srv/sum/acme/media/sandbox-probe'
+check "sumctl run and manage run as gunicorn runs: user, .env, release, venv, sandbox, exit status" '
+    expect "user" sum-acme "$(sumctl run acme -- id -un)"
+    expect "working directory" "$(readlink -f /srv/sum/acme/app)" "$(sumctl run acme -- pwd -P)"
+    expect "python" /srv/sum/acme/venv/bin/python "$(sumctl run acme -- sh -c "command -v python")"
+    expect "the .env" yes "$(sumctl run acme -- sh -c "test -n \"\$DATABASE_URL\" && echo yes")"
+    expect "/srv/sum as the run sees it" acme "$(sumctl run acme -- ls /srv/sum)"
+    expect "a pipe" piped "$(echo piped | sumctl run acme -- cat)"
+    contains "a terminal" /dev/pts/ "$(script -qec "sumctl run acme -- tty" /dev/null)"
+    rc=0; sumctl run acme -- sh -c "exit 7" || rc=$?
+    expect "exit status passed back" 7 "$rc"
+    contains "sumctl manage acme check" "System check identified no issues" "$(sumctl manage acme check 2>&1)"
+    rc=0; sumctl run acme true python 2>/root/err || rc=$?
+    expect "without --" 2 "$rc"
+    sumctl run acme -- sh -c "echo hello > /srv/sum/acme/media/from-run.txt"
+    expect "a file the run put in media/, through Caddy" 200 "$(get https://acme.localhost/media/from-run.txt)"
+    rm /srv/sum/acme/media/from-run.txt
+    contains "journalctl SUM_SITE=acme" "sumctl run acme by" "$(journalctl SUM_SITE=acme -t sumctl --no-pager -o cat)"'
 check "/static/ is served by Caddy from the site'\''s static directory" '
     expect "HTTP status" 200 "$(get https://acme.localhost/static/notes/site.css)"
     cmp /root/resp.b /srv/sum/acme/static/notes/site.css

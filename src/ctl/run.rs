@@ -1,0 +1,237 @@
+//! `sumctl run <site> -- CMD…` and `sumctl manage <site> ARGS…`: a command
+//! run exactly as gunicorn runs. The site's user, its `.env` and the unit's
+//! own environment, the live release as working directory with its venv
+//! first on PATH, and the gunicorn unit's sandbox. The properties are read
+//! from the gunicorn unit the generator writes (`render::units`), so the
+//! two can never drift. `systemd-run --wait` runs it as a transient
+//! service; with a terminal on stdin the terminal is passed through
+//! (`--pty`), otherwise stdin, stdout and stderr are (`--pipe`). The
+//! command's exit status is ours.
+
+use std::io::{IsTerminal, Write};
+use std::process::Command;
+
+use crate::config::layout::{Root, SiteLayout};
+use crate::config::site::Site;
+use crate::config::sites::load_site;
+use crate::render::units;
+use crate::system::failure::{exit_code, Exit, Failure};
+
+/// Keys of the gunicorn unit's [Service] section that belong to running
+/// gunicorn as a service, not to how app code runs.
+const SERVICE_ONLY: &[&str] = &[
+    "Type",
+    "NotifyAccess",
+    "ExecStart",
+    "KillMode",
+    "TimeoutStartSec",
+    "TimeoutStopSec",
+    "Restart",
+    "RestartSec",
+    "WorkingDirectory",
+    "Environment",
+];
+
+/// The `systemd-run` arguments before the command: the gunicorn unit's
+/// sandbox and identity, its environment, the live release, the venv.
+pub fn systemd_run_args(site: &Site, terminal: bool, unit: &str) -> Vec<String> {
+    let l = SiteLayout::new(&site.name);
+    let mut args: Vec<String> = [
+        "--quiet",
+        "--wait",
+        "--collect",
+        "--service-type=exec",
+        if terminal { "--pty" } else { "--pipe" },
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--unit={unit}"));
+    args.push(format!("--working-directory={}", l.app));
+    let service = gunicorn_service(site);
+    for (key, value) in service_lines(&service) {
+        if key == "Environment" {
+            args.push(format!("--setenv={}", value.trim_matches('"')));
+        } else if !SERVICE_ONLY.contains(&key) {
+            args.push(format!("--property={key}={value}"));
+        }
+    }
+    args.push(format!("--setenv=VIRTUAL_ENV={}", l.venv));
+    args.push(format!(
+        "--setenv=PATH={}/bin:/usr/local/bin:/usr/bin:/bin",
+        l.venv
+    ));
+    args
+}
+
+fn gunicorn_service(site: &Site) -> String {
+    let name = format!("sum-gunicorn@{}.service", site.name);
+    units::render(site)
+        .units
+        .into_iter()
+        .find(|u| u.name == name)
+        .map(|u| u.contents)
+        .unwrap_or_default()
+}
+
+/// `Key=Value` lines of a unit's [Service] section, comments left out.
+fn service_lines(unit: &str) -> Vec<(&str, &str)> {
+    unit.lines()
+        .skip_while(|l| l.trim() != "[Service]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect()
+}
+
+/// `sumctl run <site> -- CMD…`: the command's exit status, or ours.
+pub fn run(root: &Root, name: &str, command: &[String], err: &mut dyn Write) -> u8 {
+    match run_command(root, name, command) {
+        Ok(code) => code,
+        Err(f) => exit_code(Err(f), err),
+    }
+}
+
+/// `sumctl manage <site> ARGS…`: `python manage.py ARGS…` the same way.
+pub fn manage(root: &Root, name: &str, args: &[String], err: &mut dyn Write) -> u8 {
+    let mut command = vec!["python".to_string(), "manage.py".to_string()];
+    command.extend(args.iter().cloned());
+    run(root, name, &command, err)
+}
+
+fn run_command(root: &Root, name: &str, command: &[String]) -> Result<u8, Failure> {
+    let site = load_site(root, name).map_err(Failure::usage)?;
+    if command.is_empty() {
+        return Err(Failure::usage(format!(
+            "sumctl run {name}: no command; give it after --, e.g. \
+             `sumctl run {name} -- python manage.py shell`"
+        )));
+    }
+    let l = SiteLayout::new(&site.name);
+    if crate::system::fsutil::link_name(&root.path(&l.app)).is_none() {
+        return Err(Failure::failed(format!(
+            "sumctl run {name}: {name} has no live release yet; deploy it first \
+             (`systemctl start sum-deploy@{name}`)"
+        )));
+    }
+    if !root.is_system() {
+        return Err(Failure::failed(format!(
+            "sumctl run {name}: needs systemd; under a test root there is nothing to run in"
+        )));
+    }
+    let unit = format!("sum-run-{name}-{}", std::process::id());
+    let terminal = std::io::stdin().is_terminal();
+    let who = crate::system::accounts::operator();
+    let shown = command.join(" ");
+    log(&site, &format!("sumctl run {name} by {who}: {shown}"));
+    let status = Command::new("systemd-run")
+        .args(systemd_run_args(&site, terminal, &unit))
+        .arg("--")
+        .args(command)
+        .status()
+        .map_err(|e| {
+            Failure::failed(format!("sumctl run {name}: cannot start systemd-run: {e}"))
+        })?;
+    let code = status.code().map_or(Exit::Failed.code(), |c| c as u8);
+    log(
+        &site,
+        &format!("sumctl run {name} by {who}: {shown}: exit status {code}"),
+    );
+    Ok(code)
+}
+
+/// One line in the journal with the site's field, so that
+/// `journalctl SUM_SITE=<site>` shows who ran what and how it ended.
+fn log(site: &Site, message: &str) {
+    let _ = Command::new("logger")
+        .args(["--journald"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                let text = format!(
+                    "MESSAGE={}\nSUM_SITE={}\nSYSLOG_IDENTIFIER=sumctl\n",
+                    message.replace('\n', " "),
+                    site.name
+                );
+                stdin.write_all(text.as_bytes())?;
+            }
+            child.wait()
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        Site::parse(
+            "acme",
+            std::path::Path::new("/etc/sum/sites/acme.toml"),
+            "domain = \"acme.example.com\"\n[git]\nurl = \"https://example.com/acme.git\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_run_takes_the_gunicorn_units_sandbox_and_environment() {
+        let args = systemd_run_args(&site(), false, "sum-run-acme-1");
+        let has = |a: &str| args.iter().any(|x| x == a);
+        for a in [
+            "--pipe",
+            "--wait",
+            "--unit=sum-run-acme-1",
+            "--working-directory=/srv/sum/acme/app",
+            "--property=User=sum-acme",
+            "--property=EnvironmentFile=/srv/sum/acme/.env",
+            "--property=ProtectSystem=strict",
+            "--property=TemporaryFileSystem=/srv/sum:ro",
+            "--property=BindReadOnlyPaths=/srv/sum/acme",
+            "--property=ReadWritePaths=-/srv/sum/acme/media",
+            "--property=UMask=0027",
+            "--property=LogExtraFields=SUM_SITE=acme",
+            "--setenv=SUM_SITE=acme",
+            "--setenv=MEDIA_ROOT=/srv/sum/acme/media",
+            "--setenv=PATH=/srv/sum/acme/venv/bin:/usr/local/bin:/usr/bin:/bin",
+        ] {
+            assert!(has(a), "{a} missing from {args:?}");
+        }
+        for gone in ["ExecStart", "Type=", "Restart", "KillMode"] {
+            assert!(!args.iter().any(|x| x.contains(gone)), "{gone} in {args:?}");
+        }
+        // Every sandbox line of the unit is passed on: none can drift.
+        let service = gunicorn_service(&site());
+        let sandbox = service_lines(&service)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("Protect") || k.starts_with("Private"))
+            .count();
+        let passed = args
+            .iter()
+            .filter(|a| a.starts_with("--property=Protect") || a.starts_with("--property=Private"))
+            .count();
+        assert!(sandbox >= 10 && sandbox == passed, "{sandbox} vs {passed}");
+        assert!(systemd_run_args(&site(), true, "u").contains(&"--pty".to_string()));
+    }
+
+    #[test]
+    fn no_command_no_release_and_no_site_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs_err::create_dir_all(root.sites_dir()).unwrap();
+        fs_err::write(
+            root.sites_dir().join("acme.toml"),
+            "domain = \"acme.example.com\"\n[git]\nurl = \"https://example.com/acme.git\"\n",
+        )
+        .unwrap();
+        let mut err = Vec::new();
+        assert_eq!(run(&root, "acme", &[], &mut err), 2);
+        assert!(String::from_utf8_lossy(&err).contains("give it after --"));
+        let mut err = Vec::new();
+        assert_eq!(run(&root, "acme", &["true".into()], &mut err), 1);
+        assert!(String::from_utf8_lossy(&err).contains("has no live release yet"));
+        let mut err = Vec::new();
+        assert_eq!(manage(&root, "nope", &["check".into()], &mut err), 2);
+        assert!(String::from_utf8_lossy(&err).contains("no site `nope`"));
+    }
+}
