@@ -120,6 +120,7 @@ fn run_command(root: &Root, name: &str, command: &[String]) -> Result<u8, Failur
             "sumctl run {name}: needs systemd; under a test root there is nothing to run in"
         )));
     }
+    let command = in_venv_first(root, &l, command);
     let unit = format!("sum-run-{name}-{}", std::process::id());
     let terminal = std::io::stdin().is_terminal();
     let who = crate::system::accounts::operator();
@@ -139,6 +140,19 @@ fn run_command(root: &Root, name: &str, command: &[String]) -> Result<u8, Failur
         &format!("sumctl run {name} by {who}: {shown}: exit status {code}"),
     );
     Ok(code)
+}
+
+/// systemd looks the program up in its own search path, not the PATH we
+/// set: a bare name the venv has (`python`, `celery`) becomes its path.
+fn in_venv_first(root: &Root, l: &SiteLayout, command: &[String]) -> Vec<String> {
+    let mut command = command.to_vec();
+    if !command[0].contains('/') {
+        let candidate = format!("{}/bin/{}", l.venv, command[0]);
+        if root.path(&candidate).exists() {
+            command[0] = candidate;
+        }
+    }
+    command
 }
 
 /// One line in the journal with the site's field, so that
@@ -212,6 +226,25 @@ mod tests {
             .count();
         assert!(sandbox >= 10 && sandbox == passed, "{sandbox} vs {passed}");
         assert!(systemd_run_args(&site(), true, "u").contains(&"--pty".to_string()));
+    }
+
+    #[test]
+    fn a_bare_program_the_venv_has_is_taken_from_the_venv() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let l = SiteLayout::new("acme");
+        fs_err::create_dir_all(root.path(format!("{}/bin", l.venv))).unwrap();
+        fs_err::write(root.path(format!("{}/bin/python", l.venv)), "").unwrap();
+        let cmd = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            in_venv_first(&root, &l, &cmd(&["python", "manage.py"])),
+            cmd(&["/srv/sum/acme/venv/bin/python", "manage.py"])
+        );
+        assert_eq!(
+            in_venv_first(&root, &l, &cmd(&["id", "-un"])),
+            cmd(&["id", "-un"])
+        );
+        assert_eq!(in_venv_first(&root, &l, &cmd(&["./x"])), cmd(&["./x"]));
     }
 
     #[test]
