@@ -50,11 +50,15 @@ pub fn systemd_run_args(site: &Site, terminal: bool, unit: &str) -> Vec<String> 
     args.push(format!("--working-directory={}", l.app));
     let service = gunicorn_service(site);
     for (key, value) in service_lines(&service) {
-        if key == "Environment" {
-            args.push(format!("--setenv={}", value.trim_matches('"')));
-        } else if !SERVICE_ONLY.contains(&key) {
-            args.push(format!("--property={key}={value}"));
+        if !SERVICE_ONLY.contains(&key) {
+            // The unit file doubles `%` for its specifiers; systemd-run
+            // expands none in a property.
+            args.push(format!("--property={key}={}", value.replace("%%", "%")));
         }
+    }
+    // The environment as values, not read back from the unit's quoting.
+    for (key, value) in units::app_environment_pairs(site, &l) {
+        args.push(format!("--setenv={key}={value}"));
     }
     args.push(format!("--setenv=VIRTUAL_ENV={}", l.venv));
     args.push(format!(

@@ -147,14 +147,23 @@ fn hardening(site: &Site, writable: &[&str]) -> String {
 
 /// The environment every app process gets besides the site's `.env`.
 fn app_environment(site: &Site, l: &SiteLayout) -> String {
-    let mut s = String::new();
-    s.push_str(&env("SUM_SITE", &site.name));
-    s.push_str(&env("DJANGO_SETTINGS_MODULE", &site.django.settings));
-    s.push_str(&env("STATIC_ROOT", &l.static_dir));
-    s.push_str(&env("MEDIA_ROOT", &l.media_dir));
-    s.push_str(&env("PYTHONDONTWRITEBYTECODE", "1"));
-    s.push_str(&env("PYTHONUNBUFFERED", "1"));
-    s
+    app_environment_pairs(site, l)
+        .iter()
+        .map(|(key, value)| env(key, value))
+        .collect()
+}
+
+/// The environment every app process gets besides the site's `.env`, as
+/// plain values (the unit files quote them; `sumctl run` passes them on).
+pub fn app_environment_pairs(site: &Site, l: &SiteLayout) -> Vec<(&'static str, String)> {
+    vec![
+        ("SUM_SITE", site.name.clone()),
+        ("DJANGO_SETTINGS_MODULE", site.django.settings.clone()),
+        ("STATIC_ROOT", l.static_dir.clone()),
+        ("MEDIA_ROOT", l.media_dir.clone()),
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        ("PYTHONUNBUFFERED", "1".to_string()),
+    ]
 }
 
 /// gunicorn's arguments after the executable, as the gunicorn unit runs it
