@@ -81,36 +81,25 @@ pub fn check(site: &Site) -> Result<String, PublicError> {
     let agent = agent();
     let deadline = Instant::now() + site.health.timeout;
     loop {
-        let outcome = match agent.get(&url).call() {
-            Ok(resp) => {
-                let status = resp.status();
-                let body = body_of(resp);
-                crate::probe::smoke::judge(
-                    &crate::probe::smoke::Response { status, body },
-                    &site.domain,
-                    &site.health.path,
-                )
-                .map(|()| status)
-                .map_err(|failed| PublicError::Failed {
-                    url: url.clone(),
-                    failed,
-                })
-            }
-            Err(ureq::Error::Status(status, resp)) => {
-                let body = body_of(resp);
-                crate::probe::smoke::judge(
-                    &crate::probe::smoke::Response { status, body },
-                    &site.domain,
-                    &site.health.path,
-                )
-                .map(|()| status)
-                .map_err(|failed| PublicError::Failed {
-                    url: url.clone(),
-                    failed,
-                })
-            }
+        // A 4xx/5xx is an answer too: judged like a 200, body and all.
+        let answer = match agent.get(&url).call() {
+            Ok(resp) => Ok((resp.status(), resp)),
+            Err(ureq::Error::Status(status, resp)) => Ok((status, resp)),
             Err(e) => Err(PublicError::Unreachable(format!("{url}: {e}"))),
         };
+        let outcome = answer.and_then(|(status, resp)| {
+            let body = body_of(resp);
+            crate::probe::smoke::judge(
+                &crate::probe::smoke::Response { status, body },
+                &site.domain,
+                &site.health.path,
+            )
+            .map(|()| status)
+            .map_err(|failed| PublicError::Failed {
+                url: url.clone(),
+                failed,
+            })
+        });
         match outcome {
             Ok(status) => return Ok(format!("{url} answered {status}")),
             Err(PublicError::Unreachable(e)) => return Err(PublicError::Unreachable(e)),
