@@ -237,7 +237,6 @@ fn sitemap(ctx: &Ctx, control: &mut dyn Control, log: &mut Log) {
 mod tests {
     use super::*;
     use crate::deploy::testkit::{rel, text, Fixture, Recorder};
-    use crate::system::control::NoControl;
 
     /// `r1` (v1) live and good, `r2` (v2) built: the deploy's new release.
     fn two_releases(fx: &Fixture) -> NewRelease {
@@ -256,13 +255,7 @@ mod tests {
     fn swap_leaves_its_marker_then_points_the_links_at_the_new_release() {
         let fx = Fixture::new();
         let mut new = two_releases(&fx);
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         d.bootstrap().unwrap();
         d.swap(&mut new).unwrap();
@@ -287,13 +280,7 @@ mod tests {
     fn without_a_service_manager_the_swapped_release_is_good() {
         let fx = Fixture::new();
         let mut new = two_releases(&fx);
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         d.bootstrap().unwrap();
         d.swap(&mut new).unwrap();

@@ -574,7 +574,6 @@ fn release_stamp(releases: &Path, sha: &str) -> String {
 mod tests {
     use super::*;
     use crate::deploy::testkit::{text, Fixture};
-    use crate::system::control::NoControl;
     use crate::system::failure::Exit;
     use std::process::Command;
 
@@ -592,13 +591,7 @@ mod tests {
     fn preflight_stops_at_a_dot_env_without_database_url() {
         let fx = Fixture::new();
         fx.env_file("SECRET_KEY=x\n");
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let f = Deploy::new(&ctx, &mut control, &mut out)
             .preflight()
             .unwrap_err();
@@ -627,13 +620,7 @@ mod tests {
         let marker = r#"{"release":"r2","previous":"r1","previous_venv":"v1"}"#;
         fs_err::write(fx.p(&fx.l.state).join(IN_PROGRESS), marker).unwrap();
         std::os::unix::fs::symlink("releases/r2", fx.p(&fx.l.app)).unwrap();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         d.bootstrap().unwrap();
         assert_eq!(
@@ -687,13 +674,7 @@ mod tests {
         let head = git(&src, &["rev-parse", "HEAD"]);
         fx.site.git.url = src.display().to_string();
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         let sha = d.fetch().unwrap();
         assert_eq!(sha, head);
@@ -721,13 +702,7 @@ mod tests {
     fn a_release_without_its_requirements_fails_the_venv_step_and_is_recorded_failed() {
         let fx = Fixture::new();
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         let mut new = new_release(&fx);
         let f = d.venv(&mut new).unwrap_err();
@@ -749,13 +724,7 @@ mod tests {
     fn paths_prepare_a_static_root_inside_the_release_and_record_it() {
         let fx = Fixture::new();
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         let mut new = new_release(&fx);
         let eff = Effective {
@@ -783,13 +752,7 @@ mod tests {
     fn with_nothing_pending_migrate_only_records_the_applied_migrations() {
         let fx = Fixture::new();
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         let mut new = new_release(&fx);
         let plan = Migrations {
@@ -807,13 +770,7 @@ mod tests {
     fn pending_migrations_need_their_backup_first() {
         let fx = Fixture::new();
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         d.env = vec![(
             "DATABASE_URL".into(),
@@ -843,13 +800,7 @@ mod tests {
     fn without_a_backup_before_migrate_migrate_runs_and_its_failure_fails_the_release() {
         let fx = Fixture::with("[deploy]\nbackup_before_migrate = false\n");
         fx.dirs();
-        let (ctx, mut control, mut out) = (
-            fx.ctx(),
-            NoControl {
-                root: fx.root.clone(),
-            },
-            Vec::new(),
-        );
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let mut d = Deploy::new(&ctx, &mut control, &mut out);
         let mut new = new_release(&fx);
         let plan = Migrations {

@@ -45,6 +45,13 @@ impl Fixture {
         }
     }
 
+    /// The service manager of a test root: none.
+    pub(super) fn no_control(&self) -> crate::system::control::NoControl {
+        crate::system::control::NoControl {
+            root: self.root.clone(),
+        }
+    }
+
     pub(super) fn ctx(&self) -> Ctx<'_> {
         Ctx {
             root: &self.root,
