@@ -349,7 +349,10 @@ fn safety_backup(
 fn behind_maintenance_flag<T>(flag: &Path, f: impl FnOnce() -> T) -> T {
     let flag_was_set = flag.exists();
     if !flag_was_set {
-        let _ = fs_err::write(flag, b"sum-restore\n");
+        let _ = fs_err::write(
+            flag,
+            format!("{}\n", crate::config::layout::RESTORE_FLAG_TEXT),
+        );
     }
     let result = f();
     if !flag_was_set {

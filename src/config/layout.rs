@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// Where every site's directory lives (SPEC §4).
 pub const SITES_HOME: &str = "/srv/sum";
 
+/// The first line `sum-restore` writes into the maintenance flag it sets,
+/// so `sumctl maintenance off` knows a restore's flag from an operator's.
+pub const RESTORE_FLAG_TEXT: &str = "sum-restore";
+
 pub const ROOT_ENV: &str = "SUM_ROOT";
 
 /// Directory of the Caddy snippets written by the render step.

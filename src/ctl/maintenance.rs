@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::layout::{Root, SiteLayout};
+use crate::config::layout::{Root, SiteLayout, RESTORE_FLAG_TEXT};
 use crate::config::site::Site;
 use crate::config::sites::load_site;
 use crate::site_state::lock::{self, LockError};
@@ -25,9 +25,6 @@ pub enum Switch {
     Off,
     Status,
 }
-
-/// The flag's first word when `sum-restore` set it.
-const RESTORE_MARK: &str = "sum-restore";
 
 /// Runs `sumctl maintenance`; the exit code of SPEC §7.
 pub fn maintenance(
@@ -125,7 +122,7 @@ fn switch_off(
     let Some(how) = read_flag(flag) else {
         return Ok(format!("maintenance is already off for {}", site.name));
     };
-    if how.starts_with(RESTORE_MARK) {
+    if how.starts_with(RESTORE_FLAG_TEXT) {
         refuse_while_restoring(root, site, layout)?;
     }
     fs_err::remove_file(flag)
