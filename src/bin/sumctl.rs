@@ -32,16 +32,21 @@ enum Command {
         #[arg(add = sites())]
         site: String,
     },
-    /// Write a commented site file and a .env skeleton with a fresh SECRET_KEY
+    /// Create a site: its file, its own database and Redis, and a .env naming them
     New {
         site: String,
+        /// The site's host name (needed for a new site file)
         #[arg(long)]
-        domain: String,
+        domain: Option<String>,
+        /// The git repository to deploy from (needed for a new site file)
         #[arg(long)]
-        git: String,
+        git: Option<String>,
         /// Another host name redirected to the domain (repeatable)
         #[arg(long = "alias")]
         aliases: Vec<String>,
+        /// Use this existing or managed database instead of creating one
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
     },
     /// Write the Caddy snippets of every site (run by caddy.service before start and reload)
     CaddyRender,
@@ -165,14 +170,17 @@ fn main() -> ExitCode {
             domain,
             git,
             aliases,
+            database_url,
         } => ctl::new_site(
             &root,
             &NewSite {
                 name: site,
-                domain,
-                git,
+                domain: domain.as_deref(),
+                git: git.as_deref(),
                 aliases,
+                database_url: database_url.as_deref(),
             },
+            &ctl::Services::for_root(&root),
             &mut out,
             &mut err,
         ),

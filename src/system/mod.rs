@@ -8,6 +8,8 @@ pub mod control;
 pub mod failure;
 pub mod fsutil;
 pub mod journal;
+pub mod pgadmin;
+pub mod scram;
 pub mod systemd;
 pub mod text;
 pub mod timefmt;

@@ -22,6 +22,7 @@ mod gunicorn_conf;
 mod layers;
 mod package_docs;
 mod pgconn;
+mod provision;
 mod real_tools;
 mod redis_preflight;
 mod release_checks;

@@ -3,7 +3,6 @@
 
 use crate::common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -83,87 +82,6 @@ fn render_prints_units_and_snippet() {
     assert!(text(&out.stderr).contains("sumctl new nosuch"));
     let out = sumctl(root.path(), &["render", "Bad_Name"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-#[test]
-fn new_writes_a_valid_site_and_a_private_env_and_never_overwrites() {
-    let root = tempfile::tempdir().unwrap();
-    let args = [
-        "new",
-        "acme",
-        "--domain",
-        "acme.example.com",
-        "--git",
-        "https://git.example.com/acme.git",
-        "--alias",
-        "www.acme.example.com",
-    ];
-    let out = sumctl(root.path(), &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let site_file = root.path().join("etc/sum/sites/acme.toml");
-    let env_file = root.path().join("srv/sum/acme/.env");
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&site_file), 0o644);
-    assert_eq!(mode(&env_file), 0o640);
-    let env = std::fs::read_to_string(&env_file).unwrap();
-    let secret = env
-        .lines()
-        .find_map(|l| l.strip_prefix("SECRET_KEY="))
-        .unwrap();
-    assert_eq!(secret.len(), 50);
-    assert!(secret
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-    assert!(env.contains("ALLOWED_HOSTS=acme.example.com,www.acme.example.com"));
-    assert!(
-        env.contains("# Your settings read their own names: many projects read DJANGO_SECRET_KEY")
-    );
-    // The next steps are the actual commands, the database and the deploy included.
-    let said = text(&out.stdout);
-    let next: Vec<&str> = said
-        .split("Next:\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .collect();
-    let env_shown = env_file.display().to_string();
-    assert_eq!(
-        next,
-        [
-            format!("$EDITOR {env_shown}").as_str(),
-            format!("$EDITOR {}", site_file.display()).as_str(),
-            "sumctl check",
-            "systemctl daemon-reload",
-            "systemctl start sum-deploy@acme",
-            "sumctl status acme"
-        ],
-        "{said}"
-    );
-    assert!(
-        said.contains("# DATABASE_URL: the site's own PostgreSQL role and database"),
-        "{said}"
-    );
-    let out = sumctl(root.path(), &["check"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the written site file is invalid: {}",
-        text(&out.stderr)
-    );
-
-    // A second run refuses and changes nothing.
-    let before = common::snapshot(root.path());
-    let out = sumctl(root.path(), &args);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("already exists; not overwriting"));
-    assert_eq!(common::snapshot(root.path()), before);
-
-    // Two runs never produce the same secret.
-    let other = tempfile::tempdir().unwrap();
-    sumctl(other.path(), &args);
-    let env2 = std::fs::read_to_string(other.path().join("srv/sum/acme/.env")).unwrap();
-    assert_ne!(env, env2);
 }
 
 #[test]

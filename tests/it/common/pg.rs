@@ -95,6 +95,20 @@ impl Pg {
         );
     }
 
+    /// The directory of the server's unix socket (libpq's PGHOST).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// libpq's environment for the superuser over the unix socket.
+    pub fn admin_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PGHOST", self.socket_dir().display().to_string()),
+            ("PGPORT", self.port.to_string()),
+            ("PGUSER", "postgres".to_string()),
+        ]
+    }
+
     fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
