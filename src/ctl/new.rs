@@ -45,16 +45,9 @@ impl Services {
     /// test root, psql as the caller with libpq's `PG*` environment
     /// variables, and no systemd.
     pub fn for_root(root: &Root) -> Services {
-        if root.is_system() {
-            Services {
-                admin: Admin::system(),
-                start_redis: true,
-            }
-        } else {
-            Services {
-                admin: Admin::psql_with(&[]),
-                start_redis: false,
-            }
+        Services {
+            admin: Admin::for_root(root),
+            start_redis: root.is_system(),
         }
     }
 }

@@ -72,6 +72,17 @@ impl Admin {
         }
     }
 
+    /// The host's cluster on a real system; under a test root, psql as the
+    /// caller with libpq's `PG*` environment variables (a cluster the tests
+    /// started).
+    pub fn for_root(root: &crate::config::layout::Root) -> Admin {
+        if root.is_system() {
+            Admin::system()
+        } else {
+            Admin::psql_with(&[])
+        }
+    }
+
     /// psql with these connection arguments (`-h DIR -p PORT -U USER`), as
     /// the caller: a cluster the tests started themselves.
     pub fn psql_with(args: &[&str]) -> Admin {

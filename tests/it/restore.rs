@@ -43,6 +43,16 @@ impl Site {
     fn restore(&self, args: &[&str]) -> Output {
         self.run(env!("CARGO_BIN_EXE_sum-restore"), args)
     }
+    /// sum-restore with libpq's environment for a superuser: under a test
+    /// root, how it reaches "this host's PostgreSQL".
+    fn restore_with_admin(&self, args: &[&str], admin: &[(&str, String)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sum-restore"))
+            .args(args)
+            .env("SUM_ROOT", self.root.path())
+            .envs(admin.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
     fn count_files(&self) -> usize {
         std::fs::read_dir(self.backups()).unwrap().count()
     }
@@ -246,26 +256,37 @@ fn a_rehearsal_restores_into_another_database_only() {
     pg.sql("acme", "SET ROLE acme; DELETE FROM notes WHERE id < 10;");
     let live = state(&pg, "acme");
 
-    // Without CREATEDB the site's user cannot create it: the message says how.
-    let out = site.restore(&[
-        "acme",
-        "latest",
-        "--i-know-this-will-overwrite",
-        "--into",
-        "rehearsal",
-    ]);
+    // No superuser answers (a server elsewhere) and the site's user has no
+    // CREATEDB: the message says what to create.
+    let nobody = [("PGHOST", "/nonexistent".to_string())];
+    let out = site.restore_with_admin(&["acme", "latest", "--into", "rehearsal"], &nobody);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("createdb -O"),
+        text(&out.stderr).contains("create rehearsal on the database server, owned by that user"),
         "{}",
         text(&out.stderr)
     );
 
-    pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme");
+    // This host's PostgreSQL creates the scratch database itself, owned by
+    // the site's role and closed to every other role.
     let files = site.count_files();
     // A rehearsal overwrites nothing live: no --i-know-this-will-overwrite.
-    let out = site.restore(&["acme", "latest", "--into", "rehearsal"]);
+    let out = site.restore_with_admin(&["acme", "latest", "--into", "rehearsal"], &pg.admin_env());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("created database rehearsal owned by acme"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba), has_database_privilege('public', 'rehearsal', 'CONNECT') \
+             FROM pg_database WHERE datname = 'rehearsal'"
+        )
+        .trim(),
+        "acme|f"
+    );
     assert_eq!(state(&pg, "rehearsal"), backup_state);
     assert_eq!(state(&pg, "acme"), live, "the live database was touched");
     assert_eq!(
