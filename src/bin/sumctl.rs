@@ -8,6 +8,7 @@ use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use clap_complete::CompleteEnv;
 use sum::config::layout::Root;
 use sum::ctl::maintenance::{self, Switch};
+use sum::ctl::run::RunArgs;
 use sum::ctl::{self, NewSite};
 use sum::system::failure::Exit;
 
@@ -59,6 +60,10 @@ enum Command {
     },
     /// Run a command as the site's app runs: its user, .env, live release, venv and sandbox
     Run {
+        /// Also set NAME in the command's environment: to VALUE, or with
+        /// NAME=... omitted, to its value here (never on a command line)
+        #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
         #[arg(add = sites())]
         site: String,
         /// The command, after `--`
@@ -67,6 +72,9 @@ enum Command {
     },
     /// Run `python manage.py ARGS…` as the site's app runs (see `run`)
     Manage {
+        /// As for `run`: e.g. --env DJANGO_SUPERUSER_PASSWORD
+        #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
         #[arg(add = sites())]
         site: String,
         #[arg(
@@ -184,8 +192,18 @@ fn main() -> ExitCode {
             &mut out,
             &mut err,
         ),
-        Command::Run { site, command } => sum::ctl::run::run(&root, site, command, &mut err),
-        Command::Manage { site, args } => sum::ctl::run::manage(&root, site, args, &mut err),
+        Command::Run { env, site, command } => {
+            let args = RunArgs { site, command, env };
+            sum::ctl::run::run(&root, &args, &mut err)
+        }
+        Command::Manage { env, site, args } => {
+            let args = RunArgs {
+                site,
+                command: args,
+                env,
+            };
+            sum::ctl::run::manage(&root, &args, &mut err)
+        }
         Command::Maintenance { site, switch } => {
             let switch = match switch {
                 SwitchArg::On => Switch::On,

@@ -89,23 +89,69 @@ fn service_lines(unit: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// What to run: the site, the command, and `--env NAME[=VALUE]` variables.
+pub struct RunArgs<'a> {
+    pub site: &'a str,
+    pub command: &'a [String],
+    pub env: &'a [String],
+}
+
 /// `sumctl run <site> -- CMD…`: the command's exit status, or ours.
-pub fn run(root: &Root, name: &str, command: &[String], err: &mut dyn Write) -> u8 {
-    match run_command(root, name, command) {
+pub fn run(root: &Root, args: &RunArgs, err: &mut dyn Write) -> u8 {
+    match run_command(root, args) {
         Ok(code) => code,
         Err(f) => exit_code(Err(f), err),
     }
 }
 
 /// `sumctl manage <site> ARGS…`: `python manage.py ARGS…` the same way.
-pub fn manage(root: &Root, name: &str, args: &[String], err: &mut dyn Write) -> u8 {
+pub fn manage(root: &Root, args: &RunArgs, err: &mut dyn Write) -> u8 {
     let mut command = vec!["python".to_string(), "manage.py".to_string()];
-    command.extend(args.iter().cloned());
-    run(root, name, &command, err)
+    command.extend(args.command.iter().cloned());
+    let args = RunArgs {
+        command: &command,
+        ..*args
+    };
+    run(root, &args, err)
 }
 
-fn run_command(root: &Root, name: &str, command: &[String]) -> Result<u8, Failure> {
+/// `--env NAME=VALUE` or `--env NAME` (the value of NAME in our own
+/// environment). The values go to systemd-run through its environment and
+/// `--setenv=NAME`, never on a command line, and only the names are logged:
+/// this is how a password reaches `createsuperuser --noinput`.
+pub fn env_values(specs: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, value) = match spec.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (spec.as_str(), None),
+            };
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(Failure::usage(format!(
+                    "--env {name}: a variable name is letters, digits and `_`"
+                )));
+            }
+            let value = match value {
+                Some(v) => v,
+                None => std::env::var(name).map_err(|_| {
+                    Failure::usage(format!(
+                        "--env {name}: {name} is not set here; set it (e.g. `read -rs {name}; \
+                         export {name}`) or give --env {name}=VALUE"
+                    ))
+                })?,
+            };
+            Ok((name.to_string(), value))
+        })
+        .collect()
+}
+
+fn run_command(root: &Root, args: &RunArgs) -> Result<u8, Failure> {
+    let (name, command) = (args.site, args.command);
     let site = load_site(root, name).map_err(Failure::usage)?;
+    let extra = env_values(args.env)?;
     if command.is_empty() {
         return Err(Failure::usage(format!(
             "sumctl run {name}: no command; give it after --, e.g. \
@@ -128,10 +174,16 @@ fn run_command(root: &Root, name: &str, command: &[String]) -> Result<u8, Failur
     let unit = format!("sum-run-{name}-{}", std::process::id());
     let terminal = std::io::stdin().is_terminal();
     let who = crate::system::accounts::operator();
-    let shown = command.join(" ");
+    let mut shown = command.join(" ");
+    if !extra.is_empty() {
+        let names: Vec<&str> = extra.iter().map(|(n, _)| n.as_str()).collect();
+        shown.push_str(&format!(" (with {})", names.join(", ")));
+    }
     log(&site, &format!("sumctl run {name} by {who}: {shown}"));
     let status = Command::new("systemd-run")
         .args(systemd_run_args(&site, terminal, &unit))
+        .args(extra.iter().map(|(n, _)| format!("--setenv={n}")))
+        .envs(extra.iter().map(|(n, v)| (n, v)))
         .arg("--")
         .args(command)
         .status()
@@ -190,6 +242,21 @@ mod tests {
             "domain = \"acme.example.com\"\n[git]\nurl = \"https://example.com/acme.git\"\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn env_values_take_names_and_values() {
+        let spec = |s: &[&str]| env_values(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            spec(&["A=1", "B_2=x=y", "C="]).unwrap(),
+            [("A", "1"), ("B_2", "x=y"), ("C", "")].map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(spec(&["PATH"]).unwrap(), [("PATH".to_string(), path)]);
+        for bad in ["1A=x", "A-B=x", "=x", "SUM_SURELY_UNSET_VARIABLE"] {
+            let e = spec(&[bad]).unwrap_err();
+            assert!(e.message.contains("--env"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]
@@ -261,14 +328,20 @@ mod tests {
             "domain = \"acme.example.com\"\n[git]\nurl = \"https://example.com/acme.git\"\n",
         )
         .unwrap();
+        let args = |site, command: &'static [String]| RunArgs {
+            site,
+            command,
+            env: &[],
+        };
         let mut err = Vec::new();
-        assert_eq!(run(&root, "acme", &[], &mut err), 2);
+        assert_eq!(run(&root, &args("acme", &[]), &mut err), 2);
         assert!(String::from_utf8_lossy(&err).contains("give it after --"));
         let mut err = Vec::new();
-        assert_eq!(run(&root, "acme", &["true".into()], &mut err), 1);
+        let cmd: &'static [String] = Box::leak(Box::new(["true".to_string()]));
+        assert_eq!(run(&root, &args("acme", cmd), &mut err), 1);
         assert!(String::from_utf8_lossy(&err).contains("has no live release yet"));
         let mut err = Vec::new();
-        assert_eq!(manage(&root, "nope", &["check".into()], &mut err), 2);
+        assert_eq!(manage(&root, &args("nope", cmd), &mut err), 2);
         assert!(String::from_utf8_lossy(&err).contains("no site `nope`"));
     }
 }
