@@ -43,12 +43,11 @@ bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 step "apt install ./sum-golden-path_*.deb"
 ct "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/in/sum-golden-path.deb >/dev/null"
 
-step "sumctl new acme, a database for it, then systemctl daemon-reload"
-ct 'sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo
-    runuser -u postgres -- psql -q -c "CREATE ROLE acme LOGIN PASSWORD '\''demo-pw'\''"
-    runuser -u postgres -- createdb -O acme acme
-    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:demo-pw@127.0.0.1:5432/acme|" /srv/sum/acme/.env
-    cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
+step "sumctl new acme: the site file, its own database and Redis, the .env"
+new_acme="sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo"
+printf '\n# %s\n' "$new_acme"
+ct "$new_acme"
+ct 'cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
     printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
     # A failing health check gives up after 15 s instead of the default 60 s.
     sed -i "s|^# timeout = \"60s\"|timeout = \"15s\"|" /etc/sum/sites/acme.toml
@@ -77,6 +76,6 @@ Caddy over HTTPS inside the container. Inside it, try:
   sum-deploy acme --ref v1      journalctl SUM_SITE=acme     man sum-deploy
   curl --cacert /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt \
        --resolve acme.localhost:443:127.0.0.1 https://acme.localhost/static/notes/site.css
-  sum-restore acme latest --i-know-this-will-overwrite --into rehearsal
-    (after: runuser -u postgres -- createdb -O acme rehearsal)
+  sumctl manage acme check       sumctl run acme -- python manage.py shell
+  sum-restore acme latest --into rehearsal
 MSG

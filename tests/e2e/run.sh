@@ -53,6 +53,14 @@ header() { # header NAME: the value of a response header of the last get, lower-
     tr -d "\r" </root/resp.h | awk -v n="$(echo "$1" | tr A-Z a-z)" \
         "BEGIN { FS = \": \" } tolower(\$1) == n { sub(/^[^:]*: /, \"\"); print; exit }"
 }
+env_of() { # env_of SITE KEY: a value from the site .env that sumctl new wrote
+    sed -n "s/^$2=//p" "/srv/sum/$1/.env"
+}
+site_sql() { # site_sql SITE SQL [DB]: psql as the site own role (its DATABASE_URL), or into DB
+    u=$(env_of "$1" DATABASE_URL)
+    [ -z "${3:-}" ] || u=${u%/*}/$3
+    psql -X -q -At -v ON_ERROR_STOP=1 "$u" -c "$2"
+}
 '
 
 step "host tools"
@@ -262,8 +270,22 @@ check "site file removed + daemon-reload: its units are gone" '
 
 step "sumctl new"
 E2E_UNITS=(sum-gunicorn@beta.socket)
-check "sumctl new writes a valid site file and a private .env" '
-    sumctl new beta --domain beta.localhost --alias www.beta.localhost --git https://git.example.com/beta.git
+check "sumctl new writes the site file, a private .env, and the site own database and Redis" '
+    out=$(sumctl new beta --domain beta.localhost --alias www.beta.localhost --git https://git.example.com/beta.git)
+    contains "sumctl new" "created PostgreSQL role" "$out"
+    contains "sumctl new" "created Redis redis-server@sum-beta.service on 127.0.0.1:" "$out"
+    contains "sumctl new, next steps" "systemctl start sum-deploy@beta" "$out"
+    expect "the role logs in with the .env, into its own database" "beta beta" \
+        "$(site_sql beta "SELECT current_user || chr(32) || current_database()")"
+    expect "redis-server@sum-beta" active "$(systemctl is-active redis-server@sum-beta.service)"
+    expect "redis-server@sum-beta is enabled" enabled "$(systemctl is-enabled redis-server@sum-beta.service)"
+    expect "its Redis with the .env URL" PONG "$(redis-cli --no-auth-warning -u "$(env_of beta REDIS_URL)" ping)"
+    port=$(env_of beta REDIS_URL | sed "s/.*://")
+    contains "its Redis without the password" NOAUTH "$(redis-cli -p "$port" ping 2>&1)"
+    expect "the Redis configuration" "root:redis 640" "$(stat -c "%U:%G %a" /etc/redis/redis-sum-beta.conf)"
+    env_before=$(md5sum /srv/sum/beta/.env)
+    contains "sumctl new again" "nothing to do" "$(sumctl new beta)"
+    expect "the .env after sumctl new again" "$env_before" "$(md5sum /srv/sum/beta/.env)"
     expect ".env owner, group and mode" "root:sum-beta 640" "$(stat -c "%U:%G %a" /srv/sum/beta/.env)"
     expect "site file owner, group and mode" "root:root 644" "$(stat -c "%U:%G %a" /etc/sum/sites/beta.toml)"
     grep -q "^SECRET_KEY=.\{50\}" /srv/sum/beta/.env || { echo "no SECRET_KEY in /srv/sum/beta/.env"; exit 1; }
@@ -308,12 +330,8 @@ check "Caddy proxies https://beta.localhost/ to it once deployed" '
 
 step "backups and restores"
 E2E_UNITS=(sum-backup@beta.service sum-gunicorn@beta.socket postgresql@15-main.service)
-check "a database for beta with a row to lose" '
-    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://beta:pw-beta@127.0.0.1:5432/beta|" /srv/sum/beta/.env
-    runuser -u postgres -- psql -q -c "CREATE ROLE beta LOGIN PASSWORD '\''pw-beta'\''"
-    runuser -u postgres -- createdb -O beta beta
-    psql -q -v ON_ERROR_STOP=1 postgres://beta:pw-beta@127.0.0.1:5432/beta \
-        -c "CREATE TABLE notes (id serial PRIMARY KEY, title text); INSERT INTO notes (title) VALUES ('\''keep me'\''), ('\''other'\'')"'
+check "a table for beta with a row to lose" '
+    site_sql beta "CREATE TABLE notes (id serial PRIMARY KEY, title text); INSERT INTO notes (title) VALUES ('\''keep me'\''), ('\''other'\'')"'
 check "the backup timer of beta is scheduled" '
     poll 10 systemctl is-active -q sum-backup@beta.timer
     contains "systemctl list-timers" "sum-backup@beta.timer" "$(systemctl list-timers --no-pager)"'
@@ -332,16 +350,18 @@ check "sumctl status and sumctl backups show the verified backup and the timer" 
     contains "sumctl status" "next backup:" "$out"
     contains "sumctl backups" "verified" "$(sumctl backups beta)"'
 check "the rehearsal of docs/backups.md restores into a scratch database" '
-    runuser -u postgres -- createdb -O beta rehearsal
-    sum-restore beta latest --into rehearsal
-    expect "rows in the rehearsal" 2 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/rehearsal -c "SELECT count(*) FROM notes")"'
+    out=$(sum-restore beta latest --into rehearsal)
+    contains "sum-restore --into" "created database rehearsal owned by beta" "$out"
+    expect "rows in the rehearsal" 2 "$(site_sql beta "SELECT count(*) FROM notes" rehearsal)"
+    expect "rehearsal closed to other roles" f \
+        "$(site_sql beta "SELECT has_database_privilege('\''public'\'', current_database(), '\''CONNECT'\'')" rehearsal)"'
 check "sum-restore brings back a row deleted after the backup, and smoke-checks the site" '
-    psql -q postgres://beta:pw-beta@127.0.0.1:5432/beta -c "DELETE FROM notes WHERE title = '\''keep me'\''; CREATE TABLE newer (x int)"
+    site_sql beta "DELETE FROM notes WHERE title = '\''keep me'\''; CREATE TABLE newer (x int)"
     out=$(sum-restore beta latest --i-know-this-will-overwrite)
     contains "sum-restore" "stopped the site'\''s app units" "$out"
     contains "sum-restore" "smoke check passed: GET /health/ over /run/sum/beta/gunicorn.sock answered 200" "$out"
-    expect "the deleted row" 1 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM notes WHERE title = '\''keep me'\''")"
-    expect "the newer table" 0 "$(psql -At postgres://beta:pw-beta@127.0.0.1:5432/beta -c "SELECT count(*) FROM pg_tables WHERE tablename = '\''newer'\''")"
+    expect "the deleted row" 1 "$(site_sql beta "SELECT count(*) FROM notes WHERE title = '\''keep me'\''")"
+    expect "the newer table" 0 "$(site_sql beta "SELECT count(*) FROM pg_tables WHERE tablename = '\''newer'\''")"
     test ! -e /srv/sum/beta/maintenance || { echo "the maintenance flag was left behind"; exit 1; }'
 check "after the restore the site answers again" '
     expect "systemctl is-active sum-gunicorn@beta.socket" active "$(systemctl is-active sum-gunicorn@beta.socket)"
@@ -351,10 +371,7 @@ check "after the restore the site answers again" '
 step "deploys: sum-deploy@acme with the example app"
 E2E_UNITS=(sum-deploy@acme.service sum-gunicorn@acme.service caddy.service)
 check "systemctl start sum-deploy@acme deploys the example site" '
-    runuser -u postgres -- psql -q -c "CREATE ROLE acme LOGIN PASSWORD '\''pw-acme'\''"
-    runuser -u postgres -- createdb -O acme acme
     sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo
-    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:pw-acme@127.0.0.1:5432/acme|; s|^REDIS_URL=.*|REDIS_URL=redis://127.0.0.1:6379/1|" /srv/sum/acme/.env
     # Not under /tmp or /var/tmp: sum-deploy@.service has PrivateTmp=yes.
     printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
     rm -rf /srv/wheels && cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
@@ -494,16 +511,13 @@ check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
 step "a Wagtail-shaped app: hard-coded STATIC_ROOT and MEDIA_ROOT (examples/bakery)"
 E2E_UNITS=(sum-deploy@bakery.service sum-gunicorn@bakery.service caddy.service)
 check "sum-deploy@bakery deploys v1: static collected inside the release, media linked to media/" '
-    runuser -u postgres -- psql -q -c "CREATE ROLE bakery LOGIN PASSWORD '\''pw-bakery'\''"
-    runuser -u postgres -- createdb -O bakery bakery
     sumctl new bakery --domain bakery.localhost --git /root/in/bakery-repo >/dev/null
     # The example'\''s own site file, pointed at the test repository and v1.
     sed -e "s|^domain = .*|domain = \"bakery.localhost\"|" \
         -e "s|^url = .*|url = \"/root/in/bakery-repo\"|" -e "s|^ref = .*|ref = \"v1\"|" \
         -e "/^\[health\]/,/^\[/ s|^timeout = .*|timeout = \"20s\"|" /root/in/bakery.toml >/etc/sum/sites/bakery.toml
     grep -q "^timeout = \"20s\"" /etc/sum/sites/bakery.toml
-    # The app reads DJANGO_-prefixed names, not the ones sumctl new writes.
-    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://bakery:pw-bakery@127.0.0.1:5432/bakery|; s|^REDIS_URL=.*|REDIS_URL=redis://127.0.0.1:6379/2|" /srv/sum/bakery/.env
+    # The app reads DJANGO_-prefixed names for these two (docs/deploy.md).
     sed -n "s/^SECRET_KEY=/DJANGO_SECRET_KEY=/p" /srv/sum/bakery/.env >>/srv/sum/bakery/.env
     printf "DJANGO_ALLOWED_HOSTS=bakery.localhost\nPIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/bakery/.env
     sumctl check /etc/sum/sites/bakery.toml
@@ -533,6 +547,53 @@ check "bakery v1 through Caddy: the page, static from the release, the seeded me
     cmp /root/resp.b /srv/sum/bakery/app/collect_static/css/site.css
     expect "welcome.txt" 200 "$(get https://bakery.localhost/media/original_images/welcome.txt)"
     expect "welcome.txt" "welcome to the bakery" "$(cat /root/resp.b)"'
+check "two sites from sumctl new: each app reaches its own database, Redis and files, never the other" '
+    mkdir -p /usr/local/share/sum-e2e
+    cat >/usr/local/share/sum-e2e/probe.py <<PY
+"""Run as a site app (sumctl run): reach a database or a Redis, print what answered."""
+import os, sys
+from urllib.parse import urlparse
+what, target = sys.argv[1], sys.argv[2]
+if what == "db":  # connect as the site own role to database TARGET
+    import psycopg
+    u = urlparse(os.environ["DATABASE_URL"])
+    with psycopg.connect(host=u.hostname, port=u.port, user=u.username, password=u.password,
+                         dbname=target, connect_timeout=5) as c:
+        print("connected to", c.execute("SELECT current_database()").fetchone()[0])
+elif what == "redis":  # TARGET: a port; with the site own password, or none
+    import redis
+    own = urlparse(os.environ["REDIS_URL"])
+    pw = own.password if sys.argv[3:] == ["own-password"] else None
+    print(redis.Redis(host="127.0.0.1", port=int(target), password=pw, socket_timeout=3).ping())
+PY
+    chmod 0644 /usr/local/share/sum-e2e/probe.py
+    probe=/usr/local/share/sum-e2e/probe.py
+    for pair in acme:bakery bakery:acme; do
+        me=${pair%:*} other=${pair#*:}
+        my_port=$(env_of "$me" REDIS_URL | sed "s/.*://")
+        other_port=$(env_of "$other" REDIS_URL | sed "s/.*://")
+        [ "$my_port" != "$other_port" ] || { echo "$me and $other share Redis port $my_port"; exit 1; }
+        # Its own database and Redis work.
+        contains "$me: its database" "connected to $me" "$(sumctl run "$me" -- python "$probe" db "$me" 2>&1)"
+        expect "$me: its Redis" True "$(sumctl run "$me" -- python "$probe" redis "$my_port" own-password 2>&1)"
+        # The other site database: refused to this role.
+        rc=0; out=$(sumctl run "$me" -- python "$probe" db "$other" 2>&1) || rc=$?
+        [ "$rc" != 0 ] || { echo "$me connected to the database of $other: $out"; exit 1; }
+        contains "$me into the database of $other" "permission denied for database" "$out"
+        # The other site Redis: without a password, and with this site password.
+        for how in none own-password; do
+            rc=0; out=$(sumctl run "$me" -- python "$probe" redis "$other_port" "$how" 2>&1) || rc=$?
+            [ "$rc" != 0 ] || { echo "$me reached the Redis of $other ($how): $out"; exit 1; }
+            contains "$me into the Redis of $other ($how)" "Error" "$out"
+        done
+        # The other site files: code, shared files, state and history, .env.
+        for path in app/manage.py shared state releases .env; do
+            rc=0; out=$(sumctl run "$me" -- ls "/srv/sum/$other/$path" 2>&1) || rc=$?
+            [ "$rc" != 0 ] || { echo "$me sees /srv/sum/$other/$path: $out"; exit 1; }
+            contains "$me on /srv/sum/$other/$path" "No such file or directory" "$out"
+        done
+        expect "$me: its own code" /srv/sum/$me/app/manage.py "$(sumctl run "$me" -- ls /srv/sum/"$me"/app/manage.py)"
+    done'
 check "an upload through Caddy and gunicorn lands in media/ and Caddy serves it" '
     head -c 3000 /dev/urandom | base64 >/root/cake.txt
     expect "POST /upload/" 201 "$(get https://bakery.localhost/upload/ -F file=@/root/cake.txt -F title=cake)"
