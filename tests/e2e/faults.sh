@@ -165,12 +165,10 @@ check "the package installs and acme deploys" "
     apt-get install -y -q -o Dpkg::Use-Pty=0 /root/in/$debname >/dev/null
     cp /root/in/load.sh /root/load.sh
 "'
-    runuser -u postgres -- psql -q -c "CREATE ROLE acme LOGIN PASSWORD '\''pw-acme'\''"
-    runuser -u postgres -- createdb -O acme acme
     # A writable copy: a fault below commits to it.
     cp -a /root/in/acme-repo /root/acme-repo
+    # Its own database and Redis, as an operator gets them.
     sumctl new acme --domain acme.localhost --git /root/acme-repo >/dev/null
-    sed -i "s|^DATABASE_URL=.*|DATABASE_URL=postgres://acme:pw-acme@127.0.0.1:5432/acme|; s|^REDIS_URL=.*|REDIS_URL=redis://127.0.0.1:6379/1|" /srv/sum/acme/.env
     printf "PIP_NO_INDEX=1\nPIP_FIND_LINKS=/srv/wheels\n" >>/srv/sum/acme/.env
     rm -rf /srv/wheels && cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
     sed -i "s|^# timeout = \"60s\"|timeout = \"20s\"|" /etc/sum/sites/acme.toml
@@ -357,6 +355,7 @@ check "after the reboot: acme serves, its timer is listed, its Caddy snippet is 
     serves v2
     contains "systemctl list-timers" "sum-backup@acme.timer" "$(systemctl list-timers --no-pager)"
     test -f /run/sum/caddy/acme.caddy || { echo "no Caddy snippet for acme"; exit 1; }
+    expect "the site own Redis after the reboot" active "$(systemctl is-active redis-server@sum-acme.service)"
     contains "sumctl status" "LAST GOOD COPY" "$(sumctl status acme)"'
 load_start after-reboot
 check "fixed after the reboot: the next deploy works" '
