@@ -28,7 +28,7 @@ e2e_host_deps
 step "building the package"
 deb=$(realpath "$(bash packaging/build-deb | tail -n 1)")
 info "$deb"
-step "the example app: a git repository with five versions, and its wheels"
+step "the example app: a git repository with eight versions, and its wheels"
 wheelhouse=$(bash tests/wheelhouse.sh)
 step "image (built once, then cached)"
 image=$(e2e_image)

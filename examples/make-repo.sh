@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a git repository of the acme example site with seven tagged versions,
+# Builds a git repository of the acme example site with eight tagged versions,
 # the ones the deploy tests and the demo use:
 #
 #   v1  the site as it is in examples/acme
@@ -10,6 +10,8 @@
 #   v6  v2 whose /health/ answers 503 with a long non-ASCII line branch non-ascii-health
 #   v7  v2 whose /health/ answers 500 because a row it needs is
 #       missing from the database (the code is fine)          branch needs-data
+#   v8  v2 plus Django's admin (auth, sessions, messages), so a
+#       superuser can be created and log in                   branch admin
 #
 #   bash examples/make-repo.sh DEST
 #
@@ -145,5 +147,64 @@ health_first needs-data v7 "acme v7: /health/ needs a row that is not in the dat
     return health_v2(request)'
 
 git checkout -q main
+git checkout -q -b admin
+release v8
+python3 - <<'PY'
+def edit(p, *pairs):
+    s = open(p).read()
+    for old, new in pairs:
+        assert old in s, (p, old)
+        s = s.replace(old, new)
+    open(p, "w").write(s)
+
+
+# Django's admin and what it needs, in the order `startproject` writes them.
+edit(
+    "acme/settings/production.py",
+    (
+        '    "django.contrib.contenttypes",\n',
+        '    "django.contrib.admin",\n'
+        '    "django.contrib.auth",\n'
+        '    "django.contrib.contenttypes",\n'
+        '    "django.contrib.sessions",\n'
+        '    "django.contrib.messages",\n',
+    ),
+    (
+        '    "django.middleware.common.CommonMiddleware",\n'
+        '    "django.middleware.csrf.CsrfViewMiddleware",\n',
+        '    "django.contrib.sessions.middleware.SessionMiddleware",\n'
+        '    "django.middleware.common.CommonMiddleware",\n'
+        '    "django.middleware.csrf.CsrfViewMiddleware",\n'
+        '    "django.contrib.auth.middleware.AuthenticationMiddleware",\n'
+        '    "django.contrib.messages.middleware.MessageMiddleware",\n',
+    ),
+    (
+        '        "OPTIONS": {},\n',
+        '        "OPTIONS": {\n'
+        '            "context_processors": [\n'
+        '                "django.template.context_processors.request",\n'
+        '                "django.contrib.auth.context_processors.auth",\n'
+        '                "django.contrib.messages.context_processors.messages",\n'
+        '            ],\n'
+        '        },\n',
+    ),
+)
+edit(
+    "acme/urls.py",
+    (
+        "from django.contrib.sitemaps.views import sitemap\n",
+        "from django.contrib import admin\n"
+        "from django.contrib.sitemaps.views import sitemap\n",
+    ),
+    (
+        "urlpatterns = [\n",
+        "urlpatterns = [\n"
+        '    path("admin/", admin.site.urls),\n',
+    ),
+)
+PY
+commit v8 "acme v8: Django's admin (auth, sessions, messages), so a superuser can log in"
+
+git checkout -q main
 git gc -q
-echo "$dest: v1 v2 (main) v3 v4 v5 v6 v7"
+echo "$dest: v1 v2 (main) v3 v4 v5 v6 v7 v8"

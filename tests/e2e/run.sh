@@ -104,7 +104,7 @@ cp "$deb" "$E2E_STAGE/"
 # gunicorn for a running app: the container has no network, so its wheels
 # come from a wheelhouse downloaded here (the container's Python is 3.11).
 # The example app's wheels (gunicorn, Django, psycopg, redis), and its git
-# repository with five versions (examples/make-repo.sh).
+# repository with eight versions (examples/make-repo.sh).
 wheelhouse=$(bash tests/wheelhouse.sh)
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 rm -rf "$E2E_STAGE/acme-repo" "$E2E_STAGE/bakery-repo"

@@ -1,5 +1,5 @@
 //! sum-deploy against a temporary root with a real PostgreSQL and Redis,
-//! the example Django app in five versions, pip from a wheelhouse and real
+//! the example Django app in eight versions, pip from a wheelhouse and real
 //! gunicorn on the site's socket (tests/it/common/deployfx.rs).
 
 use crate::common;

@@ -1,6 +1,6 @@
 //! The deploy tests' world: a temporary root with the example site's file
 //! and `.env`, a real PostgreSQL and Redis, a git repository of the example
-//! app with its five versions (examples/make-repo.sh), the wheelhouse of
+//! app with its eight versions (examples/make-repo.sh), the wheelhouse of
 //! its requirements (tests/wheelhouse.sh), and a control that runs real
 //! gunicorn on the site's socket where systemd would.
 
@@ -68,7 +68,7 @@ pub fn venv_with(venv: &Path, packages: &[&str]) {
     );
 }
 
-/// A fresh repository of the example app with tags v1..v5.
+/// A fresh repository of the example app with tags v1..v8.
 pub fn make_repo(dest: &Path) {
     make_repo_with("examples/make-repo.sh", dest)
 }
