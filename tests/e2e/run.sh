@@ -508,6 +508,35 @@ check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
     contains "health body" "\"release\": \"v1\"" "$(cat /root/resp.b)"
     contains "sumctl history" "rollback" "$(sumctl history acme)"'
 
+check "an admin user from sumctl manage logs in through Caddy (acme v8, with Django admin)" '
+    sum-deploy acme --ref v8 >/dev/null
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
+    contains "health body" "\"release\": \"v8\"" "$(cat /root/resp.b)"
+    DJANGO_SUPERUSER_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d "/+=")
+    export DJANGO_SUPERUSER_PASSWORD
+    out=$(sumctl manage --env DJANGO_SUPERUSER_PASSWORD acme createsuperuser --noinput \
+        --username admin --email admin@acme.localhost 2>&1)
+    contains "sumctl manage createsuperuser" "Superuser created successfully." "$out"
+    j=$(journalctl SUM_SITE=acme -t sumctl --no-pager -o cat)
+    contains "journal of the run" "createsuperuser --noinput --username admin --email admin@acme.localhost (with DJANGO_SUPERUSER_PASSWORD)" "$j"
+    case "$j" in *"$DJANGO_SUPERUSER_PASSWORD"*) echo "the password is in the journal"; exit 1;; esac
+    rm -f /root/jar
+    expect "GET /admin/login/" 200 "$(get https://acme.localhost/admin/login/ -c /root/jar -b /root/jar)"
+    token=$(sed -n "s/.*name=\"csrfmiddlewaretoken\" value=\"\([^\"]*\)\".*/\1/p" /root/resp.b)
+    [ -n "$token" ] || { echo "no csrfmiddlewaretoken in the login form"; exit 1; }
+    login() { # login PASSWORD: the status of the login POST
+        get "https://acme.localhost/admin/login/?next=/admin/" -c /root/jar -b /root/jar \
+            -H "Origin: https://acme.localhost" -H "Referer: https://acme.localhost/admin/login/" \
+            --data-urlencode "csrfmiddlewaretoken=$token" --data-urlencode username=admin \
+            --data-urlencode "password=$1" --data-urlencode next=/admin/
+    }
+    expect "the login POST with a wrong password (the form again)" 200 "$(login wrong-password)"
+    expect "the login POST" 302 "$(login "$DJANGO_SUPERUSER_PASSWORD")"
+    expect "redirected to" /admin/ "$(header location)"
+    expect "GET /admin/ with the session" 200 "$(get https://acme.localhost/admin/ -b /root/jar)"
+    contains "the admin index" "<strong>admin</strong>" "$(cat /root/resp.b)"
+    expect "the admin CSS, collected and served by Caddy" 200 "$(get https://acme.localhost/static/admin/css/base.css)"'
+
 step "a Wagtail-shaped app: hard-coded STATIC_ROOT and MEDIA_ROOT (examples/bakery)"
 E2E_UNITS=(sum-deploy@bakery.service sum-gunicorn@bakery.service caddy.service)
 check "sum-deploy@bakery deploys v1: static collected inside the release, media linked to media/" '
