@@ -30,9 +30,10 @@ step "installing test dependencies"
 # own servers (initdb as the postgres user; redis-server on a free port).
 # git, python3-venv, python3-pip: the deploy tests build the example app's
 # repository and virtualenvs from a wheelhouse pip downloads (tests/wheelhouse.sh).
+# acl: setfacl and getfacl close and read a site's home (tests/it/home_acl.rs).
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 python3-pip python3-venv git redis-server)
+          python3 python3-pip python3-venv git redis-server acl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

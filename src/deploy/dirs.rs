@@ -7,6 +7,11 @@
 //! its virtualenvs, celery beat's schedule). Caddy, another user, needs to
 //! traverse the site directory and read static and media.
 //!
+//! The home itself is closed (root:root 0750 and an ACL, see
+//! [`crate::system::acl`]): the site's user reads it, Caddy only passes
+//! through it, and the other sites' users cannot reach anything below it,
+//! though most directories there are 0755 for Caddy's sake.
+//!
 //! Media is written by gunicorn, whose units run with `UMask=0027`: the
 //! directories Django creates there at run time (`original_images/`, ...)
 //! would be closed to Caddy. So `media/` belongs to the site's user and to
@@ -20,6 +25,7 @@ use std::path::Path;
 use nix::unistd::{chown, Gid, Uid};
 
 use crate::config::layout::{Root, SiteLayout};
+use crate::system::acl;
 
 /// Who owns what: `Root` (root:root), `App` (the site's user and group) or
 /// `Media` (the site's user and the `caddy` group, set-group-ID).
@@ -33,10 +39,13 @@ pub enum Owner {
 /// The group Caddy runs as, whose members read static and media files.
 pub const CADDY_GROUP: &str = "caddy";
 
+/// The user Caddy runs as, who may pass through a site's home.
+pub const CADDY_USER: &str = "caddy";
+
 /// Every directory of a site with its owner and mode.
 pub fn directories(l: &SiteLayout) -> Vec<(&str, Owner, u32)> {
     vec![
-        (l.home.as_str(), Owner::Root, 0o755),
+        (l.home.as_str(), Owner::Root, acl::HOME_MODE),
         (l.releases.as_str(), Owner::Root, 0o755),
         (l.venvs.as_str(), Owner::App, 0o755),
         (l.static_dir.as_str(), Owner::App, 0o755),
@@ -48,9 +57,9 @@ pub fn directories(l: &SiteLayout) -> Vec<(&str, Owner, u32)> {
     ]
 }
 
-/// Creates the site's directories and sets their owners and modes.
-/// `app` is the site account's (uid, gid); None under a test root, where
-/// owners are left as they are.
+/// Creates the site's directories and sets their owners and modes, then
+/// closes the home ([`close_home`]). `app` is the site account's (uid,
+/// gid); None under a test root, where owners and the ACL are left out.
 pub fn ensure(root: &Root, site: &str, app: Option<(u32, u32)>) -> std::io::Result<()> {
     let l = SiteLayout::new(site);
     for (dir, owner, mode) in directories(&l) {
@@ -70,7 +79,20 @@ pub fn ensure(root: &Root, site: &str, app: Option<(u32, u32)>) -> std::io::Resu
         }
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     }
-    Ok(())
+    // After the chmod above, which would otherwise narrow the ACL's mask.
+    match app {
+        Some((uid, _)) => close_home(root, site, uid),
+        None => Ok(()),
+    }
+}
+
+/// Closes the site's home to every other local user: root:root 0750, the
+/// site's user (`uid`) may read it, the `caddy` user (when it exists) may
+/// only pass through it (crate::system::acl). Run by every deploy; fails
+/// with the mount and the fix on a file system without POSIX ACLs.
+pub fn close_home(root: &Root, site: &str, uid: u32) -> std::io::Result<()> {
+    let home = root.path(SiteLayout::new(site).home);
+    acl::close_home(&home, uid, caddy_uid())
 }
 
 /// The gid of the `caddy` group, when it exists.
@@ -79,6 +101,14 @@ pub fn caddy_gid() -> Option<u32> {
         .ok()
         .flatten()
         .map(|g| g.gid.as_raw())
+}
+
+/// The uid of the `caddy` user, when it exists.
+pub fn caddy_uid() -> Option<u32> {
+    nix::unistd::User::from_name(CADDY_USER)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
 }
 
 /// Makes a media directory outside `media/` (an effective MEDIA_ROOT in a

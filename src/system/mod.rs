@@ -1,9 +1,10 @@
 //! The system under us: systemd (`systemd`, and `control`, the one
 //! service-manager control with its test double), the site's account
-//! (`accounts`), atomic files (`fsutil`), time (`timefmt`), quoting outside
+//! (`accounts`), the ACL that closes its home to other users (`acl`), atomic files (`fsutil`), time (`timefmt`), quoting outside
 //! text (`text`) and journal priorities of our output (`journal`).
 
 pub mod accounts;
+pub mod acl;
 pub mod control;
 pub mod failure;
 pub mod fsutil;

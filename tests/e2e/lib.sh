@@ -50,7 +50,7 @@ E2E_SECURITY_MIRROR=${E2E_SECURITY_MIRROR:-http://deb.debian.org/debian-security
 E2E_PACKAGES=(
     systemd systemd-sysv dbus init-system-helpers passwd
     postgresql postgresql-client redis-server caddy
-    python3-venv git curl ca-certificates iproute2 procps man-db
+    python3-venv git curl ca-certificates iproute2 procps man-db acl
 )
 
 # Units that only slow a throwaway container down or make no sense in one

@@ -19,6 +19,7 @@ mod envfile_corpus;
 mod generator_cli;
 mod golden;
 mod gunicorn_conf;
+mod home_acl;
 mod layers;
 mod package_docs;
 mod pgconn;
