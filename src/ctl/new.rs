@@ -245,6 +245,10 @@ fn prepare_home(
         None
     };
     fs_err::create_dir_all(root.path(&layout.home)).map_err(io)?;
+    // Closed to other local users from the start, as every deploy keeps it.
+    if let Some((uid, _)) = crate::system::accounts::site_account(root, name) {
+        crate::deploy::dirs::close_home(root, name, uid).map_err(io)?;
+    }
     Ok(gid)
 }
 

@@ -287,6 +287,8 @@ check "sumctl new writes the site file, a private .env, and the site own databas
     contains "sumctl new again" "nothing to do" "$(sumctl new beta)"
     expect "the .env after sumctl new again" "$env_before" "$(md5sum /srv/sum/beta/.env)"
     expect ".env owner, group and mode" "root:sum-beta 640" "$(stat -c "%U:%G %a" /srv/sum/beta/.env)"
+    expect "the home, closed from the start" "root:root 750" "$(stat -c "%U:%G %a" /srv/sum/beta)"
+    contains "its ACL" "user:sum-beta:r-x" "$(getfacl -cp /srv/sum/beta)"
     expect "site file owner, group and mode" "root:root 644" "$(stat -c "%U:%G %a" /etc/sum/sites/beta.toml)"
     grep -q "^SECRET_KEY=.\{50\}" /srv/sum/beta/.env || { echo "no SECRET_KEY in /srv/sum/beta/.env"; exit 1; }
     sumctl check
@@ -622,6 +624,14 @@ PY
             contains "$me on /srv/sum/$other/$path" "No such file or directory" "$out"
         done
         expect "$me: its own code" /srv/sum/$me/app/manage.py "$(sumctl run "$me" -- ls /srv/sum/"$me"/app/manage.py)"
+        # Outside any sandbox too (deploy steps run as the site user): the
+        # other home is closed, its own is open to it.
+        rc=0; out=$(runuser -u "sum-$me" -- cat "/srv/sum/$other/app/manage.py" 2>&1) || rc=$?
+        [ "$rc" != 0 ] || { echo "sum-$me reads the code of $other outside the sandbox"; exit 1; }
+        contains "sum-$me on the home of $other" "Permission denied" "$out"
+        runuser -u "sum-$me" -- test -r "/srv/sum/$me/app/manage.py" \
+            || { echo "sum-$me cannot read its own code"; exit 1; }
+        expect "the home of $me" "root:root 750" "$(stat -c "%U:%G %a" "/srv/sum/$me")"
     done'
 check "an upload through Caddy and gunicorn lands in media/ and Caddy serves it" '
     head -c 3000 /dev/urandom | base64 >/root/cake.txt
