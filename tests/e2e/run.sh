@@ -279,8 +279,9 @@ check "sumctl new writes the site file, a private .env, and the site own databas
         "$(site_sql beta "SELECT current_user || chr(32) || current_database()")"
     expect "redis-server@sum-beta" active "$(systemctl is-active redis-server@sum-beta.service)"
     expect "redis-server@sum-beta is enabled" enabled "$(systemctl is-enabled redis-server@sum-beta.service)"
-    expect "its Redis with the .env URL" PONG "$(redis-cli --no-auth-warning -u "$(env_of beta REDIS_URL)" ping)"
     port=$(env_of beta REDIS_URL | sed "s/.*://")
+    pw=$(env_of beta REDIS_URL | sed "s|^redis://:||; s|@.*||")
+    expect "its Redis with the .env password" PONG "$(redis-cli --no-auth-warning -p "$port" -a "$pw" ping)"
     contains "its Redis without the password" NOAUTH "$(redis-cli -p "$port" ping 2>&1)"
     expect "the Redis configuration" "root:redis 640" "$(stat -c "%U:%G %a" /etc/redis/redis-sum-beta.conf)"
     env_before=$(md5sum /srv/sum/beta/.env)
