@@ -1,5 +1,6 @@
 //! sumctl: the operator's front door to sum-golden-path. See sumctl(8).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +49,17 @@ enum Command {
         /// Use this existing or managed database instead of creating one
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+    },
+    /// Take a site off this host: units, site file, Caddy; its data stays unless --purge
+    Remove {
+        #[arg(add = sites())]
+        site: String,
+        /// Also delete its database and role, Redis, home (media, backups) and account
+        #[arg(long)]
+        purge: bool,
+        /// The confirmation --purge needs
+        #[arg(long = "i-know-this-deletes-data")]
+        confirmed: bool,
     },
     /// Write the Caddy snippets of every site (run by caddy.service before start and reload)
     CaddyRender,
@@ -173,46 +185,11 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Check { files } => ctl::check(&root, files, &mut out, &mut err),
         Command::Render { site } => ctl::render(&root, site, &mut out, &mut err),
-        Command::New {
-            site,
-            domain,
-            git,
-            aliases,
-            database_url,
-        } => ctl::new_site(
-            &root,
-            &NewSite {
-                name: site,
-                domain: domain.as_deref(),
-                git: git.as_deref(),
-                aliases,
-                database_url: database_url.as_deref(),
-            },
-            &ctl::Services::for_root(&root),
-            &mut out,
-            &mut err,
-        ),
-        Command::Run { env, site, command } => {
-            let args = RunArgs { site, command, env };
-            sum::ctl::run::run(&root, &args, &mut err)
-        }
-        Command::Manage { env, site, args } => {
-            let args = RunArgs {
-                site,
-                command: args,
-                env,
-            };
-            sum::ctl::run::manage(&root, &args, &mut err)
-        }
-        Command::Maintenance { site, switch } => {
-            let switch = match switch {
-                SwitchArg::On => Switch::On,
-                SwitchArg::Off => Switch::Off,
-                SwitchArg::Status => Switch::Status,
-            };
-            let who = sum::system::accounts::operator();
-            maintenance::maintenance(&root, site, switch, &who, &mut out, &mut err)
-        }
+        c @ (Command::New { .. }
+        | Command::Run { .. }
+        | Command::Manage { .. }
+        | Command::Maintenance { .. }
+        | Command::Remove { .. }) => site_life(&root, c, &mut out, &mut err),
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
         Command::Status { site, json } => {
             ctl::status(&root, site.as_deref(), *json, &mut out, &mut err)
@@ -227,4 +204,64 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// The commands of a site's life: new, run, manage, maintenance, remove.
+fn site_life(root: &Root, command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match command {
+        Command::New {
+            site,
+            domain,
+            git,
+            aliases,
+            database_url,
+        } => ctl::new_site(
+            root,
+            &NewSite {
+                name: site,
+                domain: domain.as_deref(),
+                git: git.as_deref(),
+                aliases,
+                database_url: database_url.as_deref(),
+            },
+            &ctl::Services::for_root(root),
+            out,
+            err,
+        ),
+        Command::Run { env, site, command } => {
+            let args = RunArgs { site, command, env };
+            sum::ctl::run::run(root, &args, err)
+        }
+        Command::Manage { env, site, args } => {
+            let args = RunArgs {
+                site,
+                command: args,
+                env,
+            };
+            sum::ctl::run::manage(root, &args, err)
+        }
+        Command::Maintenance { site, switch } => {
+            let switch = match switch {
+                SwitchArg::On => Switch::On,
+                SwitchArg::Off => Switch::Off,
+                SwitchArg::Status => Switch::Status,
+            };
+            let who = sum::system::accounts::operator();
+            maintenance::maintenance(root, site, switch, &who, out, err)
+        }
+        Command::Remove {
+            site,
+            purge,
+            confirmed,
+        } => {
+            let args = sum::ctl::remove::RemoveSite {
+                name: site,
+                purge: *purge,
+                confirmed: *confirmed,
+            };
+            let admin = sum::system::pgadmin::Admin::for_root(root);
+            sum::ctl::remove::remove_site(root, &args, &admin, out, err)
+        }
+        _ => unreachable!("not a command of a site's life"),
+    }
 }

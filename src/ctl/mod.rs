@@ -13,6 +13,7 @@ mod new_db;
 mod new_files;
 mod new_redis;
 pub mod releases;
+pub mod remove;
 pub mod render;
 pub mod run;
 pub mod status;

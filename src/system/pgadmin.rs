@@ -181,6 +181,16 @@ impl Admin {
         Ok(out.lines().next().map(str::to_string))
     }
 
+    /// The databases a role owns.
+    pub fn databases_owned_by(&self, role: &str) -> Result<Vec<String>, AdminError> {
+        let role = ident(role)?;
+        let out = self.sql(&format!(
+            "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE r.rolname = '{role}' ORDER BY datname"
+        ))?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
     /// A login role that is nothing more (no superuser, createdb,
     /// createrole), with this SCRAM verifier as its password.
     pub fn create_role(&self, name: &str, verifier: &str) -> Result<(), AdminError> {

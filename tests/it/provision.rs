@@ -405,3 +405,123 @@ fn the_sites_redis_answers_its_url_only_with_its_password() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(env_value(root.path(), "acme-shop", "REDIS_URL"), Some(url));
 }
+
+#[test]
+fn remove_keeps_the_data_and_purge_deletes_what_new_made() {
+    let Some(pg) = Pg::start() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("redis-server@.service"), "").unwrap();
+    let out = sumctl(root.path(), &pg, &ARGS);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A rehearsal database the site's role owns (sum-restore --into).
+    pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme_shop");
+    let home = root.path().join("srv/sum/acme-shop");
+    let conf = root.path().join("etc/redis/redis-sum-acme-shop.conf");
+    let count = |pg: &Pg| {
+        pg.sql(
+            "postgres",
+            "SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'acme_shop') + \
+             (SELECT count(*) FROM pg_database WHERE datname IN ('acme_shop', 'rehearsal'))",
+        )
+        .trim()
+        .to_string()
+    };
+
+    // Busy: a deploy holds the lock; nothing is removed.
+    std::fs::create_dir_all(home.join("state")).unwrap();
+    let held =
+        sum::site_state::lock::acquire(&home.join("state/lock"), "sum-deploy acme-shop", "now")
+            .unwrap();
+    let before = common::snapshot(root.path());
+    let out = sumctl(root.path(), &pg, &["remove", "acme-shop"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sum-deploy acme-shop"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(common::snapshot(root.path()), before);
+    drop(held);
+
+    // Without --purge: the site file goes, everything else stays and is named.
+    let out = sumctl(root.path(), &pg, &["remove", "acme-shop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("Kept (nothing of the data was deleted)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("sumctl remove acme-shop --purge --i-know-this-deletes-data"),
+        "{said}"
+    );
+    assert!(!root.path().join("etc/sum/sites/acme-shop.toml").exists());
+    assert!(home.join(".env").exists() && conf.exists());
+    assert_eq!(count(&pg), "3");
+
+    // --purge needs its confirmation.
+    let before = common::snapshot(root.path());
+    let out = sumctl(root.path(), &pg, &["remove", "acme-shop", "--purge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--i-know-this-deletes-data"));
+    assert_eq!(common::snapshot(root.path()), before);
+    assert_eq!(count(&pg), "3");
+
+    let out = sumctl(
+        root.path(),
+        &pg,
+        &[
+            "remove",
+            "acme-shop",
+            "--purge",
+            "--i-know-this-deletes-data",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rehearsal"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(count(&pg), "0", "the role or a database is left");
+    assert!(!home.exists() && !conf.exists());
+    let out = sumctl(root.path(), &pg, &["remove", "acme-shop"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown site");
+}
+
+#[test]
+fn purge_never_drops_a_database_it_did_not_make() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.create_site_db("managed", "pw-managed", "managed");
+    let root = tempfile::tempdir().unwrap();
+    let mut args = ARGS.to_vec();
+    args.extend(["--database-url", &url]);
+    let out = sumctl(root.path(), &pg, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sumctl(
+        root.path(),
+        &pg,
+        &[
+            "remove",
+            "acme-shop",
+            "--purge",
+            "--i-know-this-deletes-data",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("kept the database"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'managed'"
+        )
+        .trim(),
+        "1"
+    );
+}
