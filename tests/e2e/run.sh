@@ -676,6 +676,30 @@ check "sum-backup@bakery archives the persistent media directory with the upload
     contains "the media archive" "${url#/media/}" "$(tar -tzf "$archive")"
     contains "the media archive" "original_images/welcome.txt" "$(tar -tzf "$archive")"'
 
+step "sumctl remove"
+E2E_UNITS=(sum-gunicorn@bakery.service redis-server@sum-beta.service caddy.service)
+check "sumctl remove keeps the data; --purge deletes what sumctl new made" '
+    out=$(sumctl remove bakery)
+    contains "sumctl remove" "Kept (nothing of the data was deleted)" "$out"
+    expect "bakery gunicorn socket" not-found "$(systemctl show -P LoadState sum-gunicorn@bakery.socket)"
+    expect "bakery gunicorn" inactive "$(systemctl is-active sum-gunicorn@bakery.service)"
+    test ! -e /run/sum/caddy/bakery.caddy || { echo "bakery still has a Caddy snippet"; exit 1; }
+    test -f /srv/sum/bakery/.env || { echo "the .env of bakery is gone"; exit 1; }
+    expect "the role and database of bakery" 1 "$(runuser -u postgres -- psql -XAtc "SELECT count(*) FROM pg_database WHERE datname = '\''bakery'\''")"
+    expect "redis-server@sum-bakery" active "$(systemctl is-active redis-server@sum-bakery.service)"
+    rc=0; sumctl remove beta --purge 2>/root/err || rc=$?
+    expect "--purge without its confirmation" 2 "$rc"
+    test -d /srv/sum/beta || { echo "--purge without confirmation deleted beta"; exit 1; }
+    out=$(sumctl remove beta --purge --i-know-this-deletes-data)
+    contains "sumctl remove --purge" "deleted the PostgreSQL role" "$out"
+    expect "roles and databases of beta" 0 "$(runuser -u postgres -- psql -XAtc "SELECT (SELECT count(*) FROM pg_roles WHERE rolname = '\''beta'\'') + (SELECT count(*) FROM pg_database WHERE datname IN ('\''beta'\'', '\''rehearsal'\''))")"
+    expect "redis-server@sum-beta" inactive "$(systemctl is-active redis-server@sum-beta.service)"
+    test ! -e /etc/redis/redis-sum-beta.conf || { echo "the Redis configuration of beta is left"; exit 1; }
+    test ! -e /srv/sum/beta || { echo "/srv/sum/beta is left"; exit 1; }
+    if id sum-beta 2>/dev/null; then echo "the account sum-beta is left"; exit 1; fi
+    expect "sum-gunicorn@beta.socket" not-found "$(systemctl show -P LoadState sum-gunicorn@beta.socket)"
+    expect "acme still serves" 200 "$(get https://acme.localhost/health/)"'
+
 step "removing the package"
 E2E_UNITS=(caddy.service)
 check "dpkg -r: caddy stays active on the admin Caddyfile, the generator is gone" '
