@@ -712,5 +712,5 @@ check "dpkg -r: caddy stays active on the admin Caddyfile, the generator is gone
 check "dpkg --purge works and keeps the site data in /srv/sum" '
     dpkg --purge sum-golden-path
     expect "dpkg status" "not-installed" "$(dpkg-query -W -f="\${db:Status-Status}" sum-golden-path 2>/dev/null || echo not-installed)"
-    test -f /srv/sum/beta/.env || { echo "purge removed /srv/sum/beta/.env"; exit 1; }
+    test -f /srv/sum/bakery/.env || { echo "purge removed /srv/sum/bakery/.env"; exit 1; }
     expect "systemctl is-active caddy" active "$(systemctl is-active caddy)"'
