@@ -47,6 +47,11 @@ impl<'a> Log<'a> {
         relay::write_lines(&self.out, &[text]);
     }
 
+    /// Lines the app printed (what a command captured), marked as the app's.
+    pub(super) fn app(&mut self, text: &str) {
+        relay::write_lines(&self.out, &relay::marked(text.as_bytes()));
+    }
+
     /// The log, for a relay that writes into it.
     pub(super) fn sink(&self) -> Sink<'a> {
         Arc::clone(&self.out)
@@ -147,6 +152,28 @@ mod tests {
         assert!(lines[1].starts_with("    fetch: main is abc (0.") && lines[1].ends_with("s)"));
         assert!(lines[3].starts_with("    swap: done in 0."));
         assert!(lines[5].starts_with("    venv: FAILED after 0."));
+    }
+
+    #[test]
+    fn the_apps_lines_are_marked_inside_the_step() {
+        let mut out = Vec::new();
+        let mut log = Log::new(&mut out);
+        log.step("check", |log| {
+            log.app("?: (security.W018) DEBUG\r\n\tHINT: off");
+            Ok(((), "passed".into()))
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "==> check",
+                "    app| ?: (security.W018) DEBUG",
+                "    app| \tHINT: off"
+            ]
+        );
+        assert!(lines[3].starts_with("    check: passed ("), "{text}");
     }
 
     #[test]

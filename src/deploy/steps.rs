@@ -295,9 +295,15 @@ impl<'a> Deploy<'a> {
                     .lines()
                     .chain(ran.stdout.lines())
                     .filter(|l| l.trim_start().starts_with("?:") || l.contains("(security."))
+                    .map(str::trim)
                     .collect();
-                for w in &warnings {
-                    log.line(&format!("    warning: {}", w.trim()));
+                if !warnings.is_empty() {
+                    // Ours at warning; Django's own lines are the app's.
+                    log.line(&format!(
+                        "    warning: `manage.py check --deploy` reported {} warning(s):",
+                        warnings.len()
+                    ));
+                    log.app(&warnings.join("\n"));
                 }
                 if !ran.ok {
                     return Err(format!(

@@ -170,6 +170,18 @@ fn bridge_pid(log: &str) -> i32 {
     pid.parse().unwrap()
 }
 
+/// The lines of `step` in the log, from `==> step` to its result.
+fn step_lines<'l>(log: &'l str, step: &str) -> Vec<&'l str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.iter().position(|l| *l == format!("==> {step}"));
+    let start = start.unwrap_or_else(|| panic!("no step {step}:\n{log}"));
+    let end = lines[start..]
+        .iter()
+        .position(|l| l.starts_with(&format!("    {step}: ")))
+        .unwrap_or_else(|| panic!("no result of {step}:\n{log}"));
+    lines[start..=start + end].to_vec()
+}
+
 /// The mark of the app's lines in the deploy's log.
 const APP: &str = "    app| ";
 
@@ -201,10 +213,29 @@ fn the_live_release_answers_while_the_unit_restarts() {
     assert_eq!(fx.serving_version(), "v1");
 
     // v2: while the unit is down, v1 answers from the bridge; the bridge
-    // is gone before the smoke check, which reaches v2.
+    // is gone before the smoke check, which reaches v2. With a SECRET_KEY
+    // that `check --deploy` finds too short: its warning is the app's too.
+    let short: Vec<(String, String)> = fx
+        .env
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "SECRET_KEY" => (k.clone(), "short-but-not-empty".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    fx.write_env(&short);
     let (o, log) = control.deploy(&fx, "v2");
+    fx.write_env(&fx.env);
     println!("{log}");
     assert_eq!(o.code, 0, "{log}");
+    let check = step_lines(&log, "check");
+    let warned = check
+        .iter()
+        .position(|l| *l == "    warning: `manage.py check --deploy` reported 1 warning(s):");
+    let w009 = check.iter().position(|l| {
+        l.starts_with("    app| ?: (security.W009) Your SECRET_KEY has less than 50")
+    });
+    assert!(warned.is_some() && warned < w009, "{log}");
     assert!(
         log.contains(&format!("bridge: a gunicorn of releases/{v1} (pid")),
         "{log}"
