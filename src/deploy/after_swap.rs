@@ -2,12 +2,14 @@
 //! marker and the swap; Caddy's reload, the restart and the bridge's stop;
 //! the smoke check and the sitemap; and on any failure, a panic included,
 //! the roll back to the release that served before (exit 4, or 5 when that
-//! fails too).
+//! fails too). The bridge that covers the restart starts here too, before
+//! the checks.
 
 use std::time::{Duration, Instant};
 
-use super::bridge::Bridge;
+use super::bridge::{Bridge, Relayed};
 use super::ctx::Ctx;
+use super::relay::Relay;
 use super::steplog::{fail, guarded, Log, StepFailure};
 use super::steps::{Deploy, InProgress, NewRelease, IN_PROGRESS};
 use super::swap;
@@ -18,7 +20,55 @@ use crate::system::control::Control;
 use crate::system::failure::{Exit, Failure};
 use crate::system::fsutil::write_atomic;
 
-impl Deploy<'_> {
+impl<'a> Deploy<'a> {
+    /// The bridge (see bridge.rs): the live release also serves from the
+    /// socket while the unit restarts. Started before the checks, so that
+    /// its boot overlaps them; dropped (stopped gracefully) on any failure.
+    /// Its output goes into the log, marked as the app's, through a relay
+    /// thread of `scope`.
+    pub(super) fn start_bridge<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> Option<Relayed<'scope>>
+    where
+        'a: 'scope,
+    {
+        let ctx = self.ctx;
+        let (Some(fd), Some(p), Some(v)) = (ctx.listener, &self.previous, &self.previous_venv)
+        else {
+            return None;
+        };
+        if self.interrupted || ctx.opts.no_restart || !self.control.manages_services() {
+            return None;
+        }
+        let release = ctx.p(&self.l.releases).join(p);
+        let venv = ctx.p(&self.l.venvs).join(v);
+        let conf = ctx.p(crate::config::layout::GUNICORN_CONF);
+        let started = Relay::start(scope, self.log.sink())
+            .map_err(|e| format!("cannot relay its output: {e}"))
+            .and_then(|(relay, output)| {
+                let b = Bridge::start(&self.runner, ctx.site, fd, &release, &venv, &conf, output)?;
+                Ok(Relayed::new(b, relay))
+            });
+        match started {
+            Ok(b) => {
+                self.log.line(&format!(
+                    "    bridge: a gunicorn of releases/{p} (pid {}) also serves the socket \
+                     while the unit restarts",
+                    b.pid()
+                ));
+                Some(b)
+            }
+            Err(e) => {
+                self.log.line(&format!(
+                    "    bridge: warning: {e}; requests wait in the socket's backlog while \
+                     the unit restarts"
+                ));
+                None
+            }
+        }
+    }
+
     /// Step 6: the in-progress marker written (a deploy killed from here on
     /// is known to the next one), then `app` and `venv` swapped.
     pub(super) fn swap(&mut self, new: &mut NewRelease) -> Result<(), StepFailure> {
@@ -47,7 +97,7 @@ impl Deploy<'_> {
     pub(super) fn go_live(
         &mut self,
         new: &mut NewRelease,
-        mut bridge: Option<Bridge>,
+        mut bridge: Option<Relayed<'_>>,
     ) -> Result<(), StepFailure> {
         let after_swap = guarded("after the swap", || {
             self.restart_and_smoke(new, &mut bridge)
@@ -74,7 +124,7 @@ impl Deploy<'_> {
     fn restart_and_smoke(
         &mut self,
         new: &NewRelease,
-        bridge: &mut Option<Bridge>,
+        bridge: &mut Option<Relayed<'_>>,
     ) -> Result<(), StepFailure> {
         swap::caddy_if_changed(self.ctx, self.control, &mut self.log)?;
         if !self.control.manages_services() {
@@ -82,7 +132,8 @@ impl Deploy<'_> {
             return Ok(());
         }
         swap::restart_step(self.ctx, self.control, &mut self.log)?;
-        // Before the smoke check, which must reach the new release only.
+        // Before the smoke check, which must reach the new release only;
+        // the bridge's last lines are in the log before the line saying so.
         if let Some(b) = bridge.take() {
             let pid = b.pid();
             let t = Instant::now();

@@ -48,7 +48,8 @@ impl From<std::process::Output> for Ran {
 }
 
 impl Ran {
-    /// The last `n` lines of stderr, else of stdout: what an error shows.
+    /// The last `n` lines of stderr, else of stdout: what an error shows,
+    /// each line marked as the app's (relay.rs).
     pub fn tail(&self, n: usize) -> String {
         let text = if self.stderr.trim().is_empty() {
             &self.stdout
@@ -56,7 +57,8 @@ impl Ran {
             &self.stderr
         };
         // pip and manage.py lines can be megabytes (a progress bar, a dump).
-        crate::system::text::last_lines(text, n, 500)
+        let tail = crate::system::text::last_lines(text, n, 500);
+        super::relay::marked(tail.as_bytes()).join("\n")
     }
 }
 
@@ -187,7 +189,8 @@ pub fn interpreter_identity(
     })?;
     if !ran.ok {
         return Err(format!(
-            "the interpreter `{interpreter}` does not run: {}",
+            "the interpreter `{interpreter}` does not run ({}):\n{}",
+            ran.status,
             ran.tail(5)
         ));
     }
@@ -272,7 +275,7 @@ fn build_venv(runner: &Runner, dir: &Path, spec: &VenvSpec, release: &Path) -> R
     let ran = runner.run(cmd)?;
     if !ran.ok {
         return Err(format!(
-            "creating the virtualenv {} failed ({}): {}\n(on Debian, `apt install python3-venv`)",
+            "creating the virtualenv {} failed ({}):\n{}\n(on Debian, `apt install python3-venv`)",
             dir.display(),
             ran.status,
             ran.tail(10)

@@ -16,14 +16,15 @@
 //!
 //! The bridge runs as the site's user with the units' environment, the
 //! gunicorn unit's arguments and its umask, and stops (SIGTERM) when
-//! sum-deploy dies, and with the deploy unit. Without the inherited socket
-//! (sum-deploy run by hand, `sumctl rollback`), or for a first deploy, a
-//! restart works as before.
+//! sum-deploy dies, and with the deploy unit. Its stdout and stderr go
+//! into the deploy's log through a relay, each line marked as the app's
+//! (relay.rs). Without the inherited socket (sum-deploy run by hand,
+//! `sumctl rollback`), or for a first deploy, a restart works as before.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -31,6 +32,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::app::{pass_fd, Runner};
+use super::relay::Relay;
 use crate::config::site::Site;
 
 /// Where systemd's socket passing starts (sd_listen_fds(3)).
@@ -79,7 +81,8 @@ pub struct Bridge {
 impl Bridge {
     /// Starts gunicorn from `release` with `venv` on `listener`, as the
     /// gunicorn unit would (its arguments with the package's `conf`,
-    /// gunicorn's own socket-activation variables, umask 027).
+    /// gunicorn's own socket-activation variables, umask 027), with
+    /// `output` as its stdout and stderr.
     pub fn start(
         runner: &Runner,
         site: &Site,
@@ -87,12 +90,20 @@ impl Bridge {
         release: &Path,
         venv: &Path,
         conf: &Path,
+        output: OwnedFd,
     ) -> Result<Bridge, String> {
         let gunicorn = venv.join("bin/gunicorn");
+        let io = |e: std::io::Error| format!("cannot start {}: {e}", gunicorn.display());
         let mut cmd = runner.command("/bin/sh", release);
-        cmd.arg("-c").arg(EXEC_WITH_LISTEN_PID).arg(&gunicorn).args(
-            crate::render::units::gunicorn_args(site, &conf.to_string_lossy()),
-        );
+        cmd.arg("-c")
+            .arg(EXEC_WITH_LISTEN_PID)
+            .arg(&gunicorn)
+            .args(crate::render::units::gunicorn_args(
+                site,
+                &conf.to_string_lossy(),
+            ))
+            .stdout(Stdio::from(output.try_clone().map_err(io)?))
+            .stderr(Stdio::from(output));
         let fd = listener.as_raw_fd();
         // SAFETY: pass_fd, umask and prctl are async-signal-safe; the closure
         // allocates nothing.
@@ -107,9 +118,9 @@ impl Bridge {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", gunicorn.display()))?;
+        // The command holds the only copies of `output`: they close with
+        // it, so the relay sees the pipe end when gunicorn's processes do.
+        let child = cmd.spawn().map_err(io)?;
         Ok(Bridge {
             child: Some(child),
             grace: Duration::from_secs(site.gunicorn.timeout.into()) + Duration::from_secs(5),
@@ -164,5 +175,33 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// A bridge whose output a relay passes into the deploy's log. Stopped,
+/// or dropped, the bridge ends first and then the relay, so that its last
+/// lines are in the log before what follows.
+pub struct Relayed<'scope> {
+    // Dropped in this order.
+    bridge: Bridge,
+    relay: Relay<'scope>,
+}
+
+impl<'scope> Relayed<'scope> {
+    pub fn new(bridge: Bridge, relay: Relay<'scope>) -> Relayed<'scope> {
+        Relayed { bridge, relay }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.bridge.pid()
+    }
+
+    /// Stops the bridge (see [`Bridge::stop`]), then lets the relay pass
+    /// on the rest of its output; returns how the bridge ended.
+    pub fn stop(self) -> String {
+        let Relayed { bridge, relay } = self;
+        let how = bridge.stop();
+        relay.finish();
+        how
     }
 }

@@ -10,7 +10,8 @@
 //! user; `fetch` and `dirs` build the release and the site's directories;
 //! `shared` links `[deploy] shared` paths, `paths` the effective static and
 //! media roots; `explain` says what Django raises for a failed smoke check;
-//! `bridge` serves the live release while the unit restarts.
+//! `bridge` serves the live release while the unit restarts; `relay` passes
+//! the app's own output into the log, marked as the app's.
 
 mod after_swap;
 pub mod app;
@@ -24,6 +25,7 @@ pub mod paths;
 mod preflight;
 mod prune;
 mod record;
+pub mod relay;
 pub mod rollback;
 pub mod run;
 pub mod shared;

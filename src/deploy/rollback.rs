@@ -78,7 +78,7 @@ pub fn rollback(
     ctx: &Ctx,
     to: Option<&str>,
     control: &mut dyn Control,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (u8, Record) {
     let (rec, _) = roll_back_and_record(ctx, to, control, out);
     (rec.exit_code, rec)
@@ -95,7 +95,7 @@ fn roll_back_and_record(
     ctx: &Ctx,
     to: Option<&str>,
     control: &mut dyn Control,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (Record, Result<(), StepFailure>) {
     let l = ctx.l();
     let live = Live {
@@ -299,7 +299,7 @@ pub fn run(
     site_name: &str,
     to: Option<&str>,
     control: Option<&mut dyn Control>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     err: &mut dyn Write,
 ) -> u8 {
     failure::exit_code(command(root, site_name, to, control, out), err)
@@ -311,7 +311,7 @@ fn command(
     site_name: &str,
     to: Option<&str>,
     control: Option<&mut dyn Control>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
     let (site, _lock) = site_and_lock(root, site_name, "sumctl rollback")?;
     let opts = Options::default();

@@ -31,7 +31,7 @@ pub struct Outcome {
 }
 
 /// Runs the deploy (the lock is the caller's) and records it.
-pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outcome {
+pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut (dyn Write + Send)) -> Outcome {
     let (record, _) = deploy_and_record(ctx, control, out);
     Outcome {
         code: record.exit_code,
@@ -44,7 +44,7 @@ pub fn deploy(ctx: &Ctx, control: &mut dyn Control, out: &mut dyn Write) -> Outc
 fn deploy_and_record(
     ctx: &Ctx,
     control: &mut dyn Control,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (Record, Result<(), StepFailure>) {
     let mut d = Deploy::new(ctx, control, out);
     let result = guarded("while deploying", || steps(&mut d));
@@ -62,28 +62,32 @@ fn deploy_and_record(
 }
 
 /// The steps of SPEC §7 in order, up to the deploy's record. The bridge and
-/// the release checks' process end when the steps do, whatever the result.
+/// the release checks' process end when the steps do, whatever the result;
+/// so does the thread that relays the bridge's output into the log, which
+/// belongs to the scope here.
 fn steps(d: &mut Deploy) -> Result<(), StepFailure> {
     d.preflight()?;
     d.bootstrap()?;
     let sha = d.fetch()?;
     let mut new = d.release(&sha)?;
     d.venv(&mut new)?;
-    let bridge = d.start_bridge();
-    let mut checks = d.check(&mut new)?;
-    if let Some(effective) = d.import(&mut new, &mut checks)? {
-        d.paths(&mut new, &effective)?;
-    }
-    d.collectstatic(&mut new, &mut checks)?;
-    let plan = d.migrations(&mut new, &mut checks)?;
-    checks.finish();
-    d.migrate(&mut new, &plan)?;
-    if d.ctx.opts.no_restart {
-        d.stop_before_swap(&new);
-        return Ok(());
-    }
-    d.swap(&mut new)?;
-    d.go_live(&mut new, bridge)
+    std::thread::scope(|scope| {
+        let bridge = d.start_bridge(scope);
+        let mut checks = d.check(&mut new)?;
+        if let Some(effective) = d.import(&mut new, &mut checks)? {
+            d.paths(&mut new, &effective)?;
+        }
+        d.collectstatic(&mut new, &mut checks)?;
+        let plan = d.migrations(&mut new, &mut checks)?;
+        checks.finish();
+        d.migrate(&mut new, &plan)?;
+        if d.ctx.opts.no_restart {
+            d.stop_before_swap(&new);
+            return Ok(());
+        }
+        d.swap(&mut new)?;
+        d.go_live(&mut new, bridge)
+    })
 }
 
 /// What is live (or which step failed and why), and where to look next.
@@ -146,7 +150,7 @@ pub fn run(
     site_name: &str,
     opts: &Options,
     control: Option<&mut dyn Control>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     err: &mut dyn Write,
 ) -> u8 {
     failure::exit_code(command(root, site_name, opts, control, out), err)
@@ -158,7 +162,7 @@ fn command(
     site_name: &str,
     opts: &Options,
     control: Option<&mut dyn Control>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), Failure> {
     // Before any child is started: none may inherit the socket.
     let listener = bridge::inherited_socket(&root.path(&SiteLayout::new(site_name).socket));

@@ -1,11 +1,14 @@
 //! The step log of a deploy and a rollback: each step's start (`==> step`),
-//! its result or failure and its duration, kept for the history; and what a
+//! its result or failure and its duration, kept for the history, with the
+//! app's own lines marked inside their step (see relay.rs); and what a
 //! failed step reports (the step's name and a [`Failure`] with its exit
 //! code).
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::relay::{self, Sink};
 use crate::site_state::StepTime;
 use crate::system::failure::Failure;
 
@@ -26,21 +29,32 @@ pub(super) fn fail(step: &str, message: impl Into<String>) -> StepFailure {
 
 /// Where the steps are logged, and how long each took.
 pub(super) struct Log<'a> {
-    out: &'a mut dyn Write,
+    /// Shared with the relay of the bridge's output, which writes into the
+    /// log while a step runs.
+    out: Sink<'a>,
     pub(super) times: Vec<StepTime>,
 }
 
-impl Log<'_> {
-    pub(super) fn new(out: &mut dyn Write) -> Log<'_> {
+impl<'a> Log<'a> {
+    pub(super) fn new(out: &'a mut (dyn Write + Send)) -> Log<'a> {
         Log {
-            out,
+            out: Arc::new(Mutex::new(out)),
             times: Vec::new(),
         }
     }
 
     pub(super) fn line(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
-        let _ = self.out.flush();
+        relay::write_lines(&self.out, &[text]);
+    }
+
+    /// Lines the app printed (what a command captured), marked as the app's.
+    pub(super) fn app(&mut self, text: &str) {
+        relay::write_lines(&self.out, &relay::marked(text.as_bytes()));
+    }
+
+    /// The log, for a relay that writes into it.
+    pub(super) fn sink(&self) -> Sink<'a> {
+        Arc::clone(&self.out)
     }
 
     /// Runs one step, logging its start, its result and its duration.
@@ -138,6 +152,28 @@ mod tests {
         assert!(lines[1].starts_with("    fetch: main is abc (0.") && lines[1].ends_with("s)"));
         assert!(lines[3].starts_with("    swap: done in 0."));
         assert!(lines[5].starts_with("    venv: FAILED after 0."));
+    }
+
+    #[test]
+    fn the_apps_lines_are_marked_inside_the_step() {
+        let mut out = Vec::new();
+        let mut log = Log::new(&mut out);
+        log.step("check", |log| {
+            log.app("?: (security.W018) DEBUG\r\n\tHINT: off");
+            Ok(((), "passed".into()))
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "==> check",
+                "    app| ?: (security.W018) DEBUG",
+                "    app| \tHINT: off"
+            ]
+        );
+        assert!(lines[3].starts_with("    check: passed ("), "{text}");
     }
 
     #[test]

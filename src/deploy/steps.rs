@@ -12,7 +12,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::app::{self, Checks, Effective, Migrations, Runner, VenvSpec};
-use super::bridge::Bridge;
 use super::ctx::Ctx;
 use super::steplog::{fail, shown, Log, StepFailure};
 use super::{dirs, fetch, preflight, record};
@@ -68,7 +67,7 @@ impl<'a> Deploy<'a> {
     pub(super) fn new(
         ctx: &'a Ctx<'a>,
         control: &'a mut dyn Control,
-        out: &'a mut dyn Write,
+        out: &'a mut (dyn Write + Send),
     ) -> Deploy<'a> {
         let git_ref = ctx
             .opts
@@ -277,40 +276,6 @@ impl<'a> Deploy<'a> {
         self.save(new, "venv")
     }
 
-    /// The bridge (see bridge.rs): the live release also serves from the
-    /// socket while the unit restarts. Started before the checks, so that
-    /// its boot overlaps them; dropped (stopped gracefully) on any failure.
-    pub(super) fn start_bridge(&mut self) -> Option<Bridge> {
-        let ctx = self.ctx;
-        let (Some(fd), Some(p), Some(v)) = (ctx.listener, &self.previous, &self.previous_venv)
-        else {
-            return None;
-        };
-        if self.interrupted || ctx.opts.no_restart || !self.control.manages_services() {
-            return None;
-        }
-        let release = ctx.p(&self.l.releases).join(p);
-        let venv = ctx.p(&self.l.venvs).join(v);
-        let conf = ctx.p(crate::config::layout::GUNICORN_CONF);
-        match Bridge::start(&self.runner, ctx.site, fd, &release, &venv, &conf) {
-            Ok(b) => {
-                self.log.line(&format!(
-                    "    bridge: a gunicorn of releases/{p} (pid {}) also serves the socket \
-                     while the unit restarts",
-                    b.pid()
-                ));
-                Some(b)
-            }
-            Err(e) => {
-                self.log.line(&format!(
-                    "    bridge: warning: {e}; requests wait in the socket's backlog while \
-                     the unit restarts"
-                ));
-                None
-            }
-        }
-    }
-
     /// Step 4: `manage.py check --deploy` from the new release, warnings
     /// logged. It starts the release checks' one Python process: each
     /// Django start-up costs a few tenths of a second, and a code-only
@@ -330,9 +295,15 @@ impl<'a> Deploy<'a> {
                     .lines()
                     .chain(ran.stdout.lines())
                     .filter(|l| l.trim_start().starts_with("?:") || l.contains("(security."))
+                    .map(str::trim)
                     .collect();
-                for w in &warnings {
-                    log.line(&format!("    warning: {}", w.trim()));
+                if !warnings.is_empty() {
+                    // Ours at warning; Django's own lines are the app's.
+                    log.line(&format!(
+                        "    warning: `manage.py check --deploy` reported {} warning(s):",
+                        warnings.len()
+                    ));
+                    log.app(&warnings.join("\n"));
                 }
                 if !ran.ok {
                     return Err(format!(

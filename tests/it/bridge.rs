@@ -4,8 +4,9 @@
 //! systemd, holds the socket across restarts and hands it to gunicorn
 //! through LISTEN_FDS. A request sent while the old gunicorn is gone and
 //! before the new one starts is answered only if the bridge serves; without
-//! the socket nothing would answer it until the new gunicorn is up. A
-//! bridge whose sum-deploy dies stops gracefully.
+//! the socket nothing would answer it until the new gunicorn is up. What
+//! the bridge's gunicorn prints is in the deploy's log, marked as the
+//! app's. A bridge whose sum-deploy dies stops gracefully.
 
 use crate::common;
 
@@ -169,6 +170,27 @@ fn bridge_pid(log: &str) -> i32 {
     pid.parse().unwrap()
 }
 
+/// The lines of `step` in the log, from `==> step` to its result.
+fn step_lines<'l>(log: &'l str, step: &str) -> Vec<&'l str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.iter().position(|l| *l == format!("==> {step}"));
+    let start = start.unwrap_or_else(|| panic!("no step {step}:\n{log}"));
+    let end = lines[start..]
+        .iter()
+        .position(|l| l.starts_with(&format!("    {step}: ")))
+        .unwrap_or_else(|| panic!("no result of {step}:\n{log}"));
+    lines[start..=start + end].to_vec()
+}
+
+/// The mark of the app's lines in the deploy's log.
+const APP: &str = "    app| ";
+
+/// The log's lines marked as the app's, and the deploy's own.
+fn app_and_ours(log: &str) -> (Vec<&str>, Vec<&str>) {
+    assert_eq!(sum::deploy::relay::MARK, APP);
+    log.lines().partition(|l| l.starts_with(APP))
+}
+
 fn running(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
@@ -185,14 +207,35 @@ fn the_live_release_answers_while_the_unit_restarts() {
     println!("{log}");
     assert_eq!(o.code, 0, "{log}");
     assert!(!log.contains("bridge:"), "{log}");
+    // Nothing of the app's was relayed, so nothing is marked.
+    assert!(!log.contains(APP.trim()), "{log}");
     let v1 = fx.live().unwrap();
     assert_eq!(fx.serving_version(), "v1");
 
     // v2: while the unit is down, v1 answers from the bridge; the bridge
-    // is gone before the smoke check, which reaches v2.
+    // is gone before the smoke check, which reaches v2. With a SECRET_KEY
+    // that `check --deploy` finds too short: its warning is the app's too.
+    let short: Vec<(String, String)> = fx
+        .env
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "SECRET_KEY" => (k.clone(), "short-but-not-empty".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    fx.write_env(&short);
     let (o, log) = control.deploy(&fx, "v2");
+    fx.write_env(&fx.env);
     println!("{log}");
     assert_eq!(o.code, 0, "{log}");
+    let check = step_lines(&log, "check");
+    let warned = check
+        .iter()
+        .position(|l| *l == "    warning: `manage.py check --deploy` reported 1 warning(s):");
+    let w009 = check.iter().position(|l| {
+        l.starts_with("    app| ?: (security.W009) Your SECRET_KEY has less than 50")
+    });
+    assert!(warned.is_some() && warned < w009, "{log}");
     assert!(
         log.contains(&format!("bridge: a gunicorn of releases/{v1} (pid")),
         "{log}"
@@ -206,6 +249,7 @@ fn the_live_release_answers_while_the_unit_restarts() {
         "the bridge must stop before the smoke check:\n{log}"
     );
     assert!(!running(pid), "the bridge (pid {pid}) still runs");
+    the_bridges_lines_are_marked_inside_the_steps(&log, pid);
     assert_eq!(fx.serving_version(), "v2");
     // The bridge left the socket where it was.
     assert!(control.socket(&fx.site()).exists());
@@ -223,6 +267,42 @@ fn the_live_release_answers_while_the_unit_restarts() {
     assert_eq!(control.mid_restart[0], Ok((200, "v2".to_string())));
     assert!(control.mid_restart[1].is_err(), "{:?}", control.mid_restart);
     assert_eq!(fx.serving_version(), "v2");
+}
+
+/// What the bridge's gunicorn printed, on its stdout (the access log) and
+/// its stderr (its error log), is in the deploy's log, each line marked
+/// and between the lines that start and stop the bridge; none of the
+/// deploy's own lines is marked.
+fn the_bridges_lines_are_marked_inside_the_steps(log: &str, pid: i32) {
+    let (app, ours) = app_and_ours(log);
+    for said in [
+        format!("[{pid}] [INFO] Starting gunicorn "),
+        format!("[{pid}] [INFO] Shutting down: Master"),
+        // The request the bridge answered while the unit was down.
+        "\"GET /health/ HTTP/1.1\" 200".to_string(),
+    ] {
+        assert!(app.iter().any(|l| l.contains(&said)), "{said}:\n{log}");
+    }
+    assert!(
+        ours.iter()
+            .all(|l| !l.contains("[INFO]") && !l.contains("HTTP/1.1")),
+        "an unmarked line of gunicorn's:\n{log}"
+    );
+    assert!(
+        ours.iter().any(|l| l.starts_with("==> check"))
+            && ours.iter().any(|l| l.starts_with("    check: passed"))
+            && ours.iter().any(|l| l.starts_with("    restart: ")),
+        "{log}"
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str| lines.iter().position(|l| l.contains(what)).unwrap();
+    let (started, stopped) = (
+        at("bridge: a gunicorn of releases/"),
+        at(&format!("bridge: pid {pid} stopped")),
+    );
+    let first = lines.iter().position(|l| l.starts_with(APP)).unwrap();
+    let last = lines.iter().rposition(|l| l.starts_with(APP)).unwrap();
+    assert!(started < first && last < stopped, "{log}");
 }
 
 #[test]
@@ -273,6 +353,7 @@ fn a_bridge_whose_deploy_dies_stops_gracefully() {
                 &release,
                 &venv,
                 &conf,
+                std::io::stderr().as_fd().try_clone_to_owned().unwrap(),
             )
             .unwrap();
             // The unit is stopped: only the bridge answers.

@@ -128,6 +128,9 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
         err.contains("no_such_module") && err.contains("production is untouched"),
         "{err}"
     );
+    // The traceback is the app's: marked, in the summary as in the error.
+    let said = "\n    app| ModuleNotFoundError: No module named 'acme.no_such_module'";
+    assert!(err.contains(said) && log.contains(said), "{log}");
     assert_eq!(fx.live().unwrap(), v2);
     assert_eq!(fx.serving_version(), "v2");
     assert_eq!(before, common::snapshot(&fx.home().join("static")));
@@ -156,6 +159,10 @@ fn a_site_through_five_versions_rollbacks_and_pruning() {
     assert_eq!(o.code, 1, "v5 must fail:\n{log}");
     assert_eq!(o.record.failed_step.as_deref(), Some("migrate"));
     assert!(o.record.error.unwrap().contains("division by zero"));
+    assert!(
+        log.contains("\n    app| django.db.utils.DataError: division by zero\n"),
+        "{log}"
+    );
     assert_eq!(tables, fx.sql("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'"));
     assert_eq!(applied, fx.sql("SELECT count(*) FROM django_migrations"));
     assert_eq!(fx.live().unwrap(), v2);
