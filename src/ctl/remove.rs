@@ -139,19 +139,14 @@ fn site_lock(root: &Root, l: &SiteLayout, name: &str) -> Result<Option<lock::Sit
     }
 }
 
-/// Stops every app unit of the site while they are still loaded.
+/// Stops every unit of the site that systemd has loaded: gunicorn's socket
+/// and service, celery, beat, the backup timer. A glob matches only loaded
+/// units, so units the site never had (celery off) are no error. The
+/// site's lock is held, so no deploy, backup or restore is among them.
 fn stop_units(name: &str) -> Result<String, Failure> {
-    let units = [
-        format!("sum-gunicorn@{name}.socket"),
-        format!("sum-gunicorn@{name}.service"),
-        format!("sum-celery@{name}.service"),
-        format!("sum-celerybeat@{name}.service"),
-        format!("sum-backup@{name}.timer"),
-    ];
-    let mut args = vec!["stop", "--quiet"];
-    args.extend(units.iter().map(String::as_str));
-    systemctl(&args)?;
-    Ok(format!("stopped {}", units.join(" ")))
+    let pattern = format!("sum-*@{name}.*");
+    systemctl(&["stop", "--quiet", &pattern])?;
+    Ok(format!("stopped the units {pattern}"))
 }
 
 /// What stays without `--purge`, and how to delete it.
