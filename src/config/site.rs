@@ -107,6 +107,9 @@ pub struct Deploy {
     pub keep_releases: u32,
     pub backup_before_migrate: bool,
     pub shared: Vec<String>,
+    /// Release commands: shell command lines run in the new release after
+    /// collectstatic and before the migrations (src/deploy/release_cmds.rs).
+    pub release: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,6 +55,7 @@ pub fn site_file_text(name: &str, domain: &str, git: &str, aliases: &[String]) -
          # keep_releases = 5\n\
          # backup_before_migrate = true\n\
          # shared = []\n\
+         # release = []               # e.g. [\"python manage.py compress\"], after collectstatic\n\
          \n\
          [sandbox]\n\
          # memory_deny_write_execute = true   # false for apps that need cffi callbacks or a JIT\n",

@@ -26,6 +26,7 @@ mod preflight;
 mod prune;
 mod record;
 pub mod relay;
+mod release_cmds;
 pub mod rollback;
 pub mod run;
 pub mod shared;

@@ -78,6 +78,7 @@ fn steps(d: &mut Deploy) -> Result<(), StepFailure> {
             d.paths(&mut new, &effective)?;
         }
         d.collectstatic(&mut new, &mut checks)?;
+        d.release_commands(&mut new)?;
         let plan = d.migrations(&mut new, &mut checks)?;
         checks.finish();
         d.migrate(&mut new, &plan)?;

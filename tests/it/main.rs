@@ -27,6 +27,7 @@ mod provision;
 mod real_tools;
 mod redis_preflight;
 mod release_checks;
+mod release_cmds;
 mod restore;
 mod sizes;
 mod smoke;

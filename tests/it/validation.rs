@@ -545,3 +545,47 @@ fn the_example_site_files_are_valid() {
         "extra must match requirements/production.txt"
     );
 }
+
+#[test]
+fn release_commands_are_non_empty_single_lines() {
+    rejects(
+        &with("deploy", "release = [\"  \"]"),
+        "5:12",
+        "deploy.release",
+        "empty",
+    );
+    rejects(
+        &with("deploy", "release = [\"compress\\nrm -rf /\"]"),
+        "5:12",
+        "deploy.release",
+        "control character",
+    );
+    rejects(
+        &with("deploy", &format!("release = [\"{}\"]", "x".repeat(1001))),
+        "5:12",
+        "deploy.release",
+        "1001 characters",
+    );
+    rejects(
+        &with("deploy", "release = \"python manage.py compress\""),
+        "5:11",
+        "deploy.release",
+        "",
+    );
+    let site = Site::parse(
+        "acme",
+        Path::new(FILE),
+        &with(
+            "deploy",
+            "release = [\"python manage.py compress\", \"python manage.py collectstatic_js_reverse\"]",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        site.deploy.release,
+        [
+            "python manage.py compress",
+            "python manage.py collectstatic_js_reverse"
+        ]
+    );
+}

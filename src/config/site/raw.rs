@@ -97,6 +97,7 @@ pub(super) struct RawDeploy {
     pub(super) keep_releases: S<i64>,
     pub(super) backup_before_migrate: S<bool>,
     pub(super) shared: S<Vec<Spanned<String>>>,
+    pub(super) release: S<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]

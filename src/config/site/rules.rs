@@ -70,6 +70,11 @@ pub(super) const SCHEDULE: Rule = Rule {
     check: calendar::validate,
     allowed: "expected a systemd OnCalendar= expression such as \"*-*-* 02:00:00 UTC\" (see systemd.time(7))",
 };
+pub(super) const COMMAND: Rule = Rule {
+    check: check_command,
+    allowed:
+        "expected a command line of up to 1000 characters, such as \"python manage.py compress\"",
+};
 pub(super) const PING_URL: Rule = Rule {
     check: check_ping_url,
     allowed: "expected an http:// or https:// URL without spaces",
@@ -271,6 +276,19 @@ fn check_url_path(v: &str) -> Result<(), String> {
         return Err(format!("`{v}` contains {c:?}"));
     }
     Ok(())
+}
+
+/// A release command: run by `/bin/sh -c` in the release, never written
+/// into a generated file, so only emptiness and length are refused here
+/// (control characters are, by every rule).
+fn check_command(v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        Err("is empty".into())
+    } else if v.len() > 1000 {
+        Err(format!("is {} characters long", v.len()))
+    } else {
+        Ok(())
+    }
 }
 
 fn check_ping_url(v: &str) -> Result<(), String> {

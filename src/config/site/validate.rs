@@ -196,6 +196,7 @@ fn backup(c: &mut Checker, b: RawBackup) -> Backup {
 /// `[deploy]`: shared paths without a trailing '/'.
 fn deploy(c: &mut Checker, de: RawDeploy) -> Deploy {
     let shared = c.strings(de.shared, "deploy.shared", &REL_PATH);
+    let release = c.strings(de.release, "deploy.release", &COMMAND);
     Deploy {
         keep_releases: c.number(de.keep_releases, "deploy.keep_releases", 5, 1, 100),
         backup_before_migrate: Checker::flag(de.backup_before_migrate, true),
@@ -203,5 +204,6 @@ fn deploy(c: &mut Checker, de: RawDeploy) -> Deploy {
             .into_iter()
             .map(|s| s.trim_end_matches('/').to_string())
             .collect(),
+        release,
     }
 }
