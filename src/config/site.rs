@@ -47,6 +47,23 @@ pub struct Site {
     pub backup: Backup,
     pub deploy: Deploy,
     pub sandbox: Sandbox,
+    /// `[processes]`, sorted by name: each runs as `sum-app-<name>@<site>`.
+    pub processes: Vec<Process>,
+}
+
+/// A long-running process of the app (Procfile-style, `[processes]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub name: String,
+    pub command: String,
+}
+
+impl Process {
+    /// Its unit: `sum-app-<name>@<site>.service`. The site is the whole
+    /// instance, so a `-` in either name stays unambiguous.
+    pub fn unit(&self, site: &str) -> String {
+        format!("sum-app-{}@{site}.service", self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

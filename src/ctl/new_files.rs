@@ -57,6 +57,9 @@ pub fn site_file_text(name: &str, domain: &str, git: &str, aliases: &[String]) -
          # shared = []\n\
          # release = []               # e.g. [\"python manage.py compress\"], after collectstatic\n\
          \n\
+         [processes]                 # long-running commands, each its own unit, e.g.\n\
+         # sendalerts = \"python manage.py sendalerts\"\n\
+         \n\
          [sandbox]\n\
          # memory_deny_write_execute = true   # false for apps that need cffi callbacks or a JIT\n",
         domain = toml_string(domain),

@@ -59,6 +59,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         if site.celery.beat {
             names.push(format!("sum-celerybeat@{n}.service"));
         }
+        names.extend(site.processes.iter().map(|p| p.unit(n)));
         for u in names {
             let state = crate::system::systemd::property(&u, "ActiveState")
                 .unwrap_or_else(|| "unknown".into());

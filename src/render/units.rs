@@ -263,7 +263,10 @@ pub fn render(site: &Site) -> Rendered {
         gunicorn_unit(site, &l, &socket),
     ];
     let mut wants = vec![("sockets.target".to_string(), socket.clone())];
-    for unit in celery_units(site, &l) {
+    for unit in celery_units(site, &l)
+        .into_iter()
+        .chain(process_units(site, &l))
+    {
         wants.push(("multi-user.target".to_string(), unit.name.clone()));
         units.push(unit);
     }
@@ -375,6 +378,52 @@ fn celery_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
         });
     }
     units
+}
+
+/// `[processes]`: one supervised unit each (Procfile-style), configured and
+/// sandboxed like the celery worker: the same user, `.env`, environment,
+/// working directory (the live release) and writable paths. The command
+/// runs as `/bin/sh -c 'exec COMMAND'` with the venv first on `PATH`, so
+/// `python manage.py sendalerts` is the venv's python and the shell is
+/// replaced by it. A deploy, a rollback and a restore restart or start
+/// these units with gunicorn (`system::control::app_units`).
+fn process_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
+    let python = format!("{}/bin/python", l.venv);
+    let path = format!("{}/bin:/usr/local/bin:/usr/bin:/bin", l.venv);
+    site.processes
+        .iter()
+        .map(|p| {
+            let script = format!("exec {}", p.command);
+            UnitFile {
+                name: p.unit(&site.name),
+                contents: format!(
+                    "{head}\
+                     After=network.target postgresql.service redis-server.service\n\
+                     # Skipped until the first deploy has built the virtualenv.\n\
+                     ConditionPathExists={python}\n\
+                     \n\
+                     [Service]\n\
+                     Type=exec\n\
+                     {common}\
+                     {path}\
+                     {venv}\
+                     ExecStart={cmd}\n\
+                     KillMode=mixed\n\
+                     TimeoutStopSec=30\n\
+                     Restart=always\n\
+                     RestartSec=5\n\
+                     {hardening}",
+                    head = header(site, &format!("process {}", p.name)),
+                    python = escape_value(&python),
+                    common = app_service_common(site, l),
+                    path = env("PATH", &path),
+                    venv = env("VIRTUAL_ENV", &l.venv),
+                    cmd = exec(&["/bin/sh", "-c", &script]),
+                    hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The timer of the scheduled verified backup.

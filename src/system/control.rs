@@ -76,6 +76,7 @@ pub fn app_units(site: &Site) -> Vec<String> {
     if site.celery.beat {
         units.push(format!("sum-celerybeat@{n}.service"));
     }
+    units.extend(site.processes.iter().map(|p| p.unit(n)));
     units
 }
 
@@ -93,11 +94,15 @@ impl Control for Systemd {
         // celery worker turned off since it started still holds the database.
         let n = &site.name;
         let mut stopped = Vec::new();
-        for unit in [
+        let every = [
             format!("sum-gunicorn@{n}.service"),
             format!("sum-celery@{n}.service"),
             format!("sum-celerybeat@{n}.service"),
-        ] {
+        ];
+        for unit in every
+            .into_iter()
+            .chain(site.processes.iter().map(|p| p.unit(n)))
+        {
             if systemd::is_active(&unit) {
                 systemd::systemctl(&["stop", &unit])?;
                 stopped.push(unit);

@@ -589,3 +589,47 @@ fn release_commands_are_non_empty_single_lines() {
         ]
     );
 }
+
+#[test]
+fn processes_have_plain_names_and_one_line_commands() {
+    let site = Site::parse(
+        "acme",
+        Path::new(FILE),
+        &format!(
+            "{BASE}[processes]\nsendalerts = \"python manage.py sendalerts\"\nreport-loop = \"python manage.py sendreports --loop\"\n"
+        ),
+    )
+    .unwrap();
+    let names: Vec<(&str, &str)> = site
+        .processes
+        .iter()
+        .map(|p| (p.name.as_str(), p.command.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("report-loop", "python manage.py sendreports --loop"),
+            ("sendalerts", "python manage.py sendalerts")
+        ]
+    );
+    assert_eq!(
+        site.processes[1].unit("acme"),
+        "sum-app-sendalerts@acme.service"
+    );
+    for (table, problem) in [
+        ("Send = \"x\"", "not a process name"),
+        ("a_b = \"x\"", "not a process name"),
+        ("x- = \"x\"", "not a process name"),
+        ("ok = \"\"", "empty"),
+        ("ok = \"a\\nb\"", "control character"),
+    ] {
+        let text = with("processes", table);
+        let err = Site::parse("acme", Path::new(FILE), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processes."), "{table}: {err}");
+        assert!(err.contains(problem), "{table}: {err}");
+    }
+    let text = with("processes", "ok = 3");
+    assert!(Site::parse("acme", Path::new(FILE), &text).is_err());
+}

@@ -29,6 +29,8 @@ pub(super) struct RawSite {
     pub(super) deploy: RawDeploy,
     #[serde(default)]
     pub(super) sandbox: RawSandbox,
+    /// `name = "command"`.
+    pub(super) processes: S<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]

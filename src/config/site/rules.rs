@@ -75,6 +75,10 @@ pub(super) const COMMAND: Rule = Rule {
     allowed:
         "expected a command line of up to 1000 characters, such as \"python manage.py compress\"",
 };
+pub(super) const PROCESS_NAME: Rule = Rule {
+    check: check_process_name,
+    allowed: "expected a process name of 1 to 32 characters of a-z, 0-9 and '-', starting with a letter, such as sendalerts",
+};
 pub(super) const PING_URL: Rule = Rule {
     check: check_ping_url,
     allowed: "expected an http:// or https:// URL without spaces",
@@ -288,6 +292,20 @@ fn check_command(v: &str) -> Result<(), String> {
         Err(format!("is {} characters long", v.len()))
     } else {
         Ok(())
+    }
+}
+
+fn check_process_name(v: &str) -> Result<(), String> {
+    let b = v.as_bytes();
+    let ok = (1..=32).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{v}` is not a process name"))
     }
 }
 

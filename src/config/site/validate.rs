@@ -13,7 +13,8 @@ use super::raw::{
 };
 use super::rules::*;
 use super::{
-    Backup, Celery, Deploy, Django, Git, Gunicorn, Health, Python, Sandbox, Site, SITES_DIR,
+    Backup, Celery, Deploy, Django, Git, Gunicorn, Health, Process, Python, Sandbox, Site,
+    SITES_DIR,
 };
 use toml::Spanned;
 
@@ -28,6 +29,7 @@ pub(super) fn from_raw(c: &mut Checker, name: &str, raw: RawSite) -> Site {
     let health = health(c, raw.health);
     let backup = backup(c, raw.backup);
     let deploy = deploy(c, raw.deploy);
+    let processes = processes(c, raw.processes);
     Site {
         name: name.to_string(),
         source: Path::new(SITES_DIR).join(format!("{name}.toml")),
@@ -44,7 +46,32 @@ pub(super) fn from_raw(c: &mut Checker, name: &str, raw: RawSite) -> Site {
         sandbox: Sandbox {
             memory_deny_write_execute: Checker::flag(raw.sandbox.memory_deny_write_execute, true),
         },
+        processes,
     }
+}
+
+/// `[processes]`: a name and a command line each, sorted by name.
+fn processes(
+    c: &mut Checker,
+    table: S<std::collections::BTreeMap<String, Spanned<String>>>,
+) -> Vec<Process> {
+    let Some(table) = table else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, command) in table.into_inner() {
+        let span = command.span();
+        let key = format!("processes.{name}");
+        if let Err(problem) = PROCESS_NAME.check(&name) {
+            c.push(span.clone(), &key, problem, PROCESS_NAME.allowed);
+        }
+        let command = command.into_inner();
+        if let Err(problem) = COMMAND.check(&command) {
+            c.push(span, &key, problem, COMMAND.allowed);
+        }
+        out.push(Process { name, command });
+    }
+    out
 }
 
 /// The domain (required) and its aliases, none of them the domain itself.
