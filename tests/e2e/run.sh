@@ -540,6 +540,33 @@ check "an admin user from sumctl manage logs in through Caddy (acme v8, with Dja
     contains "the admin index" "<strong>admin</strong>" "$(cat /root/resp.b)"
     expect "the admin CSS, collected and served by Caddy" 200 "$(get https://acme.localhost/static/admin/css/base.css)"'
 
+check "release commands and a process (acme): in the deploy log, on the live release after a deploy, a rollback and a restore" '
+    sed -i "/^\[deploy\]/a release = [\"python manage.py check --tag models\"]" /etc/sum/sites/acme.toml
+    sed -i "/^\[processes\]/a ticker = \"while true; do grep -h ^RELEASE notes/views.py > /srv/sum/acme/media/ticker.txt; sleep 1; done\"" /etc/sum/sites/acme.toml
+    sumctl check /etc/sum/sites/acme.toml
+    systemctl daemon-reload
+    ticker() { # ticker VERSION: the process writes the RELEASE of the code it runs
+        for _ in $(seq 1 30); do
+            grep -q "\"$1\"" /srv/sum/acme/media/ticker.txt 2>/dev/null && return 0
+            sleep 1
+        done
+        echo "the process did not run $1: $(cat /srv/sum/acme/media/ticker.txt 2>&1)"; return 1
+    }
+    sum-deploy acme --ref main >/root/deploy-release.log 2>&1 || { cat /root/deploy-release.log; exit 1; }
+    contains "the deploy log" "==> release: python manage.py check --tag models" "$(cat /root/deploy-release.log)"
+    expect "sum-app-ticker@acme" active "$(systemctl is-active sum-app-ticker@acme.service)"
+    expect "its user" sum-acme "$(ps -o user= -p "$(systemctl show -P MainPID sum-app-ticker@acme.service)")"
+    ticker v2
+    contains "sumctl status" "sum-app-ticker@acme.service" "$(sumctl status acme)"
+    sumctl rollback acme >/dev/null
+    ticker v8
+    systemctl start sum-backup@acme
+    sum-restore acme latest --i-know-this-will-overwrite >/dev/null
+    expect "sum-app-ticker@acme after the restore" active "$(systemctl is-active sum-app-ticker@acme.service)"
+    rm -f /srv/sum/acme/media/ticker.txt
+    ticker v8
+    expect "HTTP status" 200 "$(get https://acme.localhost/health/)"'
+
 step "a Wagtail-shaped app: hard-coded STATIC_ROOT and MEDIA_ROOT (examples/bakery)"
 E2E_UNITS=(sum-deploy@bakery.service sum-gunicorn@bakery.service caddy.service)
 check "sum-deploy@bakery deploys v1: static collected inside the release, media linked to media/" '
