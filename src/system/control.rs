@@ -182,3 +182,28 @@ impl Control for NoControl {
         self.root.path(SiteLayout::new(&site.name).socket)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deploy_restarts_every_app_unit_the_site_file_names() {
+        let text = "domain = \"acme.example.com\"\n[git]\nurl = \"https://example.com/a.git\"\n\
+                    [celery]\nworker = true\n[processes]\nsendalerts = \"python manage.py sendalerts\"\n";
+        let site = Site::parse(
+            "acme-2",
+            std::path::Path::new("/etc/sum/sites/acme-2.toml"),
+            text,
+        )
+        .unwrap();
+        assert_eq!(
+            app_units(&site),
+            [
+                "sum-gunicorn@acme-2.service",
+                "sum-celery@acme-2.service",
+                "sum-app-sendalerts@acme-2.service"
+            ]
+        );
+    }
+}
