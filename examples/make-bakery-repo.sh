@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds a git repository of the bakery example site with two tagged
+# Builds a git repository of the bakery example site with three tagged
 # versions:
 #
 #   v1  the site as it is in examples/bakery
 #   v2  v1 with a changed stylesheet (/* bakery v2 */)           branch main
+#   v3  v2 with django-compressor's offline compression (its
+#       pages answer 500 until `manage.py compress` ran) and a
+#       `manage.py heartbeat` process writing a row per second  branch real-app
 #
 #   bash examples/make-bakery-repo.sh DEST
 #
@@ -44,5 +47,98 @@ sed -i -e '1s|.*|/* bakery v2 */|' -e 's/background: #fdf6e3;/background: #e8f1f
     bakery/static/css/site.css
 commit v2 "bakery v2: a new background colour"
 
+# v3, on its own branch: what real apps need beyond v2 (docs/deploy.md,
+# "Release commands" and "Processes").
+git checkout -q -b real-app
+release v3
+echo "django-compressor==4.7.0" >>requirements.txt
+python3 - <<'PY'
+import re
+
+def edit(path, old, new):
+    text = open(path).read()
+    assert text.count(old) == 1, (path, old)
+    open(path, "w").write(text.replace(old, new))
+
+# Offline compression, as healthchecks and many Wagtail sites do: every page
+# that uses {% compress %} answers 500 until `manage.py compress` has run in
+# the release, which is what a release command is for.
+edit("bakery/settings/base.py", '    "gallery",\n]', '    "gallery",\n    "compressor",\n]')
+edit(
+    "bakery/settings/base.py",
+    'STATICFILES_DIRS = [PROJECT_DIR / "static"]\n',
+    'STATICFILES_DIRS = [PROJECT_DIR / "static"]\n'
+    "STATICFILES_FINDERS = [\n"
+    '    "django.contrib.staticfiles.finders.FileSystemFinder",\n'
+    '    "django.contrib.staticfiles.finders.AppDirectoriesFinder",\n'
+    '    "compressor.finders.CompressorFinder",\n'
+    "]\n"
+    "COMPRESS_ENABLED = True\n"
+    "COMPRESS_OFFLINE = True\n",
+)
+edit(
+    "bakery/templates/home.html",
+    "{% load static %}",
+    "{% load static compress %}",
+)
+edit(
+    "bakery/templates/home.html",
+    "  <link rel=\"stylesheet\" href=\"{% static 'css/site.css' %}\">\n",
+    "  {% compress css %}<link rel=\"stylesheet\" href=\"{% static 'css/site.css' %}\">{% endcompress %}\n",
+)
+# A background process: a row every second, naming the release it runs.
+edit(
+    "gallery/models.py",
+    "    def __str__(self):\n        return self.title\n",
+    "    def __str__(self):\n        return self.title\n\n\n"
+    "class Heartbeat(models.Model):\n"
+    "    \"\"\"A row `manage.py heartbeat` writes every second while it runs.\"\"\"\n\n"
+    "    release = models.CharField(max_length=20)\n"
+    "    at = models.DateTimeField(auto_now_add=True)\n",
+)
+PY
+mkdir -p gallery/management/commands
+touch gallery/management/__init__.py gallery/management/commands/__init__.py
+cat >gallery/management/commands/heartbeat.py <<'PY'
+"""`manage.py heartbeat`: a long-running process, as a site's [processes]
+runs it. Writes a row naming its release every second until stopped."""
+import time
+
+from django.core.management.base import BaseCommand
+
+from gallery.models import Heartbeat
+from gallery.views import RELEASE
+
+
+class Command(BaseCommand):
+    help = "Write a heartbeat row every second."
+
+    def handle(self, *args, **options):
+        self.stdout.write(f"heartbeat of release {RELEASE} started")
+        while True:
+            Heartbeat.objects.create(release=RELEASE)
+            time.sleep(1)
+PY
+cat >gallery/migrations/0002_heartbeat.py <<'PY'
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("gallery", "0001_initial")]
+
+    operations = [
+        migrations.CreateModel(
+            name="Heartbeat",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("release", models.CharField(max_length=20)),
+                ("at", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]
+PY
+commit v3 "bakery v3: offline compression (needs manage.py compress) and a heartbeat process"
+git checkout -q main
+
 git gc -q
-echo "$dest: v1 v2 (main)"
+echo "$dest: v1 v2 (main) v3 (real-app)"

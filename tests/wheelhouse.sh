@@ -6,7 +6,8 @@
 #
 #   acme    examples/acme/requirements.txt
 #   bakery  examples/bakery/requirements.txt and, for its [python] extra,
-#           examples/bakery/requirements/production.txt; the gunicorn a
+#           examples/bakery/requirements/production.txt, and what its v3
+#           adds (django-compressor); the gunicorn a
 #           deploy adds to it (src/deploy/app.rs GUNICORN) is the newest
 #           below
 #   gunicorn the oldest and the newest gunicorn a deploy accepts, each
@@ -24,11 +25,13 @@ bakery=(examples/bakery/requirements.txt examples/bakery/requirements/production
 # needs async-timeout on Python < 3.11.3 (Debian 12 has 3.11.2), psycopg and
 # django-redis need typing-extensions on Python < 3.13. Listed here explicitly.
 extra=("async-timeout>=4.0.3" "typing-extensions>=4.12")
+# What bakery v3 adds to its requirements (examples/make-bakery-repo.sh).
+bakery_v3=("django-compressor==4.7.0")
 # Keep in step with GUNICORN in src/deploy/app.rs and OLDEST/NEWEST in
 # tests/it/gunicorn_conf.rs.
 gunicorns=("gunicorn==23.0.0" "gunicorn==27.0.1")
 # Every input file by name and content, so changing any of them downloads again.
-stamp="$dest/.complete-$({ sha256sum "$acme" "${bakery[@]}"; printf '%s\n' "${extra[@]}" "${gunicorns[@]}"; } \
+stamp="$dest/.complete-$({ sha256sum "$acme" "${bakery[@]}"; printf '%s\n' "${extra[@]}" "${bakery_v3[@]}" "${gunicorns[@]}"; } \
     | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && { echo "$dest"; exit 0; }
 mkdir -p "$dest"
@@ -40,7 +43,7 @@ download() { # pip's requirement arguments
 # One resolution per site, as each site's own pip install resolves alone:
 # acme's redis pin must not decide the bakery's redis.
 download -r "$acme"
-download -r "${bakery[0]}" -r "${bakery[1]}"
+download -r "${bakery[0]}" -r "${bakery[1]}" "${bakery_v3[@]}"
 for g in "${gunicorns[@]}"; do download "$g"; done
 touch "$stamp"
 echo "$dest"

@@ -703,6 +703,41 @@ check "sum-backup@bakery archives the persistent media directory with the upload
     contains "the media archive" "${url#/media/}" "$(tar -tzf "$archive")"
     contains "the media archive" "original_images/welcome.txt" "$(tar -tzf "$archive")"'
 
+check "bakery v3: compress as a release command, the heartbeat process on the live release through deploys, a rollback and a restore" '
+    sed -i "s|^ref = .*|ref = \"v3\"|" /etc/sum/sites/bakery.toml
+    printf "release = [\"python manage.py compress\"]\n\n[processes]\nheartbeat = \"python manage.py heartbeat\"\n" >>/etc/sum/sites/bakery.toml
+    sumctl check /etc/sum/sites/bakery.toml
+    systemctl daemon-reload
+    live_cwd() { readlink "/proc/$(systemctl show -P MainPID sum-app-heartbeat@bakery.service)/cwd"; }
+    beats() { site_sql bakery "SELECT count(*) FROM gallery_heartbeat"; }
+    for n in 1 2; do
+        systemctl start sum-deploy@bakery
+        expect "sum-deploy@bakery Result ($n)" success "$(systemctl show -P Result sum-deploy@bakery)"
+        expect "the heartbeat runs in the live release ($n)" "$(readlink -f /srv/sum/bakery/app)" "$(live_cwd)"
+    done
+    j=$(journalctl _SYSTEMD_INVOCATION_ID="$(systemctl show -P InvocationID sum-deploy@bakery)" --no-pager -o cat)
+    contains "the deploy log" "==> release: python manage.py compress" "$j"
+    contains "the deploy log" "Compressed 1 block(s)" "$j"
+    expect "https://bakery.localhost/ (offline-compressed)" 200 "$(get https://bakery.localhost/)"
+    css=$(grep -o "/static/CACHE/css/output\.[0-9a-f]*\.css" /root/resp.b)
+    [ -n "$css" ] || { echo "no compressed stylesheet in the page"; exit 1; }
+    expect "$css" 200 "$(get "https://bakery.localhost$css")"
+    for _ in $(seq 1 20); do
+        [ "$(site_sql bakery "SELECT release FROM gallery_heartbeat ORDER BY id DESC LIMIT 1")" = v3 ] && break
+        sleep 0.5
+    done
+    expect "the newest heartbeat row" v3 "$(site_sql bakery "SELECT release FROM gallery_heartbeat ORDER BY id DESC LIMIT 1")"
+    second=$(readlink -f /srv/sum/bakery/app)
+    sumctl rollback bakery >/dev/null
+    [ "$(readlink -f /srv/sum/bakery/app)" != "$second" ] || { echo "the rollback left $second live"; exit 1; }
+    expect "the heartbeat after the rollback" "$(readlink -f /srv/sum/bakery/app)" "$(live_cwd)"
+    systemctl start sum-backup@bakery
+    sum-restore bakery latest --i-know-this-will-overwrite >/dev/null
+    expect "sum-app-heartbeat@bakery after the restore" active "$(systemctl is-active sum-app-heartbeat@bakery.service)"
+    before=$(beats); sleep 3
+    [ "$(beats)" -gt "$before" ] || { echo "no heartbeat rows after the restore ($before)"; exit 1; }
+    contains "sumctl status" "sum-app-heartbeat@bakery.service" "$(sumctl status bakery)"'
+
 step "sumctl remove"
 E2E_UNITS=(sum-gunicorn@bakery.service redis-server@sum-beta.service caddy.service)
 check "sumctl remove keeps the data; --purge deletes what sumctl new made" '
