@@ -260,12 +260,12 @@ fn smoke_check(root: &Root, site: &Site, control: &dyn Control) -> Result<Option
     }
     let socket = control.socket(site);
     let path = &site.health.path;
-    crate::probe::smoke::poll(&socket, &site.domain, path, site.health.timeout)
+    crate::probe::wait::poll(&socket, &site.domain, path, site.health.timeout)
         .map(|r| {
             Some(format!(
                 "GET {path} over {} answered {}",
                 socket.display(),
-                r.status
+                r.answered()
             ))
         })
         .map_err(|f| f.to_string())

@@ -14,7 +14,7 @@ use super::steplog::{fail, guarded, Log, StepFailure};
 use super::steps::{Deploy, InProgress, NewRelease, IN_PROGRESS};
 use super::swap;
 use crate::probe::public::PublicError;
-use crate::probe::smoke;
+use crate::probe::{smoke, wait};
 use crate::site_state::ReleaseStatus;
 use crate::system::control::Control;
 use crate::system::failure::{Exit, Failure};
@@ -237,7 +237,7 @@ fn smoke_check(
     let site = ctx.site;
     let socket = control.socket(site);
     let hint = |f: &smoke::Failed| smoke::with_hosts_hint(f, env, &site.domain);
-    let r = smoke::poll(
+    let r = wait::poll(
         &socket,
         &site.domain,
         &site.health.path,
@@ -246,7 +246,8 @@ fn smoke_check(
     .map_err(|f| hint(&f))?;
     let mut detail = format!(
         "GET {} over the socket answered {}",
-        site.health.path, r.status
+        site.health.path,
+        r.answered()
     );
     if control.public_url_reachable() {
         match crate::probe::public::check(site) {

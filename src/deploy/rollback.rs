@@ -228,7 +228,7 @@ fn restart_and_smoke(
     swap::restart_step(ctx, control, log)?;
     let site = ctx.site;
     log.step("smoke", |_| {
-        let r = crate::probe::smoke::poll(
+        let r = crate::probe::wait::poll(
             &control.socket(site),
             &site.domain,
             &site.health.path,
@@ -239,7 +239,8 @@ fn restart_and_smoke(
             (),
             format!(
                 "GET {} over the socket answered {}",
-                site.health.path, r.status
+                site.health.path,
+                r.answered()
             ),
         ))
     })

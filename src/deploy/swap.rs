@@ -97,7 +97,7 @@ pub(super) fn swap_back(
     let l = ctx.l();
     swap(&ctx.p(&l.app), &ctx.p(&l.venv), release, venv).map_err(|e| e.to_string())?;
     control.restart(site)?;
-    crate::probe::smoke::poll(
+    crate::probe::wait::poll(
         &control.socket(site),
         &site.domain,
         &site.health.path,
