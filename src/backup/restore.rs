@@ -250,23 +250,20 @@ fn create_locally(conn: &PgConn, db: &str) -> Option<Result<Option<String>, Rest
     )
 }
 
-/// Checks that the site answers again over its socket when it has a live
-/// release; what was checked, or None when there is nothing to check (no
-/// service manager, or nothing deployed).
+/// Checks that the site answers again over its socket (every health path)
+/// when it has a live release; what was checked, or None when there is
+/// nothing to check (no service manager, or nothing deployed).
 fn smoke_check(root: &Root, site: &Site, control: &dyn Control) -> Result<Option<String>, String> {
     let l = SiteLayout::new(&site.name);
     if !control.manages_services() || !root.path(&l.app).exists() {
         return Ok(None);
     }
     let socket = control.socket(site);
-    let path = &site.health.path;
-    crate::probe::smoke::poll(&socket, &site.domain, path, site.health.timeout)
-        .map(|r| {
-            Some(format!(
-                "GET {path} over {} answered {}",
-                socket.display(),
-                r.status
-            ))
+    let paths = site.health.paths();
+    crate::probe::wait::poll_paths(&socket, &site.domain, paths, site.health.timeout)
+        .map(|passes| {
+            let over = socket.display().to_string();
+            Some(crate::probe::wait::describe_passes(&passes, &over))
         })
         .map_err(|f| f.to_string())
 }

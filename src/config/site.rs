@@ -104,9 +104,19 @@ pub struct Celery {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
+    /// The first path checked: `path`, or the first of `paths`.
     pub path: String,
+    /// The rest of `paths`, checked after `path`, in order.
+    pub more_paths: Vec<String>,
     pub timeout: Duration,
     pub sitemap: bool,
+}
+
+impl Health {
+    /// Every path the smoke check asks, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.path.as_str()).chain(self.more_paths.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

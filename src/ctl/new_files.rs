@@ -41,7 +41,8 @@ pub fn site_file_text(name: &str, domain: &str, git: &str, aliases: &[String]) -
          # beat   = false\n\
          \n\
          [health]\n\
-         # path    = \"/health/\"        # a 200 passes unless its JSON says \"unhealthy\"\n\
+         # path    = \"/health/\"        # a 2xx or a redirect passes (see sum-site.toml(5))\n\
+         # paths   = [\"/health/\", \"/\"]  # instead of path: each checked, in order\n\
          # timeout = \"60s\"\n\
          \n\
          [backup]\n\

@@ -14,7 +14,7 @@ use super::steplog::{fail, guarded, Log, StepFailure};
 use super::steps::{Deploy, InProgress, NewRelease, IN_PROGRESS};
 use super::swap;
 use crate::probe::public::PublicError;
-use crate::probe::smoke;
+use crate::probe::{smoke, wait};
 use crate::site_state::ReleaseStatus;
 use crate::system::control::Control;
 use crate::system::failure::{Exit, Failure};
@@ -146,7 +146,7 @@ impl<'a> Deploy<'a> {
     }
 
     /// Step 7: the smoke check; a failure says what Django raises for the
-    /// same request.
+    /// same request (the path that failed).
     fn smoke(&mut self, new: &NewRelease) -> Result<(), StepFailure> {
         let (ctx, runner, env) = (self.ctx, &self.runner, &self.env);
         let control = &mut *self.control;
@@ -157,10 +157,10 @@ impl<'a> Deploy<'a> {
                     &new.venv_dir,
                     &new.dir,
                     &ctx.site.domain,
-                    &ctx.site.health.path,
+                    &e.path,
                 ) {
-                    Some(x) => format!("{e}\nDjango raises, for the same request: {x}"),
-                    None => e,
+                    Some(x) => format!("{}\nDjango raises, for the same request: {x}", e.message),
+                    None => e.message,
                 }
             })
         })
@@ -227,32 +227,40 @@ impl<'a> Deploy<'a> {
     }
 }
 
-/// Over the socket, then through Caddy over HTTPS. A 400 gets what the
-/// site's `.env` says about ALLOWED_HOSTS.
+/// A failed smoke check: the message, and the path whose answer failed
+/// (the first path when there was no answer at all).
+struct SmokeFailed {
+    message: String,
+    path: String,
+}
+
+/// Every health path over the socket, then through Caddy over HTTPS. A
+/// 400 gets what the site's `.env` says about ALLOWED_HOSTS.
 fn smoke_check(
     ctx: &Ctx,
     control: &mut dyn Control,
     env: &[(String, String)],
-) -> Result<((), String), String> {
+) -> Result<((), String), SmokeFailed> {
     let site = ctx.site;
     let socket = control.socket(site);
+    let failed = |f: &smoke::Failed, message: String| SmokeFailed {
+        path: f.path().unwrap_or(&site.health.path).to_string(),
+        message,
+    };
     let hint = |f: &smoke::Failed| smoke::with_hosts_hint(f, env, &site.domain);
-    let r = smoke::poll(
+    let passes = wait::poll_paths(
         &socket,
         &site.domain,
-        &site.health.path,
+        site.health.paths(),
         site.health.timeout,
     )
-    .map_err(|f| hint(&f))?;
-    let mut detail = format!(
-        "GET {} over the socket answered {}",
-        site.health.path, r.status
-    );
+    .map_err(|f| failed(&f, hint(&f)))?;
+    let mut detail = wait::describe_passes(&passes, "the socket");
     if control.public_url_reachable() {
         match crate::probe::public::check(site) {
             Ok(d) => detail.push_str(&format!("; {d}")),
-            Err(PublicError::Failed { url, failed }) => {
-                return Err(format!("{url}: {}", hint(&failed)))
+            Err(PublicError::Failed { url, failed: f }) => {
+                return Err(failed(&f, format!("{url}: {}", hint(&f))))
             }
             Err(PublicError::Unreachable(e)) => detail.push_str(&format!(
                 "; warning: the public check could not connect ({e})"

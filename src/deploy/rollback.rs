@@ -228,19 +228,16 @@ fn restart_and_smoke(
     swap::restart_step(ctx, control, log)?;
     let site = ctx.site;
     log.step("smoke", |_| {
-        let r = crate::probe::smoke::poll(
+        let passes = crate::probe::wait::poll_paths(
             &control.socket(site),
             &site.domain,
-            &site.health.path,
+            site.health.paths(),
             site.health.timeout,
         )
         .map_err(|f| f.to_string())?;
         Ok((
             (),
-            format!(
-                "GET {} over the socket answered {}",
-                site.health.path, r.status
-            ),
+            crate::probe::wait::describe_passes(&passes, "the socket"),
         ))
     })
 }

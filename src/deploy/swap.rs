@@ -84,8 +84,8 @@ pub(super) fn restart_step(
     })
 }
 
-/// Swaps back to `release` and `venv`, restarts, and polls the socket for
-/// up to `timeout`; says what serves again.
+/// Swaps back to `release` and `venv`, restarts, and polls the health
+/// paths over the socket for up to `timeout`; says what serves again.
 pub(super) fn swap_back(
     ctx: &Ctx,
     control: &mut dyn Control,
@@ -97,10 +97,10 @@ pub(super) fn swap_back(
     let l = ctx.l();
     swap(&ctx.p(&l.app), &ctx.p(&l.venv), release, venv).map_err(|e| e.to_string())?;
     control.restart(site)?;
-    crate::probe::smoke::poll(
+    crate::probe::wait::poll_paths(
         &control.socket(site),
         &site.domain,
-        &site.health.path,
+        site.health.paths(),
         timeout,
     )
     .map_err(|f| f.to_string())?;

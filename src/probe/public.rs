@@ -1,5 +1,6 @@
 //! The public half of the smoke check (SPEC §7 step 7): `GET
-//! https://<domain><health.path>` through Caddy, as a visitor would.
+//! https://<domain><path>` for each health path through Caddy, as a visitor
+//! would.
 //!
 //! It connects to this machine (127.0.0.1:443) with the site's name for SNI
 //! and Host, so it neither depends on DNS nor on the network hairpinning
@@ -14,12 +15,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::config::site::Site;
+use crate::probe::smoke::Response;
+use crate::probe::wait::Wait;
 
 /// Where Caddy (running as the `caddy` user) keeps its local CA's root.
 pub const CADDY_LOCAL_ROOT: &str =
@@ -74,37 +77,61 @@ fn body_of(resp: ureq::Response) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
-/// Polls the public URL until it passes, fails the health rules at the
-/// end of `health.timeout`, or cannot be reached at all.
+/// One GET: the answer, whatever its status, or why there was none.
+fn get(agent: &ureq::Agent, url: &str) -> Result<Response, String> {
+    // A 4xx/5xx is an answer too: judged like a 200, body and all.
+    let resp = match agent.get(url).call() {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => return Err(format!("{url}: {e}")),
+    };
+    let status = resp.status();
+    let location = resp.header("location").map(str::to_string);
+    let body = body_of(resp);
+    Ok(Response {
+        status,
+        body,
+        location,
+    })
+}
+
+/// Polls each health path's public URL in turn, all within
+/// `health.timeout`, with the smoke check's rules
+/// ([`crate::probe::wait`]): until it passes, fails for good or the time
+/// is up; the first that fails ends the check. Not reaching Caddy at all
+/// ends it at once, as a warning.
 pub fn check(site: &Site) -> Result<String, PublicError> {
-    let url = format!("https://{}{}", site.domain, site.health.path);
     let agent = agent();
-    let deadline = Instant::now() + site.health.timeout;
+    let mut wait = Wait::new(site.health.timeout);
+    let mut passed = Vec::new();
+    for path in site.health.paths() {
+        let url = format!("https://{}{}", site.domain, path);
+        let r = poll_url(&agent, &mut wait, &site.domain, path, &url)?;
+        passed.push(format!("{url} answered {}", r.answered()));
+    }
+    Ok(passed.join("; "))
+}
+
+/// One URL, polled within what is left of `wait`.
+fn poll_url(
+    agent: &ureq::Agent,
+    wait: &mut Wait,
+    host: &str,
+    path: &str,
+    url: &str,
+) -> Result<Response, PublicError> {
+    wait.next_path();
     loop {
-        // A 4xx/5xx is an answer too: judged like a 200, body and all.
-        let answer = match agent.get(&url).call() {
-            Ok(resp) => Ok((resp.status(), resp)),
-            Err(ureq::Error::Status(status, resp)) => Ok((status, resp)),
-            Err(e) => Err(PublicError::Unreachable(format!("{url}: {e}"))),
-        };
-        let outcome = answer.and_then(|(status, resp)| {
-            let body = body_of(resp);
-            crate::probe::smoke::judge(
-                &crate::probe::smoke::Response { status, body },
-                &site.domain,
-                &site.health.path,
-            )
-            .map(|()| status)
-            .map_err(|failed| PublicError::Failed {
-                url: url.clone(),
-                failed,
-            })
-        });
-        match outcome {
-            Ok(status) => return Ok(format!("{url} answered {status}")),
-            Err(PublicError::Unreachable(e)) => return Err(PublicError::Unreachable(e)),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        let r = get(agent, url).map_err(PublicError::Unreachable)?;
+        match wait.answer(&r, host, path) {
+            Some(Ok(())) => return Ok(r),
+            Some(Err(failed)) => {
+                return Err(PublicError::Failed {
+                    url: url.to_string(),
+                    failed,
+                })
+            }
+            None => wait.pause(),
         }
     }
 }

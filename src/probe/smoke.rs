@@ -1,21 +1,43 @@
-//! The smoke check (SPEC §7 step 7, first half): `GET <health.path>` over the
-//! site's gunicorn socket, as Caddy would send it (Host = domain,
-//! `X-Forwarded-Proto: https`), polled until it passes or the time is up.
+//! The smoke check (SPEC §7 step 7, first half): `GET` a health path over
+//! the site's gunicorn socket, as Caddy would send it (Host = domain,
+//! `X-Forwarded-Proto: https`), and what its answer says. Asking again
+//! until an answer decides, and which answers do, is `wait`'s.
 //!
-//! A 200 passes unless its JSON body says `"status": "unhealthy"`; any other
-//! status fails. A 400 almost always means Django's ALLOWED_HOSTS lacks the
+//! A 2xx passes unless its JSON body says `"status": "unhealthy"`; a
+//! redirect passes (the app answered), unless it points back at the path
+//! itself. A 400 almost always means Django's ALLOWED_HOSTS lacks the
 //! domain, so the message says exactly that.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One HTTP response, as far as the check needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub body: String,
+    /// The `Location` header, as sent (a redirect says where it points).
+    pub location: Option<String>,
+}
+
+impl Response {
+    /// The status as the log shows it, with where a redirect points:
+    /// `302 (a redirect to /accounts/login/?next=/)`. One line, cut short.
+    pub fn answered(&self) -> String {
+        if !(300..400).contains(&self.status) {
+            return self.status.to_string();
+        }
+        match self
+            .location
+            .as_deref()
+            .map(|l| crate::system::text::excerpt(l, 200))
+        {
+            Some(l) if !l.is_empty() => format!("{} (a redirect to {l})", self.status),
+            _ => format!("{} (a redirect without a Location)", self.status),
+        }
+    }
 }
 
 /// Sends one GET over the unix socket and reads the whole response.
@@ -50,10 +72,18 @@ pub fn parse(raw: &[u8]) -> Option<Response> {
         return None;
     }
     let status: u16 = status.parse().ok()?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
+    let (mut chunked, mut location) = (false, None);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked |= value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("location") && location.is_none() {
+            location = Some(value.trim().to_string());
+        }
+    }
     let body = &raw[split + 4..];
     let body = if chunked {
         dechunk(body)
@@ -63,6 +93,7 @@ pub fn parse(raw: &[u8]) -> Option<Response> {
     Some(Response {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        location,
     })
 }
 
@@ -93,8 +124,20 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 pub enum Failed {
     /// A 400: almost always Django's ALLOWED_HOSTS lacking the host.
     BadRequest { path: String, host: String },
-    /// A 200 whose JSON body says `"status": "unhealthy"`.
-    Unhealthy { path: String, said: String },
+    /// A 2xx whose JSON body says `"status": "unhealthy"`.
+    Unhealthy {
+        path: String,
+        status: u16,
+        said: String,
+    },
+    /// A redirect to the very path it answered: a loop, as Django's
+    /// `SECURE_SSL_REDIRECT` makes when it does not see the request came
+    /// over HTTPS.
+    RedirectLoop {
+        path: String,
+        status: u16,
+        location: String,
+    },
     /// Any other status.
     Status {
         path: String,
@@ -103,7 +146,9 @@ pub enum Failed {
     },
     /// No HTTP answer on the socket.
     NoAnswer { socket: PathBuf, why: String },
-    /// [`poll`] ran out of time; the last failure it saw.
+    /// A server error that came `times` times in a row: the last one.
+    Repeated { last: Box<Failed>, times: u32 },
+    /// [`super::wait::poll`] ran out of time; the last failure it saw.
     GaveUp { last: Box<Failed>, secs: u64 },
 }
 
@@ -112,8 +157,20 @@ impl Failed {
     pub fn is_bad_request(&self) -> bool {
         match self {
             Failed::BadRequest { .. } => true,
-            Failed::GaveUp { last, .. } => last.is_bad_request(),
+            Failed::GaveUp { last, .. } | Failed::Repeated { last, .. } => last.is_bad_request(),
             _ => false,
+        }
+    }
+
+    /// The path whose (last) answer failed; None when there was no answer.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Failed::BadRequest { path, .. }
+            | Failed::Unhealthy { path, .. }
+            | Failed::RedirectLoop { path, .. }
+            | Failed::Status { path, .. } => Some(path),
+            Failed::NoAnswer { .. } => None,
+            Failed::GaveUp { last, .. } | Failed::Repeated { last, .. } => last.path(),
         }
     }
 }
@@ -126,13 +183,25 @@ impl std::fmt::Display for Failed {
                 "{path} answered 400 Bad Request: Django's ALLOWED_HOSTS probably lacks {host}; \
                  add it (ALLOWED_HOSTS in the site's .env for apps that read it)"
             ),
-            Failed::Unhealthy { path, said } => {
-                write!(f, "{path} answered 200 but says \"unhealthy\": {said}")
+            Failed::Unhealthy { path, status, said } => {
+                write!(f, "{path} answered {status} but says \"unhealthy\": {said}")
             }
+            Failed::RedirectLoop {
+                path,
+                status,
+                location,
+            } => write!(
+                f,
+                "{path} answered {status}, a redirect to itself ({}): Django probably does not \
+                 see that Caddy took the request over HTTPS; with SECURE_SSL_REDIRECT, set \
+                 SECURE_PROXY_SSL_HEADER = (\"HTTP_X_FORWARDED_PROTO\", \"https\")",
+                crate::system::text::excerpt(location, 200)
+            ),
             Failed::Status { path, status, said } => write!(f, "{path} answered {status}: {said}"),
             Failed::NoAnswer { socket, why } => {
                 write!(f, "no answer on {}: {why}", socket.display())
             }
+            Failed::Repeated { last, times } => write!(f, "{last} ({times} times in a row)"),
             Failed::GaveUp { last, secs } => write!(f, "{last} (gave up after {secs}s)"),
         }
     }
@@ -140,23 +209,72 @@ impl std::fmt::Display for Failed {
 
 impl std::error::Error for Failed {}
 
+/// Whether `location`, the `Location` of an answer to `path` on `host`,
+/// points back at `path` itself (scheme aside): asking again would get the
+/// same redirect, forever. Django's `SECURE_SSL_REDIRECT` does this to
+/// every request when it does not see the request came over HTTPS.
+/// Relative references other than an absolute path are not resolved: they
+/// are taken as pointing elsewhere.
+pub fn points_back(location: &str, host: &str, path: &str) -> bool {
+    let location = location.trim();
+    let after_scheme = ["https://", "http://", "//"].iter().find_map(|scheme| {
+        location
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .and_then(|_| location.get(scheme.len()..))
+    });
+    let target = match after_scheme {
+        Some(rest) => {
+            let at = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, target) = rest.split_at(at);
+            let authority = authority.rsplit('@').next().unwrap_or(authority);
+            let name = authority
+                .strip_suffix(":443")
+                .or_else(|| authority.strip_suffix(":80"))
+                .unwrap_or(authority);
+            if !name.eq_ignore_ascii_case(host) {
+                return false;
+            }
+            if target.is_empty() || target.starts_with('?') {
+                return format!("/{target}") == path;
+            }
+            target
+        }
+        None => location,
+    };
+    target.split('#').next() == Some(path)
+}
+
 /// Whether a response passes, and if not, why, in words an operator acts on.
+/// A 2xx passes unless its JSON body says `"status": "unhealthy"`; a
+/// redirect passes (the app answered; where it points is in
+/// [`Response::answered`]) unless it points back at `path` on `host`.
+/// Whether a failure is final is [`super::wait::decide`]'s to say.
 pub fn judge(r: &Response, host: &str, path: &str) -> Result<(), Failed> {
     let path = path.to_string();
     match r.status {
-        200 => {
+        200..=299 => {
             let unhealthy = serde_json::from_str::<serde_json::Value>(&r.body)
                 .ok()
                 .is_some_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("unhealthy"));
             if unhealthy {
                 Err(Failed::Unhealthy {
                     path,
+                    status: r.status,
                     said: describe_body(&r.body),
                 })
             } else {
                 Ok(())
             }
         }
+        300..=399 => match r.location.as_deref() {
+            Some(l) if points_back(l, host, &path) => Err(Failed::RedirectLoop {
+                path,
+                status: r.status,
+                location: l.to_string(),
+            }),
+            _ => Ok(()),
+        },
         400 => Err(Failed::BadRequest {
             path,
             host: host.to_string(),
@@ -221,39 +339,6 @@ fn html_title(body: &str) -> Option<String> {
     (!title.is_empty()).then(|| title.join(" "))
 }
 
-/// Polls until the check passes or `timeout` is over; returns the last reason.
-pub fn poll(socket: &Path, host: &str, path: &str, timeout: Duration) -> Result<Response, Failed> {
-    let deadline = Instant::now() + timeout;
-    let mut last;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match get(
-            socket,
-            host,
-            path,
-            left.clamp(Duration::from_secs(1), Duration::from_secs(10)),
-        ) {
-            Ok(r) => match judge(&r, host, path) {
-                Ok(()) => return Ok(r),
-                Err(why) => last = why,
-            },
-            Err(e) => {
-                last = Failed::NoAnswer {
-                    socket: socket.to_path_buf(),
-                    why: e.to_string(),
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(Failed::GaveUp {
-                last: Box::new(last),
-                secs: timeout.as_secs(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,10 +353,23 @@ mod tests {
     }
 
     #[test]
+    fn reads_where_a_redirect_points() {
+        let r = parse(b"HTTP/1.1 302 Found\r\nlocation:  /accounts/login/?next=/ \r\nLocation: /second\r\n\r\n").unwrap();
+        assert_eq!(r.location.as_deref(), Some("/accounts/login/?next=/"));
+        assert_eq!(r.answered(), "302 (a redirect to /accounts/login/?next=/)");
+        let r = parse(b"HTTP/1.1 200 OK\r\nX-Location: /x\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.location.as_deref(), r.answered().as_str()),
+            (None, "200")
+        );
+    }
+
+    #[test]
     fn judges_like_the_spec() {
         let r = |status, body: &str| Response {
             status,
             body: body.into(),
+            location: None,
         };
         assert!(judge(&r(200, "<html>home</html>"), "h", "/").is_ok());
         assert!(judge(&r(200, r#"{"status": "degraded"}"#), "h", "/health/").is_ok());
@@ -289,6 +387,37 @@ mod tests {
             judge(&r(503, "down"), "h", "/").unwrap_err().to_string(),
             "/ answered 503: down"
         );
+    }
+
+    #[test]
+    fn what_points_back() {
+        for (location, path) in [
+            ("https://acme.example.com/health/", "/health/"),
+            ("HTTPS://ACME.example.com:443/health/", "/health/"),
+            ("http://acme.example.com/health/#x", "/health/"),
+            ("//acme.example.com/?a=1", "/?a=1"),
+            ("https://acme.example.com", "/"),
+            ("/", "/"),
+            (" /health/ ", "/health/"),
+        ] {
+            assert!(
+                points_back(location, "acme.example.com", path),
+                "{location} {path}"
+            );
+        }
+        for (location, path) in [
+            ("https://acme.example.com.evil/health/", "/health/"),
+            ("https://acme.example.com:8443/health/", "/health/"),
+            ("health/", "/health/"),
+            ("https://acme.example.com/health", "/health/"),
+            ("", "/"),
+            ("https://é", "/"),
+        ] {
+            assert!(
+                !points_back(location, "acme.example.com", path),
+                "{location} {path}"
+            );
+        }
     }
 
     #[test]
@@ -361,6 +490,7 @@ mod tests {
             &Response {
                 status: 500,
                 body: page.into(),
+                location: None,
             },
             "h",
             "/",
@@ -371,6 +501,7 @@ mod tests {
             &Response {
                 status: 502,
                 body: String::new(),
+                location: None,
             },
             "h",
             "/",
@@ -436,15 +567,20 @@ mod tests {
                 if let Some(r) = r {
                     prop_assert_eq!(r.status, status);
                     let verdict = judge(&r, "h", "/health/");
-                    if status != 200 {
+                    if !(200..400).contains(&status) {
                         prop_assert!(verdict.is_err());
-                    } else if !r.body.contains("unhealthy") {
+                    } else if !r.body.contains("unhealthy") && !(300..400).contains(&status) {
                         prop_assert!(verdict.is_ok());
                     }
                     if let Err(e) = verdict {
                         prop_assert!(e.to_string().chars().count() < 400, "{}", e);
                     }
                 }
+            }
+
+            #[test]
+            fn points_back_never_panics(location in any::<String>(), path in any::<String>()) {
+                let _ = points_back(&location, "acme.example.com", &path);
             }
 
             #[test]

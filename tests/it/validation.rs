@@ -350,6 +350,81 @@ fn health_settings() {
 }
 
 #[test]
+fn health_paths() {
+    let parse = |text: &str| Site::parse("acme", Path::new(FILE), text).unwrap();
+    let h = parse(&with(
+        "health",
+        "paths = [\"/health/\", \"/\", \"/blog/?page=2\"]",
+    ))
+    .health;
+    assert_eq!(
+        h.paths().collect::<Vec<_>>(),
+        ["/health/", "/", "/blog/?page=2"]
+    );
+    assert_eq!((h.path.as_str(), h.more_paths.len()), ("/health/", 2));
+    // `path` alone, or neither, as before.
+    let h = parse(&with("health", "path = \"/\"")).health;
+    assert_eq!(h.paths().collect::<Vec<_>>(), ["/"]);
+    assert_eq!(parse(BASE).health.paths().collect::<Vec<_>>(), ["/health/"]);
+    assert_eq!(parse(&with("health", "paths = [\"/\"]")).health.path, "/");
+
+    rejects(
+        &with("health", "path = \"/\"\npaths = [\"/health/\"]"),
+        "6:9",
+        "health.paths",
+        "is set together with health.path (line 5)",
+    );
+    let e = &errors("acme", &with("health", "paths = [\"/\"]\npath = \"/\""))[0];
+    assert!(e.contains("not both"), "{e}");
+    rejects(
+        &with("health", "paths = []"),
+        "5:9",
+        "health.paths",
+        "is empty",
+    );
+    rejects(
+        &with("health", "paths = [\"/health/\", \"x\"]"),
+        "5:22",
+        "health.paths",
+        "`x` does not start with '/'",
+    );
+    rejects(
+        &with("health", "paths = [\"/\", \"/a b\"]"),
+        "5:15",
+        "health.paths",
+        "contains ' '",
+    );
+    rejects(
+        &with("health", "paths = [\"/\", \"/\"]"),
+        "5:15",
+        "health.paths",
+        "`/` is listed twice",
+    );
+    rejects(
+        &with("health", "paths = \"/health/\""),
+        "5:9",
+        "health.paths",
+        "invalid type",
+    );
+    let e = &errors("acme", &with("health", "paths = \"/health/\""))[0];
+    assert!(e.contains("expected a list"), "{e}");
+    rejects(
+        &with("health", "paths = [1]"),
+        "5:10",
+        "health.paths",
+        "invalid type",
+    );
+    rejects(
+        &with("health", "pathz = [\"/\"]"),
+        "5:1",
+        "health.pathz",
+        "unknown key",
+    );
+    let e = &errors("acme", &with("health", "pathz = [\"/\"]"))[0];
+    assert!(e.contains("`paths`") && e.contains("`path`"), "{e}");
+}
+
+#[test]
 fn backup_settings() {
     rejects(
         &with("backup", "schedule = \"*-*-* 25:00:00\""),
@@ -457,6 +532,7 @@ fn no_field_can_inject_into_generated_output() {
         ("python", "extra", true),
         ("celery", "app", false),
         ("health", "path", false),
+        ("health", "paths", true),
         ("health", "timeout", false),
         ("backup", "schedule", false),
         ("backup", "ping_url", false),

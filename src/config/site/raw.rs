@@ -78,6 +78,7 @@ pub(super) struct RawCelery {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
     pub(super) path: S<String>,
+    pub(super) paths: S<Vec<Spanned<String>>>,
     pub(super) timeout: S<String>,
     pub(super) sitemap: S<bool>,
 }

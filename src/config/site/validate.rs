@@ -194,11 +194,48 @@ fn celery(c: &mut Checker, ce: RawCelery, project: &str) -> Celery {
 
 fn health(c: &mut Checker, h: RawHealth) -> Health {
     let timeout_text = c.string(h.timeout, "health.timeout", || "60s".into(), &DURATION);
+    let (path, more_paths) = health_paths(c, h.path, h.paths);
     Health {
-        path: c.string(h.path, "health.path", || "/health/".into(), &URL_PATH),
+        path,
+        more_paths,
         timeout: parse_duration(&timeout_text).unwrap_or(Duration::from_secs(60)),
         sitemap: Checker::flag(h.sitemap, true),
     }
+}
+
+/// `path` (one) or `paths` (a list of at least one), not both: the first
+/// path and the rest.
+fn health_paths(
+    c: &mut Checker,
+    path: S<String>,
+    paths: S<Vec<Spanned<String>>>,
+) -> (String, Vec<String>) {
+    let Some(list) = paths else {
+        let path = c.string(path, "health.path", || "/health/".into(), &URL_PATH);
+        return (path, Vec::new());
+    };
+    let span = list.span();
+    if let Some(one) = &path {
+        let (line, _) = c.position(one.span().start);
+        c.push(
+            span.clone(),
+            "health.paths",
+            format!("is set together with health.path (line {line})"),
+            "set either path = \"/health/\" or paths = [\"/health/\", \"/\"], not both",
+        );
+    }
+    let mut all = c.strings(Some(list), "health.paths", &URL_PATH);
+    if all.is_empty() {
+        c.push(
+            span,
+            "health.paths",
+            "is empty".into(),
+            "list at least one path, such as [\"/health/\", \"/\"]",
+        );
+        all.push("/health/".into());
+    }
+    let first = all.remove(0);
+    (first, all)
 }
 
 fn backup(c: &mut Checker, b: RawBackup) -> Backup {
