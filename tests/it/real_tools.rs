@@ -312,6 +312,11 @@ fn caddy_adapts_the_snippet_to_what_the_spec_asks() {
         "\"Retry-After\":[\"120\"]",
         "\"root\":\"/srv/sum/acme/static\"",
         "\"root\":\"/srv/sum/acme/media\"",
+        "\"path_regexp\":{\"pattern\":\"[^/]\\\\.[0-9a-f]{12}(\\\\.[^/.]+)?$\"}",
+        "\"Cache-Control\":[\"public, max-age=31536000, immutable\"]",
+        "\"Cache-Control\":[\"public, max-age=60, must-revalidate\"]",
+        "\"Cache-Control\":[\"public, max-age=3600\"]",
+        "\"delete\":[\"Cache-Control\"]",
         "\"Location\":[\"https://acme.example.com{http.request.uri}\"]",
         "\"status_code\":301",
     ] {
