@@ -19,6 +19,25 @@ use crate::system::fsutil::write_atomic;
 /// tell which hosts a kept snippet still serves.
 const HOSTS_PREFIX: &str = "# hosts: ";
 
+/// Static file names that carry a hash of their content, as Caddy's
+/// `path_regexp` (Go's RE2) reads the path below `/static/`: a dot, exactly
+/// 12 lowercase hex digits, then the last extension or the end of the name.
+/// Django's ManifestStaticFilesStorage writes `<root>.<hash><ext>` (its
+/// `hashed_name`: `os.path.splitext`, and `file_hash`, an MD5's first 12 hex
+/// digits), so `css/site.3f2a9c1b7d4e.css`, `LICENSE.477dfa54ede2`;
+/// django-compressor writes its output as `CACHE/css/output.<hash>.css`
+/// (`get_filepath`, a SHA-256's first 12). Checked against the names both
+/// really write in `tests/it/cache_headers.rs`.
+pub const HASHED_STATIC_NAME: &str = r"[^/]\.[0-9a-f]{12}(\.[^/.]+)?$";
+
+/// `Cache-Control` of a hashed static file: its content can never change.
+pub const CACHE_HASHED: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of any other static file: the next deploy may change it,
+/// so a minute (WhiteNoise's default), then a revalidation (ETag).
+pub const CACHE_STATIC: &str = "public, max-age=60, must-revalidate";
+/// `Cache-Control` of media: an upload can be replaced under its name.
+pub const CACHE_MEDIA: &str = "public, max-age=3600";
+
 /// What the snippet needs to know beyond the site file: facts on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
@@ -132,12 +151,16 @@ pub fn snippet(site: &Site, served: &Served) -> Result<String, String> {
          \t\t}}\n\
          {static_files}\
          \t\thandle_path /media/* {{\n\
+         \t\t\t# An upload can be replaced under its name: an hour, then revalidated.\n\
+         \t\t\theader Cache-Control \"{CACHE_MEDIA}\"\n\
          \t\t\troot * {media_dir}\n\
          \t\t\tfile_server\n\
          \t\t}}\n\
          {app}\
          \t}}\n\
          \thandle_errors {{\n\
+         \t\t# No error (a file not found, say) keeps a file's cache lifetime.\n\
+         \t\theader -Cache-Control\n\
          \t\t@unavailable expression `{{err.status_code}} in [502, 503, 504]`\n\
          \t\thandle @unavailable {{\n\
          \t\t\theader Retry-After \"30\"\n\
@@ -197,9 +220,11 @@ fn alias_redirect(site: &Site, domain: &str) -> Result<String, String> {
 /// the next handler on a 404; Caddy 2.6.2 has it).
 fn static_files(served: &Served) -> Result<String, String> {
     let live = token(&served.static_dir)?;
+    let cache = static_cache_control();
     let Some(previous) = &served.previous_static else {
         return Ok(format!(
             "\t\thandle_path /static/* {{\n\
+             {cache}\
              \t\t\troot * {live}\n\
              \t\t\tfile_server\n\
              \t\t}}\n"
@@ -207,6 +232,7 @@ fn static_files(served: &Served) -> Result<String, String> {
     };
     Ok(format!(
         "\t\thandle_path /static/* {{\n\
+         {cache}\
          \t\t\t# The live release's files, then those of {release}, live before it:\n\
          \t\t\t# pages it rendered may still ask for them (until the next deploy or rollback).\n\
          \t\t\tfile_server {{\n\
@@ -220,6 +246,20 @@ fn static_files(served: &Served) -> Result<String, String> {
         release = token(&previous.release)?,
         dir = token(&previous.static_dir)?,
     ))
+}
+
+/// The `Cache-Control` of `/static/*`: a year for a name with a content
+/// hash, a minute for any other. Two matchers that exclude each other, so
+/// the order Caddy sorts the two `header`s in does not matter.
+fn static_cache_control() -> String {
+    format!(
+        "\t\t\t# A name with a content hash (css/site.3f2a9c1b7d4e.css, CACHE/css/output.3f2a9c1b7d4e.css)\n\
+         \t\t\t# never changes: a year. Any other may change with the next deploy: a minute.\n\
+         \t\t\t@hashed path_regexp {HASHED_STATIC_NAME}\n\
+         \t\t\t@unhashed not path_regexp {HASHED_STATIC_NAME}\n\
+         \t\t\theader @hashed Cache-Control \"{CACHE_HASHED}\"\n\
+         \t\t\theader @unhashed Cache-Control \"{CACHE_STATIC}\"\n"
+    )
 }
 
 /// What a render pass did.

@@ -10,6 +10,7 @@ mod common;
 
 mod backup;
 mod bridge;
+mod cache_headers;
 mod calendar_systemd;
 mod completions;
 mod deploy;

@@ -4,6 +4,7 @@
 //! break caddy.service).
 
 use crate::common;
+use crate::common::caddy::{caddy_dir, RunningCaddy};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -183,12 +184,6 @@ fn systemd_analyze_security_is_within_budget() {
     assert_eq!(checked, 6);
 }
 
-fn caddy_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 fn as_caddy(args: &[&str], cwd: &Path) -> std::process::Output {
     Command::new("runuser")
         .args(["-u", "caddy", "--", "caddy"])
@@ -314,6 +309,11 @@ fn caddy_adapts_the_snippet_to_what_the_spec_asks() {
         "\"Retry-After\":[\"120\"]",
         "\"root\":\"/srv/sum/acme/static\"",
         "\"root\":\"/srv/sum/acme/media\"",
+        "\"path_regexp\":{\"pattern\":\"[^/]\\\\.[0-9a-f]{12}(\\\\.[^/.]+)?$\"}",
+        "\"Cache-Control\":[\"public, max-age=31536000, immutable\"]",
+        "\"Cache-Control\":[\"public, max-age=60, must-revalidate\"]",
+        "\"Cache-Control\":[\"public, max-age=3600\"]",
+        "\"delete\":[\"Cache-Control\"]",
         "\"Location\":[\"https://acme.example.com{http.request.uri}\"]",
         "\"status_code\":301",
     ] {
@@ -321,102 +321,6 @@ fn caddy_adapts_the_snippet_to_what_the_spec_asks() {
             json.contains(needle),
             "adapted config lacks {needle}:\n{json}"
         );
-    }
-}
-
-/// A running Caddy (as the `caddy` user, on free high ports, with its
-/// internal CA), stopped when dropped.
-struct RunningCaddy {
-    child: std::process::Child,
-    https_port: u16,
-    log: std::path::PathBuf,
-}
-
-impl RunningCaddy {
-    /// Serves `snippet` in `dir` (which the `caddy` user can read).
-    fn start(dir: &Path, snippet: &str) -> RunningCaddy {
-        use std::os::unix::process::CommandExt;
-        let caddy = nix::unistd::User::from_name("caddy").unwrap().unwrap();
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (http_port, https_port) = (free_port(), free_port());
-        for d in ["data", "config"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-            std::os::unix::fs::chown(dir.join(d), Some(caddy.uid.as_raw()), None).unwrap();
-        }
-        std::fs::write(dir.join("site.caddy"), snippet).unwrap();
-        let rootfile = dir.join("Caddyfile");
-        std::fs::write(
-            &rootfile,
-            format!(
-                "{{\n\tadmin off\n\thttp_port {http_port}\n\thttps_port {https_port}\n\
-                 \tlocal_certs\n\tskip_install_trust\n}}\nimport {}\n",
-                dir.join("site.caddy").display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("caddy.log");
-        let child = Command::new("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&rootfile)
-            .current_dir(dir)
-            .env("HOME", dir)
-            .env("XDG_DATA_HOME", dir.join("data"))
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .uid(caddy.uid.as_raw())
-            .gid(caddy.gid.as_raw())
-            .spawn()
-            .unwrap();
-        let caddy = RunningCaddy {
-            child,
-            https_port,
-            log,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while caddy.get("/static/").0 == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "caddy did not answer:\n{}",
-                std::fs::read_to_string(&caddy.log).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        caddy
-    }
-
-    /// (status, body) of `https://acme.localhost<path>`; status 0: no answer.
-    fn get(&self, path: &str) -> (u16, String) {
-        let port = self.https_port;
-        let out = Command::new("curl")
-            .args([
-                "-sk",
-                "--max-time",
-                "5",
-                "-w",
-                "\n%{http_code}",
-                "--resolve",
-            ])
-            .arg(format!("acme.localhost:{port}:127.0.0.1"))
-            .arg(format!("https://acme.localhost:{port}{path}"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-}
-
-impl Drop for RunningCaddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: temporary roots, tree
 //! snapshots and comparisons against checked-in expected files.
 
+pub mod caddy;
 pub mod deployfx;
 pub mod pg;
 pub mod redis;
