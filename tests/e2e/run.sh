@@ -422,6 +422,24 @@ check "/static/ is served by Caddy from the site'\''s static directory" '
     expect "HTTP status" 200 "$(get https://acme.localhost/static/notes/site.css)"
     cmp /root/resp.b /srv/sum/acme/static/notes/site.css
     expect "sitemap" 200 "$(get https://acme.localhost/sitemap.xml)"'
+check "Caddy sends Cache-Control: a year for hashed static names, a minute for others, an hour for media, none on a 404" '
+    s=/srv/sum/acme/static/notes
+    # A name as ManifestStaticFilesStorage writes it, over the 512-byte minimum of encode.
+    for i in $(seq 8); do cat $s/site.css; done >$s/site.3f2a9c1b7d4e.css
+    expect "hashed: HTTP status" 200 "$(get https://acme.localhost/static/notes/site.3f2a9c1b7d4e.css -H "Accept-Encoding: gzip")"
+    expect "hashed: Cache-Control" "public, max-age=31536000, immutable" "$(header cache-control)"
+    expect "hashed: Content-Encoding" gzip "$(header content-encoding)"
+    expect "plain: HTTP status" 200 "$(get https://acme.localhost/static/notes/site.css)"
+    expect "plain: Cache-Control" "public, max-age=60, must-revalidate" "$(header cache-control)"
+    etag=$(header etag)
+    expect "plain, with its ETag: HTTP status" 304 "$(get https://acme.localhost/static/notes/site.css -H "If-None-Match: $etag")"
+    expect "plain, with its ETag: Cache-Control" "public, max-age=60, must-revalidate" "$(header cache-control)"
+    expect "missing hashed name: HTTP status" 404 "$(get https://acme.localhost/static/notes/none.3f2a9c1b7d4e.css)"
+    expect "missing hashed name: Cache-Control" "" "$(header cache-control)"
+    echo hello >/srv/sum/acme/media/cache-probe.txt
+    expect "media: HTTP status" 200 "$(get https://acme.localhost/media/cache-probe.txt)"
+    expect "media: Cache-Control" "public, max-age=3600" "$(header cache-control)"
+    rm $s/site.3f2a9c1b7d4e.css /srv/sum/acme/media/cache-probe.txt'
 check "app code ran as sum-acme; code and history are root'\''s" '
     expect "owner of the venv" sum-acme "$(stat -c %U /srv/sum/acme/venv/bin/python)"
     expect "owner of the release" root "$(stat -c %U /srv/sum/acme/app/manage.py)"
@@ -512,7 +530,12 @@ check "sumctl rollback: back to v2, then --to v1 with the migration warning" '
     contains "sumctl history" "rollback" "$(sumctl history acme)"'
 
 check "an admin user from sumctl manage logs in through Caddy (acme v8, with Django admin)" '
-    sum-deploy acme --ref v8 >/dev/null
+    # Two health paths; the second answers a redirect to the login page, which passes.
+    sed -i "/^\[health\]/a paths = [\"/health/\", \"/admin/\"]" /etc/sum/sites/acme.toml
+    sumctl check /etc/sum/sites/acme.toml
+    sum-deploy acme --ref v8 >/root/deploy-v8.log 2>&1 || { cat /root/deploy-v8.log; exit 1; }
+    contains "the smoke step" "/admin/ answered 302 (a redirect to /admin/login/?next=/admin/)" "$(cat /root/deploy-v8.log)"
+    sed -i "/^paths = /d" /etc/sum/sites/acme.toml
     expect "HTTP status" 200 "$(get https://acme.localhost/health/)"
     contains "health body" "\"release\": \"v8\"" "$(cat /root/resp.b)"
     DJANGO_SUPERUSER_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d "/+=")
@@ -722,6 +745,7 @@ check "bakery v3: compress as a release command, the heartbeat process on the li
     css=$(grep -o "/static/CACHE/css/output\.[0-9a-f]*\.css" /root/resp.b)
     [ -n "$css" ] || { echo "no compressed stylesheet in the page"; exit 1; }
     expect "$css" 200 "$(get "https://bakery.localhost$css")"
+    expect "$css: Cache-Control" "public, max-age=31536000, immutable" "$(header cache-control)"
     for _ in $(seq 1 20); do
         [ "$(site_sql bakery "SELECT release FROM gallery_heartbeat ORDER BY id DESC LIMIT 1")" = v3 ] && break
         sleep 0.5
