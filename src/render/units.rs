@@ -383,21 +383,22 @@ fn celery_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
 /// `[processes]`: one supervised unit each (Procfile-style), configured and
 /// sandboxed like the celery worker: the same user, `.env`, environment,
 /// working directory (the live release) and writable paths. The command
-/// runs as `/bin/sh -c 'exec COMMAND'` with the venv first on `PATH`, so
-/// `python manage.py sendalerts` is the venv's python and the shell is
-/// replaced by it. A deploy, a rollback and a restore restart or start
+/// runs as `/bin/sh -c COMMAND` with the venv first on `PATH`, so
+/// `python manage.py sendalerts` is the venv's python; a shell loop works
+/// too (`exec` in front would refuse `while`). The shell stays the main
+/// process, so a stop sends SIGTERM to every process of the unit
+/// (`KillMode=control-group`, the default) and the command ends as it
+/// would under its own unit. A deploy, a rollback and a restore restart or start
 /// these units with gunicorn (`system::control::app_units`).
 fn process_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
     let python = format!("{}/bin/python", l.venv);
     let path = format!("{}/bin:/usr/local/bin:/usr/bin:/bin", l.venv);
     site.processes
         .iter()
-        .map(|p| {
-            let script = format!("exec {}", p.command);
-            UnitFile {
-                name: p.unit(&site.name),
-                contents: format!(
-                    "{head}\
+        .map(|p| UnitFile {
+            name: p.unit(&site.name),
+            contents: format!(
+                "{head}\
                      After=network.target postgresql.service redis-server.service\n\
                      # Skipped until the first deploy has built the virtualenv.\n\
                      ConditionPathExists={python}\n\
@@ -408,20 +409,18 @@ fn process_units(site: &Site, l: &SiteLayout) -> Vec<UnitFile> {
                      {path}\
                      {venv}\
                      ExecStart={cmd}\n\
-                     KillMode=mixed\n\
                      TimeoutStopSec=30\n\
                      Restart=always\n\
                      RestartSec=5\n\
                      {hardening}",
-                    head = header(site, &format!("process {}", p.name)),
-                    python = escape_value(&python),
-                    common = app_service_common(site, l),
-                    path = env("PATH", &path),
-                    venv = env("VIRTUAL_ENV", &l.venv),
-                    cmd = exec(&["/bin/sh", "-c", &script]),
-                    hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
-                ),
-            }
+                head = header(site, &format!("process {}", p.name)),
+                python = escape_value(&python),
+                common = app_service_common(site, l),
+                path = env("PATH", &path),
+                venv = env("VIRTUAL_ENV", &l.venv),
+                cmd = exec(&["/bin/sh", "-c", &p.command]),
+                hardening = hardening(site, &[&l.media_dir, &l.shared_dir]),
+            ),
         })
         .collect()
 }
