@@ -4,6 +4,7 @@
 //! command (`run`) and the restore (`restore`).
 
 mod command;
+pub mod contents;
 pub mod dump;
 pub mod hashio;
 pub mod media;
