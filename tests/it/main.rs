@@ -9,6 +9,7 @@
 mod common;
 
 mod backup;
+mod backup_shrink;
 mod bridge;
 mod calendar_systemd;
 mod completions;
