@@ -4,10 +4,11 @@
 //! gzip in this process into a mode-0600 `.partial` file. It counts as a
 //! backup only after every check passed: pg_dump's exit status and stderr,
 //! the dump's completion trailer, and a full re-read of the gzip stream
-//! against the size and sha256 written. Then: fsync, the manifest written,
-//! the rename to the final name (the commit point), the directory fsynced.
-//! A failed or killed run leaves no file with a backup's name; the next run
-//! removes its partials.
+//! against the size and sha256 written. Then: fsync, the manifest written
+//! (with the tables and rows counted from the stream, and whether they
+//! shrank against the previous backup), the rename to the final name (the
+//! commit point), the directory fsynced. A failed or killed run leaves no
+//! file with a backup's name; the next run removes its partials.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -20,8 +21,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use serde::{Deserialize, Serialize};
 
+use crate::backup::catalog::{self, backup_name, parse_backup_name, Manifest};
+use crate::backup::contents::Counter;
 use crate::backup::hashio::Hashing;
 use crate::config::envfile;
 use crate::config::layout::{Root, SiteLayout};
@@ -35,27 +37,6 @@ pub const GZIP_LEVEL: u32 = 3;
 
 /// The last line pg_dump writes to a complete plain-format dump.
 const TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
-
-/// The manifest written beside each backup (`<backup>.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub site: String,
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
-    pub uncompressed_size: u64,
-    pub database: String,
-    pub server_version: String,
-    pub client_version: String,
-    pub started_utc: String,
-    pub finished_utc: String,
-    /// The live release when the backup was taken, if any.
-    pub release: Option<String>,
-    /// The media archive published with this backup, if any.
-    #[serde(default)]
-    pub media: Option<crate::backup::media::MediaInfo>,
-    pub verified: bool,
-}
 
 /// A failed backup: what went wrong, in words an operator can act on.
 #[derive(Debug)]
@@ -73,20 +54,6 @@ fn err(msg: impl Into<String>) -> BackupError {
     BackupError(msg.into())
 }
 
-/// File name of a backup taken at `unix` seconds.
-pub fn backup_name(site: &str, unix: u64) -> String {
-    format!("{site}-{}.sql.gz", timefmt::compact_utc(unix))
-}
-
-/// The timestamp in a name made by [`backup_name`], as unix seconds.
-pub fn parse_backup_name(site: &str, name: &str) -> Option<u64> {
-    let stamp = name
-        .strip_prefix(site)?
-        .strip_prefix('-')?
-        .strip_suffix(".sql.gz")?;
-    timefmt::parse_compact_utc(stamp)
-}
-
 /// How the dump is taken: the database URL and who runs pg_dump.
 pub struct DumpSource<'a> {
     /// A libpq connection string (the site's `DATABASE_URL`); its password
@@ -98,6 +65,9 @@ pub struct DumpSource<'a> {
     pub media_dir: Option<&'a Path>,
     /// The live release, recorded in the manifest.
     pub release: Option<&'a str>,
+    /// The operator's `--accept-shrink`: a dump that shrank against the
+    /// previous backup is recorded as accepted and counts like any other.
+    pub accept_shrink: bool,
 }
 
 /// Writes a verified backup into `dir` and returns its manifest.
@@ -135,6 +105,11 @@ pub fn take(
             return Err(e);
         }
     };
+    // Compared before publishing, so the manifest says it from the start.
+    let listed = catalog::list(&site.name, dir).unwrap_or_default();
+    manifest.shrunk = manifest.contents.and_then(|new| {
+        crate::backup::shrink::judge(catalog::baseline(&listed), new, src.accept_shrink)
+    });
     if let Some(media_dir) = src.media_dir {
         match crate::backup::media::write_verified(
             media_dir,
@@ -185,11 +160,13 @@ impl Tail {
 }
 
 /// What streaming pg_dump's output saw: the start (for the versions in its
-/// header), the end (for the trailer) and the byte count.
+/// header), the end (for the trailer), the byte count, and the tables and
+/// rows.
 struct Streamed {
     head: Vec<u8>,
     tail: Tail,
     uncompressed: u64,
+    counter: Counter,
 }
 
 impl Streamed {
@@ -200,6 +177,7 @@ impl Streamed {
         }
         self.tail.push(data);
         self.uncompressed += data.len() as u64;
+        self.counter.push(data);
     }
 }
 
@@ -249,6 +227,7 @@ fn write_verified(
         sha256,
         uncompressed_size: streamed.uncompressed,
         database: conn.dbname().unwrap_or("").to_string(),
+        contents: Some(streamed.counter.finish()),
         server_version: header_value(&streamed.head, "-- Dumped from database version "),
         client_version: header_value(&streamed.head, "-- Dumped by pg_dump version "),
         started_utc: timefmt::iso_utc(started),
@@ -256,6 +235,7 @@ fn write_verified(
         release: src.release.map(str::to_string),
         media: None,
         verified: true,
+        shrunk: None,
     })
 }
 
@@ -313,6 +293,7 @@ fn stream(stdout: &mut impl Read, gz: &mut DumpWriter) -> std::io::Result<Stream
         head: Vec::with_capacity(2048),
         tail: Tail(Vec::with_capacity(512)),
         uncompressed: 0,
+        counter: Counter::new(),
     };
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -494,48 +475,6 @@ pub fn clean_partials(site: &str, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-/// One backup as `--list` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Listed {
-    pub file: String,
-    pub taken_utc: String,
-    pub unix: u64,
-    pub size: u64,
-    pub verified: bool,
-}
-
-/// Backups of a site, newest first. A backup is verified when its manifest
-/// says so and names the same size.
-pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    let entries = match fs_err::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(unix) = parse_backup_name(site, &name) else {
-            continue;
-        };
-        let size = entry.metadata()?.len();
-        let manifest: Option<Manifest> = fs_err::read(dir.join(format!("{name}.json")))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let verified = manifest.is_some_and(|m| m.verified && m.size == size && m.file == name);
-        out.push(Listed {
-            file: name,
-            taken_utc: timefmt::iso_utc(unix),
-            unix,
-            size,
-            verified,
-        });
-    }
-    out.sort_by_key(|b| std::cmp::Reverse(b.unix));
-    Ok(out)
-}
-
 /// The paths `sum-backup` uses for a site under a root.
 pub fn backups_dir(root: &Root, site: &str) -> PathBuf {
     root.path(SiteLayout::new(site).backups)
@@ -557,21 +496,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn names_and_headers_from_outside_never_panic(
-            name in any::<String>(),
+        fn headers_and_urls_from_outside_never_panic(
             head in proptest::collection::vec(any::<u8>(), 0..2048),
             url in any::<String>(),
         ) {
-            let _ = parse_backup_name("acme", &name);
             let _ = header_value(&head, "-- Dumped from database version");
             let _ = database_name(&url);
-        }
-
-        #[test]
-        fn backup_names_round_trip(unix in 0u64..4_102_444_800) {
-            let name = backup_name("acme", unix);
-            prop_assert_eq!(parse_backup_name("acme", &name), Some(unix));
-            prop_assert_eq!(parse_backup_name("acm", &name), None);
         }
     }
 }

@@ -1,9 +1,13 @@
 //! `sum-backup` and `sum-restore` (SPEC §8, docs/backups.md): the verified
-//! dump (`dump`), hashing while writing (`hashio`), the media archive
-//! (`media`), retention (`retention`), pings (`ping`), the `sum-backup`
-//! command (`run`) and the restore (`restore`).
+//! dump (`dump`), hashing while writing (`hashio`), what a dump holds
+//! (`contents`) and whether it shrank (`shrink`), manifests and the list of
+//! backups (`catalog`), the media archive (`media`), retention
+//! (`retention`), pings (`ping`), the `sum-backup` command (`run`) and the
+//! restore (`restore`).
 
+pub mod catalog;
 mod command;
+pub mod contents;
 pub mod dump;
 pub mod hashio;
 pub mod media;
@@ -11,5 +15,6 @@ pub mod ping;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod shrink;
 
 pub use run::{run, Args};

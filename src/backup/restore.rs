@@ -15,8 +15,9 @@ use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
+use crate::backup::catalog::{self, Manifest};
 use crate::backup::command;
-use crate::backup::dump::{self, DumpSource, Manifest};
+use crate::backup::dump::{self, DumpSource};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
@@ -48,7 +49,7 @@ fn err(msg: impl Into<String>) -> RestoreError {
 /// Resolves `latest` or a file argument to a backup path.
 pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
     if what == "latest" {
-        let listed = dump::list(site, dir).map_err(|e| err(e.to_string()))?;
+        let listed = catalog::list(site, dir).map_err(|e| err(e.to_string()))?;
         return listed
             .into_iter()
             .find(|b| b.verified)
@@ -303,12 +304,19 @@ pub fn restore(
     if let Some(db) = req.into {
         return rehearse(&path, &conn, db, run_as, log);
     }
-    let safety_path = safety_backup(site, &dir, url, run_as)?;
+    let safety = safety_backup(site, &dir, url, run_as)?;
+    let safety_path = dir.join(&safety.file);
     let _ = writeln!(
         log,
         "safety backup of the current database: {}",
         safety_path.display()
     );
+    if let Some(what) = safety.unaccepted_shrink() {
+        let _ = writeln!(
+            log,
+            "warning: the safety backup shrank: {what}; retention keeps it without counting it"
+        );
+    }
     let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
     behind_maintenance_flag(&flag, || {
         let loaded = Loaded {
@@ -358,8 +366,8 @@ fn safety_backup(
     dir: &Path,
     url: &str,
     run_as: Option<(u32, u32)>,
-) -> Result<PathBuf, RestoreError> {
-    let safety = dump::take(
+) -> Result<Manifest, RestoreError> {
+    dump::take(
         site,
         dir,
         &DumpSource {
@@ -368,6 +376,7 @@ fn safety_backup(
             // The restore replaces the database only; media stay as they are.
             media_dir: None,
             release: None,
+            accept_shrink: false,
         },
         SystemTime::now(),
     )
@@ -375,8 +384,7 @@ fn safety_backup(
         err(format!(
             "the safety backup of the current database failed, so nothing was changed: {e}"
         ))
-    })?;
-    Ok(dir.join(&safety.file))
+    })
 }
 
 /// Runs `f` with Caddy answering "maintenance" (the flag file), unless an

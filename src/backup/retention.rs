@@ -3,14 +3,17 @@
 //! have one (grandfather-father-son), the newest verified backup always,
 //! and every backup the deploy history names as the pre-migrate backup of
 //! a release still on disk (the way back from that release's migrations).
-//! Only verified backups count and only they are ever deleted. Each kept
-//! backup carries the reasons it is kept, so the log and the dry run can
-//! say why.
+//! Only verified backups count and only they are ever deleted. A backup
+//! that shrank (`crate::backup::shrink`, not accepted) is kept but neither
+//! counted nor deleted, so a dump of a wrong, empty database never pushes
+//! the real backups out; the older backups it would have displaced say
+//! so. Each kept backup carries the reasons it is kept, so the log and the
+//! dry run can say why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::backup::dump::Listed;
+use crate::backup::catalog::Listed;
 use crate::system::timefmt;
 
 /// Retention counts from the site file.
@@ -39,6 +42,12 @@ pub enum Reason {
     /// Not verified (no manifest, or one that disagrees): never counted,
     /// never deleted.
     Unverified,
+    /// Verified, but it shrank against this earlier backup and nobody
+    /// accepted it: never counted, never deleted.
+    Shrunk(String),
+    /// Counting this newer backup that shrank would have pushed this one
+    /// out.
+    InPlaceOfShrunk(String),
 }
 
 impl fmt::Display for Reason {
@@ -50,6 +59,11 @@ impl fmt::Display for Reason {
             Reason::Monthly(m) => write!(f, "newest of {m} (keep_monthly)"),
             Reason::PreMigrate(r) => write!(f, "pre-migrate backup of release {r}"),
             Reason::Unverified => write!(f, "unverified, so never counted or deleted"),
+            Reason::Shrunk(p) => write!(f, "SHRUNK against {p}, so never counted or deleted"),
+            Reason::InPlaceOfShrunk(s) => write!(
+                f,
+                "holds its place: the newer {s} shrank and is not counted"
+            ),
         }
     }
 }
@@ -102,9 +116,41 @@ fn date(day: i64) -> String {
 /// file name to the release whose pre-migrate backup it is, for releases
 /// still on disk (`crate::site_state::pre_migrate_backups`).
 pub fn plan(backups: &[Listed], keep: Keep, pinned: &BTreeMap<String, String>) -> Vec<Decision> {
+    let mut decisions = plan_counting(backups, keep, pinned, |b| b.verified && !b.is_shrunk());
+    if !backups.iter().any(Listed::is_shrunk) {
+        return decisions;
+    }
+    // What counting the shrunken backups would have deleted, to say why
+    // the older ones are still here.
+    let naive = plan_counting(backups, keep, pinned, |b| b.verified);
+    let newest_shrunk = |unix: u64| {
+        backups
+            .iter()
+            .filter(|s| s.is_shrunk() && s.unix > unix)
+            .max_by_key(|s| s.unix)
+            .map(|s| s.file.clone())
+    };
+    for (d, n) in decisions.iter_mut().zip(&naive) {
+        let b = backups.iter().find(|b| b.file == d.file).expect("planned");
+        if !d.deleted() && n.deleted() && !b.is_shrunk() {
+            if let Some(s) = newest_shrunk(b.unix) {
+                d.kept.push(Reason::InPlaceOfShrunk(s));
+            }
+        }
+    }
+    decisions
+}
+
+/// [`plan`], with only the backups `counts` accepts filling the slots.
+fn plan_counting(
+    backups: &[Listed],
+    keep: Keep,
+    pinned: &BTreeMap<String, String>,
+    counts: impl Fn(&Listed) -> bool,
+) -> Vec<Decision> {
     let mut sorted: Vec<&Listed> = backups.iter().collect();
     sorted.sort_by(|a, b| b.unix.cmp(&a.unix).then_with(|| b.file.cmp(&a.file)));
-    let verified: Vec<&Listed> = sorted.iter().copied().filter(|b| b.verified).collect();
+    let verified: Vec<&Listed> = sorted.iter().copied().filter(|b| counts(b)).collect();
     let mut reasons: BTreeMap<&str, Vec<Reason>> = BTreeMap::new();
     if let Some(newest) = verified.first() {
         reasons
@@ -151,7 +197,7 @@ pub fn plan(backups: &[Listed], keep: Keep, pinned: &BTreeMap<String, String>) -
         |(y, m)| Reason::Monthly(format!("{y:04}-{m:02}")),
         &mut reasons,
     );
-    for b in &verified {
+    for b in sorted.iter().filter(|b| b.verified) {
         if let Some(release) = pinned.get(&b.file) {
             reasons
                 .entry(&b.file)
@@ -161,13 +207,18 @@ pub fn plan(backups: &[Listed], keep: Keep, pinned: &BTreeMap<String, String>) -
     }
     sorted
         .iter()
-        .map(|b| Decision {
-            file: b.file.clone(),
-            kept: if b.verified {
-                reasons.remove(b.file.as_str()).unwrap_or_default()
-            } else {
-                vec![Reason::Unverified]
-            },
+        .map(|b| {
+            let mut kept = reasons.remove(b.file.as_str()).unwrap_or_default();
+            if !b.verified {
+                kept = vec![Reason::Unverified];
+            } else if !counts(b) {
+                let previous = b.shrunk.as_ref().map_or("", |s| &s.previous);
+                kept.insert(0, Reason::Shrunk(previous.to_string()));
+            }
+            Decision {
+                file: b.file.clone(),
+                kept,
+            }
         })
         .collect()
 }
@@ -187,11 +238,26 @@ mod tests {
 
     fn b(unix: u64, verified: bool) -> Listed {
         Listed {
-            file: crate::backup::dump::backup_name("acme", unix),
+            file: crate::backup::catalog::backup_name("acme", unix),
             taken_utc: timefmt::iso_utc(unix),
             unix,
             size: 1,
             verified,
+            ..Listed::default()
+        }
+    }
+
+    /// A verified backup that shrank against `previous`.
+    fn shrunk(unix: u64, previous: &Listed, accepted: bool) -> Listed {
+        Listed {
+            shrunk: Some(crate::backup::shrink::Shrunk {
+                previous: previous.file.clone(),
+                previous_database: "acme".into(),
+                previous_tables: 2,
+                previous_rows: 25_000,
+                accepted,
+            }),
+            ..b(unix, true)
         }
     }
 
@@ -299,6 +365,98 @@ mod tests {
         assert_eq!(
             p[1].why(),
             "pre-migrate backup of release 20261122T010000Z-abc1234"
+        );
+    }
+
+    /// The trial: a `DATABASE_URL` naming an empty database made the
+    /// second backup of the day, and keep_daily = 1 deleted the real one.
+    #[test]
+    fn a_shrunken_backup_is_kept_uncounted_and_the_real_one_keeps_its_place() {
+        let real = b(T - 3600, true);
+        let older = b(T - DAY, true);
+        let typo = shrunk(T, &real, false);
+        let all = vec![typo.clone(), real.clone(), older.clone()];
+        let keep = Keep {
+            daily: 1,
+            weekly: 0,
+            monthly: 0,
+        };
+        let p = plan(&all, keep, NONE);
+        assert_eq!(
+            p[0].kept,
+            vec![Reason::Shrunk(real.file.clone())],
+            "kept, not counted"
+        );
+        assert_eq!(
+            p[1].kept,
+            vec![
+                Reason::Newest,
+                Reason::Daily("2026-11-22".into()),
+                Reason::InPlaceOfShrunk(typo.file.clone()),
+            ]
+        );
+        assert_eq!(
+            p[1].why(),
+            format!(
+                "the newest verified backup; newest of 2026-11-22 (keep_daily); holds its place: \
+                 the newer {} shrank and is not counted",
+                typo.file
+            )
+        );
+        assert!(p[0]
+            .why()
+            .starts_with(&format!("SHRUNK against {}", real.file)));
+        assert_eq!(to_delete(&all, keep, NONE), vec![older.file.clone()]);
+    }
+
+    #[test]
+    fn nights_of_shrunken_backups_push_out_no_real_one() {
+        let real = [b(T - 2 * DAY, true), b(T - 3 * DAY, true)];
+        let typos = [shrunk(T, &real[0], false), shrunk(T - DAY, &real[0], false)];
+        let all = vec![
+            typos[0].clone(),
+            typos[1].clone(),
+            real[0].clone(),
+            real[1].clone(),
+        ];
+        let keep = Keep {
+            daily: 2,
+            weekly: 0,
+            monthly: 0,
+        };
+        let p = plan(&all, keep, NONE);
+        assert!(to_delete(&all, keep, NONE).is_empty(), "{p:?}");
+        for d in &p[2..] {
+            assert_eq!(
+                d.kept.last(),
+                Some(&Reason::InPlaceOfShrunk(typos[0].file.clone())),
+                "{d:?}"
+            );
+        }
+        // A shrunken pre-migrate backup keeps both reasons.
+        let pinned = BTreeMap::from([(typos[1].file.clone(), "r1".to_string())]);
+        assert_eq!(
+            plan(&all, keep, &pinned)[1].kept,
+            vec![
+                Reason::Shrunk(real[0].file.clone()),
+                Reason::PreMigrate("r1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_accepted_shrink_counts_like_any_backup() {
+        let real = b(T - 3600, true);
+        let all = vec![shrunk(T, &real, true), real.clone()];
+        let keep = Keep {
+            daily: 1,
+            weekly: 0,
+            monthly: 0,
+        };
+        assert_eq!(to_delete(&all, keep, NONE), vec![real.file.clone()]);
+        assert_eq!(
+            plan(&all, keep, NONE)[0].kept,
+            vec![Reason::Newest, Reason::Daily("2026-11-22".into())]
         );
     }
 

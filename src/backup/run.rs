@@ -1,11 +1,15 @@
 //! The `sum-backup` command: lock, take a verified backup, apply retention,
 //! or list. Exit codes as in SPEC §7: 0 ok, 1 failed (nothing published),
-//! 2 bad usage or invalid site file, 3 site busy.
+//! 2 bad usage or invalid site file, 3 site busy. A backup that shrank is
+//! still published and verified, so it exits 0; it is reported by
+//! `warning:` lines, a failure ping and its manifest (docs/backups.md,
+//! "Shrunken backups").
 
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::backup::catalog::{self, Manifest};
 use crate::backup::command;
 use crate::backup::dump::{self, DumpSource};
 use crate::backup::ping::Event;
@@ -22,6 +26,9 @@ pub struct Args<'a> {
     /// Show what retention would keep (and why) and delete; take no
     /// backup, delete nothing.
     pub dry_run: bool,
+    /// The database really is much smaller now: a backup that shrank is
+    /// recorded as accepted, counts, and later ones are compared with it.
+    pub accept_shrink: bool,
 }
 
 pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -53,7 +60,7 @@ fn backup(
     }
     let context = format!("sum-backup {}", site.name);
     prepare_dir(&site, &dir, out).map_err(|f| f.context(&context))?;
-    take_backup(root, &site, &dir, out, err)?;
+    take_backup(root, &site, &dir, args.accept_shrink, out, err)?;
     apply_retention(root, &site, &dir, keep, false, out, err)
 }
 
@@ -78,6 +85,7 @@ fn take_backup(
     root: &Root,
     site: &Site,
     dir: &Path,
+    accept_shrink: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -99,21 +107,12 @@ fn take_backup(
         database_url: &url,
         run_as: account,
         media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
+        accept_shrink,
     };
     warn(site, ping(site, Event::Start, ""), err);
     match dump::take(site, dir, &src, SystemTime::now()) {
         Ok(m) => {
-            let summary = format!(
-                "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {})",
-                dir.join(&m.file).display(),
-                m.size,
-                m.uncompressed_size,
-                m.sha256,
-                m.database,
-                m.server_version
-            );
-            let _ = writeln!(out, "{summary}");
-            warn(site, ping(site, Event::Success, &summary), err);
+            report_taken(root, site, dir, &m, accept_shrink, out, err);
             Ok(())
         }
         Err(e) => {
@@ -127,6 +126,60 @@ fn take_backup(
             Err(failure)
         }
     }
+}
+
+/// Says what was taken. A backup that shrank is verified and published, but
+/// gets `warning:` lines (priority warning in the journal) and a failure
+/// ping: the dead-man's switch is how an operator hears of it.
+fn report_taken(
+    root: &Root,
+    site: &Site,
+    dir: &Path,
+    m: &Manifest,
+    accept_shrink: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
+    let summary = format!(
+        "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {}){}",
+        dir.join(&m.file).display(),
+        m.size,
+        m.uncompressed_size,
+        m.sha256,
+        m.database,
+        m.server_version,
+        m.contents.map(|c| format!(": {c}")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "{summary}");
+    let Some(what) = m.unaccepted_shrink() else {
+        if let Some(s) = &m.shrunk {
+            let what = s.describe(&m.database, m.contents.unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "it shrank ({what}); accepted (--accept-shrink): it counts, and later backups are compared with it"
+            );
+        } else if accept_shrink {
+            let _ = writeln!(out, "--accept-shrink: it did not shrink; nothing to accept");
+        }
+        warn(site, ping(site, Event::Success, &summary), err);
+        return;
+    };
+    let env = root.path(SiteLayout::new(&site.name).env_file);
+    let lines = [
+        format!("this backup SHRANK: {what}"),
+        format!(
+            "is DATABASE_URL in {} right? Retention keeps this backup without counting it, so \
+             the older ones keep their places. If the database really is this small now, run \
+             `sum-backup {} --accept-shrink` (sum-backup(8), SHRUNKEN BACKUPS)",
+            env.display(),
+            site.name
+        ),
+    ];
+    for l in &lines {
+        let _ = writeln!(err, "{}", warning(site, l));
+    }
+    let body = format!("{summary}\n{}", lines.join("\n"));
+    warn(site, ping(site, Event::Fail, &body), err);
 }
 
 /// Tells the site's `ping_url`, if any: what went wrong if the ping failed.
@@ -235,12 +288,13 @@ fn delete_backup(dir: &Path, file: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn list_dir(site: &Site, dir: &Path) -> Result<Vec<dump::Listed>, Failure> {
-    dump::list(&site.name, dir).map_err(|e| Failure::failed(e.to_string()))
+fn list_dir(site: &Site, dir: &Path) -> Result<Vec<catalog::Listed>, Failure> {
+    catalog::list(&site.name, dir).map_err(|e| Failure::failed(e.to_string()))
 }
 
 /// `sum-backup --list` and `sumctl backups`: the site's backups, newest
-/// first, as a table or JSON.
+/// first, as a table or JSON; a backup that shrank is marked SHRUNK and
+/// explained under the table.
 pub(crate) fn list_backups(
     site: &Site,
     dir: &Path,
@@ -261,18 +315,48 @@ pub(crate) fn list_backups(
         return Ok(());
     }
     let now = timefmt::now_unix();
-    let _ = writeln!(out, "{:<36} {:>10} {:>12}  STATE", "BACKUP", "AGE", "SIZE");
-    for b in listed {
+    let _ = writeln!(
+        out,
+        "{:<36} {:>6} {:>12} {:>7} {:>12}  STATE",
+        "BACKUP", "AGE", "SIZE", "TABLES", "ROWS"
+    );
+    for b in &listed {
+        let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "{:<36} {:>10} {:>12}  {}",
+            "{:<36} {:>6} {:>12} {:>7} {:>12}  {}",
             b.file,
             age(now.saturating_sub(b.unix)),
             b.size,
-            if b.verified { "verified" } else { "UNVERIFIED" }
+            count(b.contents.map(|c| c.tables)),
+            count(b.contents.map(|c| c.rows)),
+            state(b)
+        );
+    }
+    for b in listed.iter().filter(|b| b.is_shrunk()) {
+        let what = b.shrunk.as_ref().map(|s| {
+            s.describe(
+                b.database.as_deref().unwrap_or(""),
+                b.contents.unwrap_or_default(),
+            )
+        });
+        let _ = writeln!(
+            out,
+            "SHRUNK {}: {}; retention keeps it without counting it (sum-backup(8), SHRUNKEN BACKUPS)",
+            b.file,
+            what.unwrap_or_default()
         );
     }
     Ok(())
+}
+
+fn state(b: &catalog::Listed) -> &'static str {
+    match (&b.shrunk, b.verified) {
+        (_, false) => "UNVERIFIED",
+        (None, true) => "verified",
+        (Some(s), true) if s.accepted => "verified, shrank (accepted)",
+        (Some(_), true) => "verified, SHRUNK",
+    }
 }
 
 fn age(secs: u64) -> String {

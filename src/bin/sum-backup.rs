@@ -25,6 +25,10 @@ struct Cli {
     /// Show what retention would keep and delete, and why; take no backup and delete nothing
     #[arg(long, conflicts_with = "list")]
     dry_run: bool,
+    /// The database really is much smaller now: record a backup that shrank as accepted, so it
+    /// counts and later backups are compared with it
+    #[arg(long, conflicts_with_all = ["list", "dry_run"])]
+    accept_shrink: bool,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         list: cli.list,
         json: cli.json,
         dry_run: cli.dry_run,
+        accept_shrink: cli.accept_shrink,
     };
     ExitCode::from(backup::run(
         &Root::from_env(),

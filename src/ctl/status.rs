@@ -6,7 +6,6 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::backup::dump;
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::config::sites::{self, Loaded};
@@ -21,6 +20,9 @@ pub struct SiteStatus {
     pub live_release: Option<String>,
     pub last_verified_backup: Option<String>,
     pub last_backup_age_seconds: Option<u64>,
+    /// The last verified backup shrank and nobody accepted it
+    /// (docs/backups.md, "Shrunken backups").
+    pub last_backup_shrunk: bool,
     pub backups: usize,
     pub next_backup: Option<String>,
     /// Unit name → ActiveState (only on a real system).
@@ -41,7 +43,8 @@ pub struct LastGoodConfig {
 pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let l = SiteLayout::new(&site.name);
     let live_release = crate::system::fsutil::link_name(&root.path(&l.app));
-    let listed = dump::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
+    let listed =
+        crate::backup::catalog::list(&site.name, &root.path(&l.backups)).unwrap_or_default();
     let last = listed.iter().find(|b| b.verified);
     let now = crate::system::timefmt::now_unix();
     let mut units = Vec::new();
@@ -76,6 +79,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         live_release,
         last_verified_backup: last.map(|b| b.file.clone()),
         last_backup_age_seconds: last.map(|b| now.saturating_sub(b.unix)),
+        last_backup_shrunk: last.is_some_and(|b| b.is_shrunk()),
         backups: listed.len(),
         next_backup,
         units,
@@ -176,6 +180,11 @@ fn print_status(s: &SiteStatus, out: &mut dyn Write) {
             .unwrap_or("none (not deployed yet)")
     );
     let backup = match (&s.last_verified_backup, s.last_backup_age_seconds) {
+        (Some(f), Some(a)) if s.last_backup_shrunk => format!(
+            "{f} ({}), SHRUNK: far fewer tables or rows than before; `sumctl backups {}` says more",
+            age(a),
+            s.site
+        ),
         (Some(f), Some(a)) => format!("{f} ({})", age(a)),
         _ => "none".into(),
     };

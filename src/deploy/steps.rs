@@ -489,16 +489,25 @@ impl<'a> Deploy<'a> {
                     run_as: account,
                     media_dir: None,
                     release: previous,
+                    accept_shrink: false,
                 };
                 let m = dump::take(ctx.site, &dir, &source, std::time::SystemTime::now()).map_err(
                     |e| format!("the pre-migrate backup failed, so nothing was migrated: {e}"),
                 )?;
                 let path = dir.join(&m.file);
                 let detail = format!("verified {} ({} bytes)", path.display(), m.size);
-                Ok((path, detail))
+                Ok(((path, m.unaccepted_shrink()), detail))
             })
             .map_err(|f| self.failed(new, f))?;
-        self.rec.backup = Some(taken.display().to_string());
+        if let Some(what) = taken.1 {
+            // The migration goes on: this is the way back for the database
+            // it migrates, whichever that is.
+            self.log.line(&format!(
+                "    warning: the pre-migrate backup shrank: {what}; is DATABASE_URL right? \
+                 Retention keeps it without counting it (docs/backups.md)"
+            ));
+        }
+        self.rec.backup = Some(taken.0.display().to_string());
         Ok(())
     }
 

@@ -12,23 +12,23 @@ use common::pg::Pg;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sum-backup");
 
-struct Site {
-    root: tempfile::TempDir,
-    url: String,
+pub(crate) struct Site {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) url: String,
 }
 
 impl Site {
-    fn backups(&self) -> PathBuf {
+    pub(crate) fn backups(&self) -> PathBuf {
         self.root.path().join("srv/sum/acme/backups")
     }
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
             .env("SUM_ROOT", self.root.path())
             .output()
             .unwrap()
     }
-    fn files(&self) -> Vec<String> {
+    pub(crate) fn files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.backups())
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -41,7 +41,7 @@ impl Site {
 }
 
 /// A site `acme` whose database holds a few MB of varied rows.
-fn site_with_data(pg: &Pg, keep: &str) -> Site {
+pub(crate) fn site_with_data(pg: &Pg, keep: &str) -> Site {
     let url = pg.create_site_db("acme", "s3cret-pw", "acme");
     pg.sql(
         "acme",
@@ -66,7 +66,7 @@ fn site_with_data(pg: &Pg, keep: &str) -> Site {
     Site { root, url }
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -554,13 +554,13 @@ fn retention_keeps_the_pre_migrate_backup_of_a_release_on_disk() {
 
 /// A tiny HTTP server on loopback that records each request's method, path
 /// and body and answers 200.
-fn ping_server() -> (String, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn ping_server() -> (String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/ping/abc-123", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
+        for stream in listener.incoming().take(16) {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
@@ -592,7 +592,7 @@ fn ping_server() -> (String, std::sync::mpsc::Receiver<String>) {
 }
 
 /// The next `n` pings (the server records each just after answering it).
-fn take_pings(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
+pub(crate) fn take_pings(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
     let got: Vec<String> = (0..n)
         .map_while(|_| rx.recv_timeout(Duration::from_secs(5)).ok())
         .collect();

@@ -9,6 +9,7 @@
 mod common;
 
 mod backup;
+mod backup_shrink;
 mod bridge;
 mod cache_headers;
 mod calendar_systemd;
