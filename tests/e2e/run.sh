@@ -738,7 +738,7 @@ check "bakery v3: compress as a release command, the heartbeat process on the li
         expect "sum-deploy@bakery Result ($n)" success "$(systemctl show -P Result sum-deploy@bakery)"
         expect "the heartbeat runs in the live release ($n)" "$(readlink -f /srv/sum/bakery/app)" "$(live_cwd)"
     done
-    j=$(journalctl _SYSTEMD_INVOCATION_ID="$(systemctl show -P InvocationID sum-deploy@bakery)" --no-pager -o cat)
+    j=$(journalctl -u sum-deploy@bakery --no-pager -o cat -n 200)
     contains "the deploy log" "==> release: python manage.py compress" "$j"
     contains "the deploy log" "Compressed 1 block(s)" "$j"
     expect "https://bakery.localhost/ (offline-compressed)" 200 "$(get https://bakery.localhost/)"
