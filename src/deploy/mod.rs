@@ -18,6 +18,7 @@ pub mod app;
 pub mod bridge;
 mod command;
 mod ctx;
+pub mod database;
 pub mod dirs;
 pub mod explain;
 pub mod fetch;

@@ -105,9 +105,13 @@ def import_app(spec):
         raise SystemExit(f"{spec} is not callable")
     from django.conf import settings
 
+    # The database as the app's own settings name it (never its password):
+    # the deploy checks that DATABASE_URL, which backups use, is the same.
+    db = settings.DATABASES.get("default", {})
     return {
         "static_root": str(settings.STATIC_ROOT or ""),
         "media_root": str(settings.MEDIA_ROOT or ""),
+        "database": {k.lower(): str(db.get(k) or "") for k in ("ENGINE", "NAME", "USER", "HOST", "PORT")},
     }
 
 

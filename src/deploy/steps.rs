@@ -325,6 +325,9 @@ impl<'a> Deploy<'a> {
         checks: &mut Checks,
     ) -> Result<Option<Effective>, StepFailure> {
         let wsgi = &self.ctx.site.django.wsgi;
+        let url = envfile::get(&self.env, "DATABASE_URL", Path::new(""))
+            .ok()
+            .map(str::to_string);
         self.log
             .step("import", |_| {
                 let phase = checks.phase("import")?;
@@ -335,6 +338,7 @@ impl<'a> Deploy<'a> {
                         ran.tail(12)
                     ));
                 }
+                super::database::check(&phase.value, url.as_deref())?;
                 let eff: Option<Effective> = serde_json::from_value(phase.value).ok();
                 let detail = match &eff {
                     Some(e) => format!(

@@ -612,3 +612,58 @@ fn a_500_from_the_database_state_is_explained_by_django() {
     assert_eq!(o.code, 0, "{log}");
     assert_eq!(fx.serving_version(), "v7");
 }
+
+/// The trial's outage: a DATABASE_URL written for backups beside an app
+/// whose own settings name another database. The deploy asks Django and
+/// stops at the import step, before anything is touched.
+#[test]
+fn a_database_url_that_is_not_the_apps_database_stops_the_deploy() {
+    let Some((fx, mut gunicorn)) = deployed("v1") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().join("w");
+    let (repo, wd) = (fx.repo.display().to_string(), w.display().to_string());
+    git(Path::new("/"), &["clone", "-q", &repo, &wd]);
+    git(&w, &["checkout", "-q", "-b", "typo-db", "v2"]);
+    let settings = w.join("acme/settings/production.py");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str("\n# Settings of its own: another database than DATABASE_URL's.\n");
+    text.push_str("DATABASES[\"default\"][\"NAME\"] = \"acme_typo\"\n");
+    std::fs::write(&settings, text).unwrap();
+    git(
+        &w,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qam",
+            "typo",
+        ],
+    );
+    git(&w, &["push", "-q", "origin", "typo-db"]);
+
+    let before = fx.live();
+    let (o, log) = fx.deploy(&mut gunicorn, &opts("typo-db"));
+    assert_eq!(o.code, 1, "{log}");
+    assert_eq!(o.record.failed_step.as_deref(), Some("import"), "{log}");
+    let err = o.record.error.unwrap();
+    assert!(
+        err.contains("Django's own settings use database `acme_typo`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DATABASE_URL in the .env names database `acme`"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-"), "a password in the message: {err}");
+    assert_eq!(fx.live(), before);
+    assert_eq!(fx.serving_version(), "v1");
+    assert_eq!(
+        fx.sql("SELECT count(*) FROM django_migrations WHERE name = '0002_note_pinned'"),
+        "0",
+        "a migration ran"
+    );
+}
