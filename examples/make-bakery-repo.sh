@@ -6,7 +6,9 @@
 #   v2  v1 with a changed stylesheet (/* bakery v2 */)           branch main
 #   v3  v2 with django-compressor's offline compression (its
 #       pages answer 500 until `manage.py compress` ran) and a
-#       `manage.py heartbeat` process writing a row per second  branch real-app
+#       `manage.py heartbeat` process writing a row per second
+#   v4  v3 with the database in DB_NAME, DB_USER, DB_PASSWORD,
+#       DB_HOST, DB_PORT (and DB_SSLMODE), not DATABASE_URL     branch real-app
 #
 #   bash examples/make-bakery-repo.sh DEST
 #
@@ -138,7 +140,36 @@ class Migration(migrations.Migration):
     ]
 PY
 commit v3 "bakery v3: offline compression (needs manage.py compress) and a heartbeat process"
+
+# v4: the database in the app's own variables, as healthchecks names them
+# (DB_NAME, DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_SSLMODE), with no
+# DATABASE_URL: sum-golden-path asks Django (docs/backups.md).
+release v4
+python3 - <<'PY2'
+path = "bakery/settings/production.py"
+text = open(path).read()
+old = 'DATABASES = {"default": dj_database_url.config(conn_max_age=60)}\n'
+assert text.count(old) == 1
+text = text.replace("import dj_database_url\n\n", "")
+text = text.replace(
+    old,
+    "DATABASES = {\n"
+    '    "default": {\n'
+    '        "ENGINE": "django.db.backends.postgresql",\n'
+    '        "NAME": os.environ["DB_NAME"],\n'
+    '        "USER": os.environ["DB_USER"],\n'
+    '        "PASSWORD": os.environ["DB_PASSWORD"],\n'
+    '        "HOST": os.getenv("DB_HOST", ""),\n'
+    '        "PORT": os.getenv("DB_PORT", ""),\n'
+    '        "CONN_MAX_AGE": 60,\n'
+    '        "OPTIONS": {"sslmode": os.getenv("DB_SSLMODE", "prefer")},\n'
+    "    }\n"
+    "}\n",
+)
+open(path, "w").write(text)
+PY2
+commit v4 "bakery v4: the database in DB_* variables, no DATABASE_URL"
 git checkout -q main
 
 git gc -q
-echo "$dest: v1 v2 (main) v3 (real-app)"
+echo "$dest: v1 v2 (main) v3 v4 (real-app)"

@@ -25,7 +25,6 @@ use flate2::Compression;
 use crate::backup::catalog::{self, backup_name, parse_backup_name, Manifest};
 use crate::backup::contents::Counter;
 use crate::backup::hashio::Hashing;
-use crate::config::envfile;
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
@@ -56,9 +55,9 @@ fn err(msg: impl Into<String>) -> BackupError {
 
 /// How the dump is taken: the database URL and who runs pg_dump.
 pub struct DumpSource<'a> {
-    /// A libpq connection string (the site's `DATABASE_URL`); its password
-    /// reaches pg_dump through the environment (see `pgconn`).
-    pub database_url: &'a str,
+    /// The site's database (see `appdb`); its password reaches pg_dump
+    /// through the environment (see `pgconn`).
+    pub conn: &'a PgConn,
     /// Run pg_dump as this uid/gid (the site's account), or as ourselves.
     pub run_as: Option<(u32, u32)>,
     /// Also archive this media directory beside the dump.
@@ -193,9 +192,9 @@ fn write_verified(
     src: &DumpSource,
     started: u64,
 ) -> Result<Manifest, BackupError> {
-    let conn = PgConn::parse(src.database_url).map_err(|e| err(e.to_string()))?;
+    let conn = src.conn;
     let file = create_partial(partial)?;
-    let mut child = spawn_pg_dump(&conn, src.run_as)?;
+    let mut child = spawn_pg_dump(conn, src.run_as)?;
     let mut stdout = child.stdout.take().expect("piped");
     let stderr_reader = read_stderr(&mut child);
     let mut gz = GzEncoder::new(
@@ -478,15 +477,6 @@ pub fn clean_partials(site: &str, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The paths `sum-backup` uses for a site under a root.
 pub fn backups_dir(root: &Root, site: &str) -> PathBuf {
     root.path(SiteLayout::new(site).backups)
-}
-
-/// Reads the site's DATABASE_URL from its `.env`.
-pub fn database_url(root: &Root, site: &str, gid: Option<u32>) -> Result<String, BackupError> {
-    let path = root.path(SiteLayout::new(site).env_file);
-    let env = envfile::read(&path, gid).map_err(|e| err(e.0))?;
-    envfile::get(&env, "DATABASE_URL", &path)
-        .map(str::to_string)
-        .map_err(|e| err(e.0))
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! dump (`dump`), hashing while writing (`hashio`), what a dump holds
 //! (`contents`) and whether it shrank (`shrink`), manifests and the list of
 //! backups (`catalog`), the media archive (`media`), retention
-//! (`retention`), pings (`ping`), the `sum-backup` command (`run`) and the
-//! restore (`restore`).
+//! (`retention`), pings (`ping`), which database the app uses (`appdb`),
+//! the `sum-backup` command (`run`) and the restore (`restore`).
 
+pub mod appdb;
 pub mod catalog;
 mod command;
 pub mod contents;

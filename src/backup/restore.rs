@@ -277,17 +277,17 @@ pub struct Report {
     pub safety_backup: Option<PathBuf>,
 }
 
-/// Restores `req` for `site`. `url` is the site's DATABASE_URL.
+/// Restores `req` for `site` into the site's database `conn` (see
+/// `appdb`).
 pub fn restore(
     root: &Root,
     site: &Site,
     req: &Request,
-    url: &str,
+    conn: &PgConn,
     run_as: Option<(u32, u32)>,
     control: &mut dyn Control,
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
-    let conn = PgConn::parse(url).map_err(|e| err(e.to_string()))?;
     let dir = dump::backups_dir(root, &site.name);
     let path = resolve(&site.name, &dir, req.what)?;
     let manifest = verify(&path)?;
@@ -302,9 +302,9 @@ pub fn restore(
         }
     );
     if let Some(db) = req.into {
-        return rehearse(&path, &conn, db, run_as, log);
+        return rehearse(&path, conn, db, run_as, log);
     }
-    let safety = safety_backup(site, &dir, url, run_as)?;
+    let safety = safety_backup(site, &dir, conn, run_as)?;
     let safety_path = dir.join(&safety.file);
     let _ = writeln!(
         log,
@@ -321,7 +321,7 @@ pub fn restore(
     behind_maintenance_flag(&flag, || {
         let loaded = Loaded {
             path: &path,
-            conn: &conn,
+            conn,
             run_as,
             safety_path: &safety_path,
         };
@@ -364,14 +364,14 @@ fn rehearse(
 fn safety_backup(
     site: &Site,
     dir: &Path,
-    url: &str,
+    conn: &PgConn,
     run_as: Option<(u32, u32)>,
 ) -> Result<Manifest, RestoreError> {
     dump::take(
         site,
         dir,
         &DumpSource {
-            database_url: url,
+            conn,
             run_as,
             // The restore replaces the database only; media stay as they are.
             media_dir: None,
@@ -489,11 +489,14 @@ fn restore_command(
     let context = format!("sum-restore {}", site.name);
     let failed = |e: &dyn std::fmt::Display| Failure::failed(e.to_string()).context(&context);
     let account = crate::system::accounts::site_account(root, &site.name);
-    let url =
-        dump::database_url(root, &site.name, account.map(|(_, g)| g)).map_err(|e| failed(&e))?;
+    let db = crate::backup::appdb::resolve(root, &site, account).map_err(|e| failed(&e))?;
+    let _ = writeln!(out, "the site's database: {}", db.source);
+    for w in &db.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     let mut control = crate::system::control::for_root(root);
-    let report =
-        restore(root, &site, req, &url, account, control.as_mut(), out).map_err(|e| failed(&e))?;
+    let report = restore(root, &site, req, &db.conn, account, control.as_mut(), out)
+        .map_err(|e| failed(&e))?;
     let _ = writeln!(
         out,
         "restored {} into database {}",

@@ -91,8 +91,6 @@ fn take_backup(
 ) -> Result<(), Failure> {
     let context = format!("sum-backup {}", site.name);
     let account = crate::system::accounts::site_account(root, &site.name);
-    let url = dump::database_url(root, &site.name, account.map(|(_, g)| g))
-        .map_err(|e| Failure::failed(e.to_string()).context(&context))?;
     let layout = SiteLayout::new(&site.name);
     // The persistent media directory wherever the live release's settings
     // put it (a linked in-release MEDIA_ROOT is recorded as media/).
@@ -102,30 +100,33 @@ fn take_backup(
             .unwrap_or_else(|| layout.media_dir.clone()),
     );
     let release = crate::system::fsutil::link_name(&root.path(&layout.app));
+    warn(site, ping(site, Event::Start, ""), err);
+    // A failure, pinged: nothing was published.
+    let failed = |why: String| {
+        let msg = format!("backup failed, nothing was published: {why}");
+        let mut failure = Failure::failed(msg.as_str()).context(&context);
+        // A failed ping is reported under the failure it announces.
+        if let Some(w) = ping(site, Event::Fail, &msg) {
+            failure.message.push('\n');
+            failure.message.push_str(&warning(site, &w));
+        }
+        failure
+    };
+    let db = crate::backup::appdb::resolve(root, site, account).map_err(failed)?;
+    let _ = writeln!(out, "the site's database: {}", db.source);
+    for w in &db.warnings {
+        let _ = writeln!(err, "{}", warning(site, w));
+    }
     let src = DumpSource {
         release: release.as_deref(),
-        database_url: &url,
+        conn: &db.conn,
         run_as: account,
         media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
         accept_shrink,
     };
-    warn(site, ping(site, Event::Start, ""), err);
-    match dump::take(site, dir, &src, SystemTime::now()) {
-        Ok(m) => {
-            report_taken(root, site, dir, &m, accept_shrink, out, err);
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("backup failed, nothing was published: {e}");
-            let mut failure = Failure::failed(msg.as_str()).context(&context);
-            // A failed ping is reported under the failure it announces.
-            if let Some(w) = ping(site, Event::Fail, &msg) {
-                failure.message.push('\n');
-                failure.message.push_str(&warning(site, &w));
-            }
-            Err(failure)
-        }
-    }
+    let m = dump::take(site, dir, &src, SystemTime::now()).map_err(|e| failed(e.to_string()))?;
+    report_taken(root, site, dir, &m, accept_shrink, out, err);
+    Ok(())
 }
 
 /// Says what was taken. A backup that shrank is verified and published, but

@@ -1,71 +1,21 @@
-//! The app's own database, as Django's settings name it, against the
-//! `DATABASE_URL` that backups, restores and the pre-migrate backup use.
+//! The app's own database, as Django's settings name it: what the
+//! pre-migrate backup copies and what the deploy records with the release.
 //!
-//! Apps name their settings differently (`DATABASE_URL`, `DB_NAME`, …). A
-//! `DATABASE_URL` written for sum-golden-path beside an app that reads
-//! other variables can point somewhere else: a typo made backups copy an
-//! empty database while the app used the real one. The import step reads
-//! Django's effective `DATABASES["default"]` (engine, name, user, host,
-//! port; never the password) and the deploy stops, before anything is
-//! touched, when the two name different databases.
+//! Apps name their settings differently (`DATABASE_URL`, `DB_NAME`, …). The
+//! import step reads Django's effective `DATABASES["default"]` (engine,
+//! name, user, host, port, the client's options, and the password, which
+//! stays in memory; see `backup::appdb`). A `DATABASE_URL` in the `.env` is
+//! optional, but it is what backups fall back to when the app cannot be
+//! asked: a copy that names another database (a typo once made backups copy
+//! an empty database while the app used the real one) stops the deploy
+//! before anything is touched.
 
-/// `DATABASES["default"]` as the release checks report it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
-pub struct DjangoDatabase {
-    #[serde(default)]
-    pub engine: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub host: String,
-    #[serde(default)]
-    pub port: String,
-}
-
-impl DjangoDatabase {
-    /// `database acme on 127.0.0.1:5432 as acme`.
-    pub fn describe(&self) -> String {
-        format!(
-            "database `{}` on {}:{} as `{}`",
-            self.name,
-            if self.host.is_empty() {
-                "the local socket"
-            } else {
-                &self.host
-            },
-            if self.port.is_empty() {
-                "5432"
-            } else {
-                &self.port
-            },
-            self.user
-        )
-    }
-}
-
-/// One server for our purposes: the local forms all name this host.
-fn host_key(host: &str) -> &str {
-    match host {
-        "" | "localhost" | "127.0.0.1" | "::1" => "this host",
-        h if h.starts_with('/') => "this host",
-        h => h,
-    }
-}
-
-fn port_key(port: &str) -> &str {
-    if port.is_empty() {
-        "5432"
-    } else {
-        port
-    }
-}
+pub use crate::site_state::database::DjangoDatabase;
 
 /// Why `url` does not name the database Django uses, or None when it does.
 /// Only PostgreSQL can be backed up; another engine is a mismatch too.
 pub fn mismatch(django: &DjangoDatabase, url: &str) -> Option<String> {
-    if !django.engine.contains("postgresql") && !django.engine.contains("postgis") {
+    if !django.is_postgresql() {
         return Some(format!(
             "Django's DATABASES[\"default\"] uses the engine `{}`; sum-golden-path backs \
              up and restores PostgreSQL only",
@@ -76,42 +26,35 @@ pub fn mismatch(django: &DjangoDatabase, url: &str) -> Option<String> {
         Ok(c) => c,
         Err(e) => return Some(e.to_string()),
     };
-    let from_url = DjangoDatabase {
-        engine: django.engine.clone(),
-        name: conn.dbname().unwrap_or_default().to_string(),
-        user: conn.user().unwrap_or_default().to_string(),
-        host: conn.host().unwrap_or_default().to_string(),
-        port: conn.port().unwrap_or_default().to_string(),
-    };
-    let same = django.name == from_url.name
-        && (django.user.is_empty() || from_url.user.is_empty() || django.user == from_url.user)
-        && host_key(&django.host) == host_key(&from_url.host)
-        && port_key(&django.port) == port_key(&from_url.port);
-    (!same).then(|| {
+    let from_url = crate::backup::appdb::described(&conn, &django.engine);
+    (!django.same_as(&from_url)).then(|| {
         format!(
             "Django's own settings use {}, but DATABASE_URL in the .env names {}. \
-             Backups, restores and the pre-migrate backup use DATABASE_URL, so they would \
-             copy the wrong database: make DATABASE_URL name the database the app uses",
+             sum-golden-path falls back to DATABASE_URL when the app cannot be asked, so \
+             it must not name another database: correct DATABASE_URL, or remove it",
             django.describe(),
             from_url.describe()
         )
     })
 }
 
-/// The import phase's report against the `.env`'s `DATABASE_URL`: an error
-/// that stops the deploy when they name different databases. Nothing to
-/// compare without either.
-pub fn check(import: &serde_json::Value, url: Option<&str>) -> Result<(), String> {
-    let (Some(url), Some(db)) = (url, import.get("database")) else {
-        return Ok(());
+/// The import phase's report: the database Django names and a connection
+/// to it (None from a report without one). An error, which stops the
+/// deploy before anything is touched, when it is not PostgreSQL or names
+/// no database, or when the `.env`'s `DATABASE_URL` names another one.
+pub fn from_import(
+    import: &serde_json::Value,
+    url: Option<&str>,
+) -> Result<Option<crate::backup::appdb::Answer>, String> {
+    let Some(db) = import.get("database") else {
+        return Ok(None);
     };
-    let Ok(db) = serde_json::from_value::<DjangoDatabase>(db.clone()) else {
-        return Ok(());
-    };
-    match mismatch(&db, url) {
-        Some(why) => Err(format!("{why}; production is untouched")),
-        None => Ok(()),
+    let answer = crate::backup::appdb::from_json(db)
+        .map_err(|why| format!("{why}; production is untouched"))?;
+    if let Some(why) = url.and_then(|u| mismatch(&answer.database, u)) {
+        return Err(format!("{why}; production is untouched"));
     }
+    Ok(Some(answer))
 }
 
 #[cfg(test)]
@@ -125,6 +68,7 @@ mod tests {
             user: user.into(),
             host: host.into(),
             port: port.into(),
+            options: Default::default(),
         }
     }
 

@@ -14,9 +14,17 @@ pub(super) fn check(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String
     let env_path = ctx.p(&l.env_file);
     let gid = ctx.account.map(|(_, g)| g);
     let env = envfile::read(&env_path, gid).map_err(|e| e.0)?;
-    let url = envfile::get(&env, "DATABASE_URL", &env_path).map_err(|e| e.0)?;
-    postgres_reachable(url, ctx.account)?;
-    let mut checked = vec!["site file", ".env", "PostgreSQL"];
+    let mut checked = vec!["site file", ".env"];
+    // The app may name its database in other variables (`DB_NAME`, …):
+    // then it is checked once the import step asks Django.
+    match envfile::get(&env, "DATABASE_URL", &env_path) {
+        Ok(url) => {
+            let conn = crate::probe::pgconn::PgConn::parse(url).map_err(|e| e.to_string())?;
+            postgres_reachable(&conn, ctx.account, "the DATABASE_URL of the site's .env")?;
+            checked.push("PostgreSQL");
+        }
+        Err(_) => checked.push("(no DATABASE_URL: PostgreSQL checked once Django names it)"),
+    }
     match envfile::get(&env, "REDIS_URL", &env_path) {
         Ok(redis) => {
             crate::probe::redis::ping(redis, Duration::from_secs(5))?;
@@ -38,10 +46,14 @@ pub(super) fn check(ctx: &Ctx) -> Result<(Vec<(String, String)>, String), String
     Ok((env, format!("{} ok", checked.join(", "))))
 }
 
-/// `SELECT 1` over the site's DATABASE_URL, as the site's user.
-fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), String> {
+/// `SELECT 1` over `conn`, as the site's user; `named_by` says where the
+/// connection came from, for the error.
+pub(super) fn postgres_reachable(
+    conn: &crate::probe::pgconn::PgConn,
+    account: Option<(u32, u32)>,
+    named_by: &str,
+) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
-    let conn = crate::probe::pgconn::PgConn::parse(url).map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new("psql");
     cmd.args(["-X", "-q", "-A", "-t", "--no-password", "-c", "SELECT 1"]);
     // The password goes into psql's environment, not its command line.
@@ -59,7 +71,7 @@ fn postgres_reachable(url: &str, account: Option<(u32, u32)>) -> Result<(), Stri
     }
     let why = crate::system::text::excerpt(&String::from_utf8_lossy(&out.stderr), 300);
     Err(format!(
-        "PostgreSQL is not reachable with the DATABASE_URL of the site's .env ({}): {why}; \
+        "PostgreSQL is not reachable with {named_by} ({}): {why}; \
          is it running (`systemctl status postgresql`) and are the user, password and database right?",
         conn.dbname().unwrap_or("no database named: the user's")
     ))

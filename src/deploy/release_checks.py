@@ -105,13 +105,20 @@ def import_app(spec):
         raise SystemExit(f"{spec} is not callable")
     from django.conf import settings
 
-    # The database as the app's own settings name it (never its password):
-    # the deploy checks that DATABASE_URL, which backups use, is the same.
-    db = settings.DATABASES.get("default", {})
+    # The database as the app's own settings name it, with the OPTIONS
+    # Django's PostgreSQL client passes on: the pre-migrate backup copies
+    # it, and the deploy records it (without the password) with the
+    # release. The password travels only through the report pipe.
+    db = settings.DATABASES.get("default") or {}
+    options = db.get("OPTIONS") or {}
+    client_options = ("service", "passfile", "sslmode", "sslrootcert", "sslcert", "sslkey")
     return {
         "static_root": str(settings.STATIC_ROOT or ""),
         "media_root": str(settings.MEDIA_ROOT or ""),
-        "database": {k.lower(): str(db.get(k) or "") for k in ("ENGINE", "NAME", "USER", "HOST", "PORT")},
+        "database": {
+            **{k.lower(): str(db.get(k) or "") for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+            "options": {k: str(options[k]) for k in client_options if options.get(k)},
+        },
     }
 
 

@@ -18,6 +18,7 @@ use super::{dirs, fetch, preflight, record};
 use crate::backup::dump::{self, DumpSource};
 use crate::config::envfile;
 use crate::config::layout::SiteLayout;
+use crate::probe::pgconn::PgConn;
 use crate::site_state::{self, Record, ReleaseInfo, ReleaseStatus};
 use crate::system::control::Control;
 use crate::system::fsutil::link_name;
@@ -54,6 +55,8 @@ pub(super) struct Deploy<'a> {
     pub(super) previous_venv: Option<String>,
     /// A deploy was killed after its swap: the live release is unverified.
     pub(super) interrupted: bool,
+    /// The new release's database, as its Django names it (the import).
+    pub(super) database: Option<PgConn>,
 }
 
 /// The release being built, and its record under `state/releases/`.
@@ -89,6 +92,7 @@ impl<'a> Deploy<'a> {
             previous: None,
             previous_venv: None,
             interrupted: false,
+            database: None,
         }
     }
 
@@ -222,6 +226,7 @@ impl<'a> Deploy<'a> {
                 migrations: Vec::new(),
                 static_root: None,
                 media_root: None,
+                database: None,
             },
         };
         self.save(&new, "release")?;
@@ -325,10 +330,12 @@ impl<'a> Deploy<'a> {
         checks: &mut Checks,
     ) -> Result<Option<Effective>, StepFailure> {
         let wsgi = &self.ctx.site.django.wsgi;
+        let account = self.runner.run_as;
         let url = envfile::get(&self.env, "DATABASE_URL", Path::new(""))
             .ok()
             .map(str::to_string);
-        self.log
+        let (eff, answer) = self
+            .log
             .step("import", |_| {
                 let phase = checks.phase("import")?;
                 let ran = phase.ran;
@@ -338,19 +345,32 @@ impl<'a> Deploy<'a> {
                         ran.tail(12)
                     ));
                 }
-                super::database::check(&phase.value, url.as_deref())?;
+                let answer = super::database::from_import(&phase.value, url.as_deref())?;
+                let mut detail = format!("{wsgi} imports");
+                if let Some(a) = &answer {
+                    // Without a DATABASE_URL the preflight could not check it.
+                    if url.is_none() {
+                        preflight::postgres_reachable(&a.conn, account, "Django's DATABASES")
+                            .map_err(|e| format!("{e}; production is untouched"))?;
+                    }
+                    detail.push_str(&format!("; Django's {}", a.database.describe()));
+                }
                 let eff: Option<Effective> = serde_json::from_value(phase.value).ok();
-                let detail = match &eff {
-                    Some(e) => format!(
-                        "{wsgi} imports; Django's STATIC_ROOT={} MEDIA_ROOT={}",
+                if let Some(e) = &eff {
+                    detail.push_str(&format!(
+                        "; STATIC_ROOT={} MEDIA_ROOT={}",
                         shown(&e.static_root),
                         shown(&e.media_root)
-                    ),
-                    None => format!("{wsgi} imports"),
-                };
-                Ok((eff, detail))
+                    ));
+                }
+                Ok(((eff, answer), detail))
             })
-            .map_err(|f| self.failed(new, f))
+            .map_err(|f| self.failed(new, f))?;
+        if let Some(a) = answer {
+            new.info.database = Some(a.database);
+            self.database = Some(a.conn);
+        }
+        Ok(eff)
     }
 
     /// Step 4: the effective STATIC_ROOT and MEDIA_ROOT made to work (see
@@ -482,14 +502,21 @@ impl<'a> Deploy<'a> {
     /// its path recorded in the history.
     fn backup(&mut self, new: &mut NewRelease) -> Result<(), StepFailure> {
         let (ctx, account, previous) = (self.ctx, self.runner.run_as, self.previous.as_deref());
-        let url = envfile::get(&self.env, "DATABASE_URL", &ctx.p(&self.l.env_file))
-            .map_err(|e| fail("backup", e.0))?;
+        // What the new release's Django will migrate; DATABASE_URL only
+        // when the import reported no database.
+        let conn = match &self.database {
+            Some(c) => c.clone(),
+            None => envfile::get(&self.env, "DATABASE_URL", &ctx.p(&self.l.env_file))
+                .map_err(|e| e.0)
+                .and_then(|u| PgConn::parse(u).map_err(|e| e.to_string()))
+                .map_err(|e| fail("backup", e))?,
+        };
         let taken = self
             .log
             .step("backup", |_| {
                 let dir = dump::backups_dir(ctx.root, &ctx.site.name);
                 let source = DumpSource {
-                    database_url: url,
+                    conn: &conn,
                     run_as: account,
                     media_dir: None,
                     release: previous,
@@ -507,7 +534,7 @@ impl<'a> Deploy<'a> {
             // The migration goes on: this is the way back for the database
             // it migrates, whichever that is.
             self.log.line(&format!(
-                "    warning: the pre-migrate backup shrank: {what}; is DATABASE_URL right? \
+                "    warning: the pre-migrate backup shrank: {what}; is the app's database right? \
                  Retention keeps it without counting it (docs/backups.md)"
             ));
         }
@@ -572,9 +599,10 @@ mod tests {
     }
 
     #[test]
-    fn preflight_stops_at_a_dot_env_without_database_url() {
+    fn preflight_stops_at_an_unreachable_database_url() {
         let fx = Fixture::new();
-        fx.env_file("SECRET_KEY=x\n");
+        // Port 1 on this host: nothing listens, the refusal is at once.
+        fx.env_file("SECRET_KEY=x\nDATABASE_URL=postgres://acme:pw@127.0.0.1:1/acme\n");
         let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
         let f = Deploy::new(&ctx, &mut control, &mut out)
             .preflight()
@@ -584,16 +612,34 @@ mod tests {
             ("preflight", Exit::Failed)
         );
         assert!(
-            f.failure.message.contains("has no DATABASE_URL= line"),
+            f.failure.message.contains(
+                "PostgreSQL is not reachable with the DATABASE_URL of the site's .env (acme)"
+            ),
             "{}",
             f.failure.message
         );
+        assert!(!f.failure.message.contains("pw@"), "{}", f.failure.message);
         let log = text(&out);
         assert!(
             log.starts_with("==> preflight\n    preflight: FAILED after"),
             "{log}"
         );
         assert!(!fx.p(&fx.l.releases).exists(), "nothing touched");
+    }
+
+    #[test]
+    fn preflight_without_database_url_leaves_the_database_to_django() {
+        let fx = Fixture::new();
+        fx.env_file("SECRET_KEY=x\nDB_NAME=acme\n");
+        let (ctx, mut control, mut out) = (fx.ctx(), fx.no_control(), Vec::new());
+        Deploy::new(&ctx, &mut control, &mut out)
+            .preflight()
+            .unwrap();
+        let log = text(&out);
+        assert!(
+            log.contains("(no DATABASE_URL: PostgreSQL checked once Django names it)"),
+            "{log}"
+        );
     }
 
     #[test]

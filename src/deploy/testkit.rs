@@ -102,6 +102,7 @@ impl Fixture {
             migrations: migrations.iter().map(|m| m.to_string()).collect(),
             static_root: None,
             media_root: None,
+            database: None,
         };
         site_state::save_release(&self.p(&self.l.state), &info).unwrap();
         info

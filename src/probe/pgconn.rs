@@ -119,6 +119,31 @@ impl PgConn {
         Ok(conn)
     }
 
+    /// A connection from libpq keywords and a password, as Django's
+    /// settings give them (see `backup::appdb`). Empty values are left out,
+    /// as libpq ignores them; keywords are checked as [`Self::parse`] does.
+    pub fn from_parts<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+        password: Option<&str>,
+    ) -> Result<PgConn, PgConnError> {
+        let mut conn = PgConn {
+            params: Vec::new(),
+            password: password.filter(|p| !p.is_empty()).map(str::to_string),
+        };
+        for (k, v) in params {
+            if k == "password" {
+                return Err(bad("the password must be given apart from the parameters"));
+            }
+            if v.contains('\0') {
+                return Err(bad(format!("`{k}` contains a NUL character")));
+            }
+            if !v.is_empty() {
+                conn.set(k, v.to_string())?;
+            }
+        }
+        Ok(conn)
+    }
+
     /// The value of a libpq keyword (never `password`).
     pub fn get(&self, keyword: &str) -> Option<&str> {
         self.params

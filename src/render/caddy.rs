@@ -396,6 +396,7 @@ mod tests {
                     migrations: vec![],
                     static_root: st,
                     media_root: media,
+                    database: None,
                 },
             )
             .unwrap()
@@ -474,6 +475,7 @@ mod tests {
                             .to_string()
                     }),
                     media_root: None,
+                    database: None,
                 },
             )
             .unwrap();

@@ -3,8 +3,10 @@
 //! file per release in `state/releases/<release>.json` saying what it is and
 //! whether it ever passed its smoke check; the live release and where its
 //! static and media really are; the last good copy of the site file
-//! (`last_good`); and the site's lock (`lock`). Pruning reads both records.
+//! (`last_good`); the database a release's Django uses (`database`); and
+//! the site's lock (`lock`). Pruning reads both records.
 
+pub mod database;
 pub mod last_good;
 pub mod lock;
 
@@ -48,6 +50,9 @@ pub struct ReleaseInfo {
     pub static_root: Option<String>,
     #[serde(default)]
     pub media_root: Option<String>,
+    /// The database its Django uses (`DATABASES["default"]`, no password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<database::DjangoDatabase>,
 }
 
 /// One step of a deploy and how long it took.

@@ -761,6 +761,38 @@ check "bakery v3: compress as a release command, the heartbeat process on the li
     before=$(beats); sleep 3
     [ "$(beats)" -gt "$before" ] || { echo "no heartbeat rows after the restore ($before)"; exit 1; }
     contains "sumctl status" "sum-app-heartbeat@bakery.service" "$(sumctl status bakery)"'
+check "bakery v4: the database in DB_* settings and no DATABASE_URL; the deploy, sum-backup and sum-restore ask Django" '
+    url=$(env_of bakery DATABASE_URL)
+    pw=${url#postgres://bakery:}; pw=${pw%%@*}
+    [ -n "$pw" ] && [ "$pw" != "$url" ] || { echo "no password in $url"; exit 1; }
+    sed -i "/^DATABASE_URL=/d" /srv/sum/bakery/.env
+    printf "DB_NAME=bakery\nDB_USER=bakery\nDB_PASSWORD=%s\nDB_HOST=127.0.0.1\nDB_PORT=5432\n" "$pw" >>/srv/sum/bakery/.env
+    if grep -q "^DATABASE_URL=" /srv/sum/bakery/.env; then echo "DATABASE_URL is still in the .env"; exit 1; fi
+    sed -i "s|^ref = .*|ref = \"v4\"|" /etc/sum/sites/bakery.toml
+    systemctl start sum-deploy@bakery
+    expect "sum-deploy@bakery Result (v4)" success "$(systemctl show -P Result sum-deploy@bakery)"
+    j=$(journalctl -u sum-deploy@bakery --no-pager -o cat -n 80)
+    contains "the deploy log" "(no DATABASE_URL: PostgreSQL checked once Django names it)" "$j"
+    contains "the deploy log" "s database \`bakery\` on 127.0.0.1:5432 as \`bakery\`" "$j"
+    expect "https://bakery.localhost/ (v4)" 200 "$(get https://bakery.localhost/)"
+    contains "the page" "v4" "$(cat /root/resp.b)"
+    live=$(basename "$(readlink /srv/sum/bakery/app)")
+    contains "the release record" "\"name\": \"bakery\"" "$(cat "/srv/sum/bakery/state/releases/$live.json")"
+    systemctl start sum-backup@bakery
+    expect "sum-backup@bakery Result (v4)" success "$(systemctl show -P Result sum-backup@bakery)"
+    contains "sum-backup@bakery" "the sites database: Django" "$(journalctl -u sum-backup@bakery --no-pager -o cat -n 20 | tr -d "\047")"
+    contains "sum-backup@bakery" "settings of release $live: database \`bakery\`" "$(journalctl -u sum-backup@bakery --no-pager -o cat -n 20)"
+    psql -X -q -At -v ON_ERROR_STOP=1 "$url" -c "INSERT INTO gallery_image (title, file, created) VALUES (\$\$after-backup\$\$, \$\$x.txt\$\$, now())"
+    out=$(sum-restore bakery latest --into bakery_rehearsal)
+    contains "sum-restore --into" "restored into bakery_rehearsal" "$out"
+    expect "rows named after-backup in the rehearsal" 0 "$(psql -X -At "${url%/*}/bakery_rehearsal" -c "SELECT count(*) FROM gallery_image WHERE title = \$\$after-backup\$\$")"
+    out=$(sum-restore bakery latest --i-know-this-will-overwrite)
+    contains "sum-restore" "Django" "$out"
+    expect "rows named after-backup after the restore" 0 "$(psql -X -At "$url" -c "SELECT count(*) FROM gallery_image WHERE title = \$\$after-backup\$\$")"
+    expect "https://bakery.localhost/ after the restore" 200 "$(get https://bakery.localhost/)"
+    expect "sum-app-heartbeat@bakery after the restore (v4)" active "$(systemctl is-active sum-app-heartbeat@bakery.service)"
+    leaks=$( { grep -rlF -- "$pw" /srv/sum/bakery/state /srv/sum/bakery/backups || true; journalctl --no-pager -o cat | grep -cF -- "$pw" || true; } | tr "\n" " ")
+    expect "files and journal lines holding the password" "0 " "$leaks"'
 
 step "sumctl remove"
 E2E_UNITS=(sum-gunicorn@bakery.service redis-server@sum-beta.service caddy.service)

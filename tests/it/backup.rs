@@ -668,6 +668,7 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
         site.root.path().join("srv/sum/acme/app"),
     )
     .unwrap();
+    record_database(&site, "20261101T000000Z-abc1234");
     let media = site.root.path().join("srv/sum/acme/media");
     std::fs::create_dir_all(media.join("uploads/2026/ünï")).unwrap();
     std::fs::write(
@@ -741,6 +742,36 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     assert!(!orphan.exists());
 }
 
+/// The database a release recorded at its deploy: the site's.
+fn recorded_database(site: &Site) -> sum::site_state::database::DjangoDatabase {
+    let conn = sum::probe::pgconn::PgConn::parse(&site.url).unwrap();
+    sum::backup::appdb::described(&conn, "django.db.backends.postgresql")
+}
+
+/// Records `release` as deployed on the site's database. These releases
+/// have no venv, so their Django cannot be asked: `sum-backup` uses the
+/// DATABASE_URL that names the recorded database (tests/it/app_database.rs
+/// has a real one).
+fn record_database(site: &Site, release: &str) {
+    let home = site.root.path().join("srv/sum/acme");
+    sum::site_state::save_release(
+        &home.join("state"),
+        &sum::site_state::ReleaseInfo {
+            release: release.into(),
+            git_ref: "main".into(),
+            sha: "abc1234".repeat(5) + "ab",
+            venv: "v".into(),
+            created_utc: "2026-11-01T00:00:00Z".into(),
+            status: sum::site_state::ReleaseStatus::Good,
+            migrations: vec![],
+            static_root: None,
+            media_root: None,
+            database: Some(recorded_database(site)),
+        },
+    )
+    .unwrap();
+}
+
 /// The media archive follows the live release's effective MEDIA_ROOT (here
 /// a `[deploy] shared` directory, as the deploy recorded it), not the
 /// default `media/`; a MEDIA_ROOT outside the site's home is not followed.
@@ -771,6 +802,7 @@ fn media_are_archived_from_where_the_live_release_keeps_them() {
                 migrations: vec![],
                 static_root: None,
                 media_root: Some(media_root.into()),
+                database: Some(recorded_database(&site)),
             },
         )
         .unwrap();

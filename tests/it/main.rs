@@ -8,6 +8,7 @@
 
 mod common;
 
+mod app_database;
 mod backup;
 mod backup_shrink;
 mod bridge;

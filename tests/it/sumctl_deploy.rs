@@ -79,6 +79,7 @@ fn release(
                 migrations: migrations.iter().map(|s| s.to_string()).collect(),
                 static_root: Some("/srv/sum/acme/static".to_string()),
                 media_root: Some("/srv/sum/acme/media".to_string()),
+                database: None,
             },
         )
         .unwrap();

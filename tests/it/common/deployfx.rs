@@ -402,6 +402,11 @@ impl Control for Gunicorn {
         std::fs::create_dir_all(sock.parent().unwrap()).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(&sock);
         let log = std::fs::File::create(self.log()).map_err(|e| e.to_string())?;
+        // As systemd reads EnvironmentFile= at each start: the .env as it
+        // is now, or the fixture's when a test made it unreadable.
+        if let Ok(env) = sum::config::envfile::read(&self.home.join(".env"), None) {
+            self.env = env;
+        }
         let child = Command::new(self.home.join("venv/bin/gunicorn"))
             .args(gunicorn_args(site))
             .arg("--bind")
