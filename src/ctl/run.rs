@@ -17,21 +17,6 @@ use crate::config::sites::load_site;
 use crate::render::units;
 use crate::system::failure::{exit_code, Exit, Failure};
 
-/// Keys of the gunicorn unit's [Service] section that belong to running
-/// gunicorn as a service, not to how app code runs.
-const SERVICE_ONLY: &[&str] = &[
-    "Type",
-    "NotifyAccess",
-    "ExecStart",
-    "KillMode",
-    "TimeoutStartSec",
-    "TimeoutStopSec",
-    "Restart",
-    "RestartSec",
-    "WorkingDirectory",
-    "Environment",
-];
-
 /// The `systemd-run` arguments before the command: the gunicorn unit's
 /// sandbox and identity, its environment, the live release, the venv.
 pub fn systemd_run_args(site: &Site, terminal: bool, unit: &str) -> Vec<String> {
@@ -48,13 +33,8 @@ pub fn systemd_run_args(site: &Site, terminal: bool, unit: &str) -> Vec<String> 
     .collect();
     args.push(format!("--unit={unit}"));
     args.push(format!("--working-directory={}", l.app));
-    let service = gunicorn_service(site);
-    for (key, value) in service_lines(&service) {
-        if !SERVICE_ONLY.contains(&key) {
-            // The unit file doubles `%` for its specifiers; systemd-run
-            // expands none in a property.
-            args.push(format!("--property={key}={}", value.replace("%%", "%")));
-        }
+    for (key, value) in units::sandbox_properties(site) {
+        args.push(format!("--property={key}={value}"));
     }
     // The environment as values, not read back from the unit's quoting.
     for (key, value) in units::app_environment_pairs(site, &l) {
@@ -66,27 +46,6 @@ pub fn systemd_run_args(site: &Site, terminal: bool, unit: &str) -> Vec<String> 
         l.venv
     ));
     args
-}
-
-fn gunicorn_service(site: &Site) -> String {
-    let name = format!("sum-gunicorn@{}.service", site.name);
-    units::render(site)
-        .units
-        .into_iter()
-        .find(|u| u.name == name)
-        .map(|u| u.contents)
-        .unwrap_or_default()
-}
-
-/// `Key=Value` lines of a unit's [Service] section, comments left out.
-fn service_lines(unit: &str) -> Vec<(&str, &str)> {
-    unit.lines()
-        .skip_while(|l| l.trim() != "[Service]")
-        .skip(1)
-        .take_while(|l| !l.starts_with('['))
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .collect()
 }
 
 /// What to run: the site, the command, and `--env NAME[=VALUE]` variables.
@@ -286,10 +245,15 @@ mod tests {
             assert!(!args.iter().any(|x| x.contains(gone)), "{gone} in {args:?}");
         }
         // Every sandbox line of the unit is passed on: none can drift.
-        let service = gunicorn_service(&site());
-        let sandbox = service_lines(&service)
+        let service = units::render(&site())
+            .units
             .into_iter()
-            .filter(|(k, _)| k.starts_with("Protect") || k.starts_with("Private"))
+            .find(|u| u.name == "sum-gunicorn@acme.service")
+            .unwrap()
+            .contents;
+        let sandbox = service
+            .lines()
+            .filter(|l| l.starts_with("Protect") || l.starts_with("Private"))
             .count();
         let passed = args
             .iter()

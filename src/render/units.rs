@@ -464,6 +464,47 @@ fn sites_target_dropin(site: &Site, socket: &str) -> (String, String, String) {
     )
 }
 
+/// Keys of the gunicorn unit's [Service] section that belong to running
+/// gunicorn as a service, not to how app code runs.
+const SERVICE_ONLY: &[&str] = &[
+    "Type",
+    "NotifyAccess",
+    "ExecStart",
+    "KillMode",
+    "TimeoutStartSec",
+    "TimeoutStopSec",
+    "Restart",
+    "RestartSec",
+    "WorkingDirectory",
+    "Environment",
+];
+
+/// The gunicorn unit's identity and sandbox as `systemd-run` properties
+/// (`User=`, `EnvironmentFile=`, `ProtectSystem=`, …): how app code runs,
+/// read from the unit text itself so that `sumctl run` and the deploy's
+/// release commands can never drift from it. The unit file doubles `%`
+/// for its specifiers; systemd-run expands none in a property, so they are
+/// undone here.
+pub fn sandbox_properties(site: &Site) -> Vec<(String, String)> {
+    let name = format!("sum-gunicorn@{}.service", site.name);
+    let service = render(site)
+        .units
+        .into_iter()
+        .find(|u| u.name == name)
+        .map(|u| u.contents)
+        .unwrap_or_default();
+    service
+        .lines()
+        .skip_while(|l| l.trim() != "[Service]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(key, _)| !SERVICE_ONLY.contains(key))
+        .map(|(key, value)| (key.to_string(), value.replace("%%", "%")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

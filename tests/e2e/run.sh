@@ -728,7 +728,8 @@ check "sum-backup@bakery archives the persistent media directory with the upload
 
 check "bakery v3: compress as a release command, the heartbeat process on the live release through deploys, a rollback and a restore" '
     sed -i "s|^ref = .*|ref = \"v3\"|" /etc/sum/sites/bakery.toml
-    printf "release = [\"python manage.py compress\"]\n\n[processes]\nheartbeat = \"python manage.py heartbeat\"\n" >>/etc/sum/sites/bakery.toml
+    probe="! touch /srv/sum/bakery/app/collect_static/sandbox-probe 2>/dev/null && ls /srv/sum"
+    printf "release = [\"python manage.py compress\", \"%s\"]\n\n[processes]\nheartbeat = \"python manage.py heartbeat\"\n" "$probe" >>/etc/sum/sites/bakery.toml
     sumctl check /etc/sum/sites/bakery.toml
     systemctl daemon-reload
     live_cwd() { readlink "/proc/$(systemctl show -P MainPID sum-app-heartbeat@bakery.service)/cwd"; }
@@ -741,6 +742,8 @@ check "bakery v3: compress as a release command, the heartbeat process on the li
     j=$(journalctl -u sum-deploy@bakery --no-pager -o cat -n 200)
     contains "the deploy log" "==> release: python manage.py compress" "$j"
     contains "the deploy log" "Compressed 1 block(s)" "$j"
+    contains "the deploy log (a release command sees only its own site)" "ls /srv/sum: bakery (" "$j"
+    test ! -e /srv/sum/bakery/app/collect_static/sandbox-probe || { echo "a release command wrote into the live release"; exit 1; }
     expect "https://bakery.localhost/ (offline-compressed)" 200 "$(get https://bakery.localhost/)"
     css=$(grep -o "/static/CACHE/css/output\.[0-9a-f]*\.css" /root/resp.b)
     [ -n "$css" ] || { echo "no compressed stylesheet in the page"; exit 1; }
