@@ -205,13 +205,26 @@ fn fall_back(
              {why}\n{more}"
         )
     };
-    let (Some(url), Some(recorded)) = (url, recorded) else {
+    let Some(url) = url else {
         return Err(stop(
-            "Nothing else names it for sure, so nothing was copied: fix the settings \
+            "The .env has no DATABASE_URL either, so nothing was copied: fix the settings \
              (`sumctl manage <site> check` shows the error), or deploy a release that loads",
         ));
     };
     let conn = PgConn::parse(url).map_err(|e| stop(&e.to_string()))?;
+    let Some(recorded) = recorded else {
+        // Deployed before releases recorded their database, or not by
+        // sum-deploy: nothing to hold DATABASE_URL against.
+        return Ok(AppDatabase {
+            source: format!("DATABASE_URL in the .env (release {release} recorded no database)"),
+            conn,
+            warnings: vec![stop(
+                "The live release recorded no database to compare with, so the .env's \
+                 DATABASE_URL is used as it is",
+            )
+            .replace('\n', " ")],
+        });
+    };
     if !recorded.same_as(&described(&conn, &recorded.engine)) {
         return Err(stop(&format!(
             "DATABASE_URL names another database than the {} that release recorded, so \

@@ -206,7 +206,7 @@ fn a_site_without_database_url_is_deployed_backed_up_and_restored_through_django
         out.contains(&format!(
             "could not ask the live release {live}'s Django which database the app uses"
         )) && out.contains("KeyError: 'DB_PASSWORD'")
-            && out.contains("Nothing else names it for sure, so nothing was copied"),
+            && out.contains("The .env has no DATABASE_URL either, so nothing was copied"),
         "{out}"
     );
     write_env(&fx, &[("DATABASE_URL", &typo)], &["DB_PASSWORD"]);
