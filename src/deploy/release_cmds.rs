@@ -103,9 +103,15 @@ fn sandboxed(site: &Site, at: &Place, static_root: Option<&Path>, command: &str)
     .arg(format!("--working-directory={}", at.release.display()))
     .stdin(Stdio::null())
     .current_dir("/");
+    // All of the unit's properties but its umask: what a release command
+    // writes under STATIC_ROOT is served by Caddy, so it gets the 022 of
+    // collectstatic (app.rs), not the app's 027.
     for (key, value) in units::sandbox_properties(site) {
-        cmd.arg(format!("--property={key}={value}"));
+        if key != "UMask" {
+            cmd.arg(format!("--property={key}={value}"));
+        }
     }
+    cmd.arg("--property=UMask=0022");
     cmd.arg(format!("--property=BindPaths={}", at.release.display()));
     if let Some(s) = static_root.filter(|s| !s.starts_with(at.release)) {
         cmd.arg(format!("--property=BindPaths={}", s.display()));
@@ -185,6 +191,7 @@ mod tests {
             "--property=BindReadOnlyPaths=/srv/sum/acme",
             "--property=BindPaths=/srv/sum/acme/releases/r1",
             "--property=BindPaths=/srv/sum/acme/static",
+            "--property=UMask=0022",
             "--setenv=STATIC_ROOT=/srv/sum/acme/static",
             "--setenv=VIRTUAL_ENV=/srv/sum/acme/venvs/v1",
             "--setenv=PATH=/srv/sum/acme/venvs/v1/bin:/usr/local/bin:/usr/bin:/bin",
@@ -198,6 +205,7 @@ mod tests {
         assert!(!a
             .iter()
             .any(|x| x.contains("ExecStart") || x.contains("Restart")));
+        assert!(!a.iter().any(|x| x == "--property=UMask=0027"), "{a:?}");
     }
 
     #[test]
