@@ -31,9 +31,10 @@ step "installing test dependencies"
 # git, python3-venv, python3-pip: the deploy tests build the example app's
 # repository and virtualenvs from a wheelhouse pip downloads (tests/wheelhouse.sh).
 # acl: setfacl and getfacl close and read a site's home (tests/it/home_acl.rs).
+# rclone: the off-host copies (tests/it/offsite.rs).
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 python3-pip python3-venv git redis-server acl)
+          python3 python3-pip python3-venv git redis-server acl rclone)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

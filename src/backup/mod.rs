@@ -12,6 +12,7 @@ pub mod contents;
 pub mod dump;
 pub mod hashio;
 pub mod media;
+pub mod offsite;
 pub mod ping;
 pub mod restore;
 pub mod retention;

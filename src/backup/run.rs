@@ -61,7 +61,62 @@ fn backup(
     let context = format!("sum-backup {}", site.name);
     prepare_dir(&site, &dir, out).map_err(|f| f.context(&context))?;
     take_backup(root, &site, &dir, args.accept_shrink, out, err)?;
-    apply_retention(root, &site, &dir, keep, false, out, err)
+    // Off-host first, so that local retention never removes a backup
+    // before the copy had its chance; then retention, whatever the copy did.
+    let offsite = copy_offsite(root, &site, &dir, keep, out);
+    apply_retention(root, &site, &dir, keep, false, out, err)?;
+    offsite
+}
+
+/// The off-host copy (`[backup] offsite`, see `offsite`). A failure fails
+/// the run and pings `/fail`, but the local backup stays published.
+fn copy_offsite(
+    root: &Root,
+    site: &Site,
+    dir: &Path,
+    keep: Keep,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let Some(target) = crate::backup::offsite::target(site) else {
+        return Ok(());
+    };
+    match crate::backup::offsite::sync(root, site, dir, keep) {
+        Ok(report) => {
+            if !report.copied.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "off-host: copied {} file(s) to {}",
+                    report.copied.len(),
+                    target.dir
+                );
+            }
+            for (name, check) in &report.verified {
+                let _ = writeln!(out, "off-host: verified {name} on {} ({check})", target.dir);
+            }
+            for name in &report.deleted {
+                let _ = writeln!(
+                    out,
+                    "off-host: retention deleted {name} from {}",
+                    target.dir
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!(
+                "the off-host copy to {} failed; the local backup is verified and kept, and \
+                 the next run copies what is missing:\n{e}",
+                target.dir
+            );
+            let mut failure =
+                Failure::failed(msg.as_str()).context(&format!("sum-backup {}", site.name));
+            if let Some(w) = ping(site, Event::Fail, &msg) {
+                failure.message.push('\n');
+                failure.message.push_str(&warning(site, &w));
+            }
+            Err(failure)
+        }
+    }
 }
 
 /// The backups directory, private, without the leftovers of an

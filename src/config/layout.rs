@@ -21,6 +21,9 @@ pub const ROOT_ENV: &str = "SUM_ROOT";
 pub const CADDY_RUN_DIR: &str = "/run/sum/caddy";
 /// The Caddy root file shipped by the package.
 pub const CADDY_ROOT_FILE: &str = "/usr/share/sum-golden-path/caddy/Caddyfile";
+/// The root-only rclone configuration that names the off-host remotes.
+pub const RCLONE_CONF: &str = "/etc/sum/rclone.conf";
+
 /// gunicorn settings shared by every site (units/gunicorn.conf.py).
 pub const GUNICORN_CONF: &str = "/usr/share/sum-golden-path/gunicorn.conf.py";
 

@@ -127,6 +127,10 @@ pub struct Backup {
     pub keep_monthly: u32,
     pub media: bool,
     pub ping_url: Option<String>,
+    /// `<remote>:<path>`: an rclone remote of /etc/sum/rclone.conf and a
+    /// path on it; each verified backup is copied and verified there
+    /// (src/backup/offsite.rs).
+    pub offsite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,5 +284,41 @@ mod tests {
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn offsite_names_an_rclone_remote_and_a_path() {
+        let with = |v: &str| {
+            Site::parse(
+                "acme",
+                Path::new("acme.toml"),
+                &format!("{MINIMAL}[backup]\noffsite = \"{v}\"\n"),
+            )
+        };
+        let s = with("b2:acme-backups/nightly").unwrap();
+        assert_eq!(s.backup.offsite.as_deref(), Some("b2:acme-backups/nightly"));
+        assert_eq!(
+            Site::parse("acme", Path::new("a.toml"), MINIMAL)
+                .unwrap()
+                .backup
+                .offsite,
+            None
+        );
+        for (bad, why) in [
+            ("acme-backups", "names no rclone remote"),
+            (":path", "is not an rclone remote name"),
+            ("-x:path", "is not an rclone remote name"),
+            ("b 2:path", "is not an rclone remote name"),
+            ("b2:", "is not a path on the remote"),
+            ("b2:/", "is not a path on the remote"),
+            ("b2:a/../b", "is not a path on the remote"),
+        ] {
+            let errors = with(bad).unwrap_err();
+            let text = format!("{errors:?}");
+            assert!(
+                text.contains("backup.offsite") && text.contains(why),
+                "{bad}: {text}"
+            );
+        }
     }
 }

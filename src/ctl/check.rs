@@ -34,7 +34,7 @@ fn check_files(
     report_valid(&files, &loaded, out);
     report_rejected(&loaded, err);
     if loaded.errors.is_empty() {
-        return Ok(());
+        return check_offsite(root, &loaded, out, err);
     }
     Err(Failure::usage(format!(
         "{} of {} site files have errors; the generator skips them until they are fixed",
@@ -78,4 +78,35 @@ fn report_rejected(loaded: &Loaded, err: &mut dyn Write) {
             f.copy.display()
         );
     }
+}
+
+/// The off-host remote of each valid site that has one: a missing
+/// configuration, a remote it lacks, and one that does not answer are
+/// told apart (`backup::offsite::check`). Any of them is exit 1.
+fn check_offsite(
+    root: &Root,
+    loaded: &Loaded,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut bad = 0;
+    for site in &loaded.sites {
+        match crate::backup::offsite::check(root, site) {
+            None => {}
+            Some(Ok(line)) => {
+                let _ = writeln!(out, "    site {}: {line}", site.name);
+            }
+            Some(Err(why)) => {
+                bad += 1;
+                let _ = writeln!(err, "site {}: off-host: {why}", site.name);
+            }
+        }
+    }
+    if bad == 0 {
+        return Ok(());
+    }
+    Err(Failure::failed(format!(
+        "{bad} site(s) cannot reach their off-host remote; their backups stay local until \
+         it is fixed"
+    )))
 }

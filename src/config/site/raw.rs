@@ -92,6 +92,7 @@ pub(super) struct RawBackup {
     pub(super) keep_monthly: S<i64>,
     pub(super) media: S<bool>,
     pub(super) ping_url: S<String>,
+    pub(super) offsite: S<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -79,6 +79,11 @@ pub(super) const PROCESS_NAME: Rule = Rule {
     check: check_process_name,
     allowed: "expected a process name of 1 to 32 characters of a-z, 0-9 and '-', starting with a letter, such as sendalerts",
 };
+pub(super) const OFFSITE: Rule = Rule {
+    check: check_offsite,
+    allowed: "expected an rclone remote and a path, such as \"b2:acme-backups\" (the remote \
+              defined in /etc/sum/rclone.conf)",
+};
 pub(super) const PING_URL: Rule = Rule {
     check: check_ping_url,
     allowed: "expected an http:// or https:// URL without spaces",
@@ -307,6 +312,34 @@ fn check_process_name(v: &str) -> Result<(), String> {
     } else {
         Err(format!("`{v}` is not a process name"))
     }
+}
+
+/// `<remote>:<path>`: a remote name as rclone writes them (letters,
+/// digits, `_`, `-`, `.`, not starting with `-`), and a non-empty path
+/// without `..` components, control characters or quotes.
+pub fn check_offsite(v: &str) -> Result<(), String> {
+    let Some((remote, path)) = v.split_once(':') else {
+        return Err(format!("`{v}` names no rclone remote (`<remote>:<path>`)"));
+    };
+    let name_ok = !remote.is_empty()
+        && remote.len() <= 64
+        && !remote.starts_with('-')
+        && remote
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    if !name_ok {
+        return Err(format!("`{remote}` is not an rclone remote name"));
+    }
+    let path_ok = !path.trim_matches('/').is_empty()
+        && path.len() <= 512
+        && !path
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\'')
+        && !path.split('/').any(|p| p == "..");
+    if !path_ok {
+        return Err(format!("`{path}` is not a path on the remote"));
+    }
+    Ok(())
 }
 
 fn check_ping_url(v: &str) -> Result<(), String> {

@@ -242,6 +242,9 @@ fn backup(c: &mut Checker, b: RawBackup) -> Backup {
     let ping_url = b
         .ping_url
         .map(|u| c.string(Some(u), "backup.ping_url", String::new, &PING_URL));
+    let offsite = b
+        .offsite
+        .map(|o| c.string(Some(o), "backup.offsite", String::new, &OFFSITE));
     Backup {
         schedule: c.string(
             b.schedule,
@@ -254,6 +257,7 @@ fn backup(c: &mut Checker, b: RawBackup) -> Backup {
         keep_monthly: c.number(b.keep_monthly, "backup.keep_monthly", 12, 0, 1000),
         media: Checker::flag(b.media, true),
         ping_url,
+        offsite,
     }
 }
 

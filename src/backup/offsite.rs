@@ -1,0 +1,464 @@
+//! Off-host copies (`[backup] offsite = "<remote>:<path>"`, docs/backups.md
+//! "Off-host copies"): after each run, every verified local backup (dump,
+//! manifest, media archive) that the remote lacks is copied to
+//! `<remote>:<path>/<site>/` with Debian's rclone, checked there (size,
+//! and a hash where the remote has one; `rclone cryptcheck` through a
+//! `crypt` remote), and only then recorded as off-host in the site's
+//! `state/offsite.json`. A run whose copy fails leaves the local backup as
+//! it is, and the next run copies whatever is still missing, so a night
+//! without the remote leaves no hole. The remote keeps the same
+//! daily/weekly/monthly backups as the local directory, counted over the
+//! verified off-host copies only, and only our own file names are ever
+//! deleted there.
+//!
+//! The remotes live in one root-only rclone configuration,
+//! `/etc/sum/rclone.conf`, never in the site file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::catalog::{self, Listed, Manifest};
+use crate::backup::retention::{self, Keep};
+use crate::config::layout::{Root, SiteLayout, RCLONE_CONF};
+use crate::config::site::Site;
+use crate::system::timefmt;
+
+/// Where a site's copies go: `<remote>:<path>/<site>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub remote: String,
+    pub dir: String,
+}
+
+/// The site's off-host target, when it has one.
+pub fn target(site: &Site) -> Option<Target> {
+    let offsite = site.backup.offsite.as_deref()?;
+    let (remote, path) = offsite.split_once(':')?;
+    Some(Target {
+        remote: remote.to_string(),
+        dir: format!("{remote}:{}/{}", path.trim_end_matches('/'), site.name),
+    })
+}
+
+/// `state/offsite.json`: the backups verified on the target.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub target: String,
+    /// Dump name → how its copy was verified and when.
+    #[serde(default)]
+    pub copies: BTreeMap<String, Copy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Copy {
+    pub verified_utc: String,
+    /// `hash` (size and a hash both sides have), `cryptcheck` (through a
+    /// crypt remote) or `size` (the remote has no hash in common).
+    pub check: String,
+    pub files: Vec<String>,
+}
+
+fn record_path(root: &Root, site: &str) -> PathBuf {
+    root.path(SiteLayout::new(site).state).join("offsite.json")
+}
+
+/// The record of `target`; a record of another target (the site file
+/// changed) counts for nothing.
+pub fn load_record(root: &Root, site: &str, target: &Target) -> Record {
+    fs_err::read(record_path(root, site))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+        .filter(|r| r.target == target.dir)
+        .unwrap_or_else(|| Record {
+            target: target.dir.clone(),
+            copies: BTreeMap::new(),
+        })
+}
+
+fn save_record(root: &Root, site: &str, record: &Record) -> Result<(), String> {
+    let path = record_path(root, site);
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let text = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+    crate::system::fsutil::write_atomic(&path, &text, 0o600).map_err(|e| e.to_string())
+}
+
+/// rclone with the package's configuration.
+pub struct Rclone {
+    config: PathBuf,
+}
+
+impl Rclone {
+    pub fn new(root: &Root) -> Rclone {
+        Rclone {
+            config: root.path(RCLONE_CONF),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("rclone");
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["--contimeout", "15s", "--timeout", "60s"])
+            .args(["--retries", "2", "--low-level-retries", "3"])
+            .stdin(Stdio::null())
+            .env_remove("RCLONE_CONFIG");
+        cmd
+    }
+
+    /// Runs rclone; its stdout, or its exit status and last stderr lines.
+    fn run(&self, args: &[&str]) -> Result<(Vec<u8>, String), Failed> {
+        let out = self.command().args(args).output().map_err(|e| Failed {
+            code: None,
+            message: format!("failed to run rclone (apt install rclone): {e}"),
+        })?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            return Ok((out.stdout, stderr));
+        }
+        Err(Failed {
+            code: out.status.code(),
+            message: format!(
+                "rclone {} failed ({}):\n{}",
+                args.first().unwrap_or(&""),
+                out.status,
+                crate::system::text::last_lines(&stderr, 6, 300)
+            ),
+        })
+    }
+
+    /// `rclone listremotes --long`: each remote's name and type.
+    pub fn remotes(&self) -> Result<BTreeMap<String, String>, String> {
+        let (out, _) = self
+            .run(&["listremotes", "--long"])
+            .map_err(|f| f.message)?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(name, kind)| (name.trim().to_string(), kind.trim().to_string()))
+            .collect())
+    }
+
+    /// Names and sizes of the files in `dir`; none when it does not exist
+    /// yet.
+    pub fn list(&self, dir: &str) -> Result<BTreeMap<String, u64>, String> {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(rename = "Name")]
+            name: String,
+            #[serde(rename = "Size")]
+            size: i64,
+        }
+        match self.run(&["lsjson", "--files-only", "--no-mimetype", dir]) {
+            Ok((out, _)) => {
+                let entries: Vec<Entry> = serde_json::from_slice(&out)
+                    .map_err(|e| format!("rclone lsjson {dir}: unexpected output: {e}"))?;
+                Ok(entries
+                    .into_iter()
+                    .map(|e| (e.name, e.size.max(0) as u64))
+                    .collect())
+            }
+            Err(f) if f.code == Some(3) => Ok(BTreeMap::new()),
+            Err(f) => Err(f.message),
+        }
+    }
+}
+
+/// A failed rclone run: its exit status (3 is "directory not found").
+struct Failed {
+    code: Option<i32>,
+    message: String,
+}
+
+/// What [`sync`] did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub copied: Vec<String>,
+    pub verified: Vec<(String, String)>,
+    pub deleted: Vec<String>,
+}
+
+/// The files of a local backup: the dump, its manifest, its media archive.
+fn files_of(dir: &Path, dump: &str) -> Vec<String> {
+    let mut files = vec![dump.to_string(), format!("{dump}.json")];
+    let media = fs_err::read(dir.join(format!("{dump}.json")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .and_then(|m| m.media)
+        .map(|m| m.file);
+    if let Some(m) = media.filter(|m| dir.join(m).is_file()) {
+        files.push(m);
+    }
+    files
+}
+
+/// A list of names for rclone's `--files-from`.
+fn name_list(names: &[String]) -> Result<tempfile::NamedTempFile, String> {
+    let mut f = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    for n in names {
+        writeln!(f, "{n}").map_err(|e| e.to_string())?;
+    }
+    f.flush().map_err(|e| e.to_string())?;
+    Ok(f)
+}
+
+/// Copies every verified local backup the target lacks, verifies what is
+/// not yet recorded as verified there, records it, and applies retention
+/// on the target. An error when any verified local backup is not off-host
+/// at the end; what was verified is recorded either way.
+pub fn sync(root: &Root, site: &Site, dir: &Path, keep: Keep) -> Result<Report, String> {
+    let Some(target) = target(site) else {
+        return Ok(Report::default());
+    };
+    let rclone = Rclone::new(root);
+    let kind = configured(root, &rclone, &target)?;
+    let mut record = load_record(root, &site.name, &target);
+    let local: Vec<Listed> = catalog::list(&site.name, dir)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|b| b.verified)
+        .collect();
+    let mut report = Report::default();
+    let remote = rclone.list(&target.dir)?;
+    let pending: Vec<&Listed> = local
+        .iter()
+        .filter(|b| !record.copies.contains_key(&b.file))
+        .collect();
+    let mut missing = Vec::new();
+    for b in &pending {
+        for f in files_of(dir, &b.file) {
+            let size = fs_err::metadata(dir.join(&f)).map(|m| m.len()).ok();
+            if remote.get(&f).copied() != size {
+                missing.push(f);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    if !missing.is_empty() {
+        let list = name_list(&missing)?;
+        let from = list.path().display().to_string();
+        let src = dir.display().to_string();
+        match rclone.run(&[
+            "copy",
+            "--no-traverse",
+            "--files-from",
+            &from,
+            &src,
+            &target.dir,
+        ]) {
+            Ok(_) => report.copied = missing,
+            Err(f) => errors.push(f.message),
+        }
+    }
+    for b in &pending {
+        let files = files_of(dir, &b.file);
+        match verify(&rclone, dir, &target, &kind, &files) {
+            Ok(check) => {
+                report.verified.push((b.file.clone(), check.clone()));
+                record.copies.insert(
+                    b.file.clone(),
+                    Copy {
+                        verified_utc: timefmt::iso_utc(timefmt::now_unix()),
+                        check,
+                        files,
+                    },
+                );
+            }
+            Err(e) => errors.push(format!("{}: {e}", b.file)),
+        }
+    }
+    report.deleted = prune(
+        &rclone,
+        site,
+        &target,
+        &mut record,
+        &local,
+        keep,
+        &mut errors,
+    );
+    save_record(root, &site.name, &record)?;
+    if errors.is_empty() {
+        Ok(report)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// The remote is in the configuration: its type, or what is wrong.
+fn configured(root: &Root, rclone: &Rclone, target: &Target) -> Result<String, String> {
+    let conf = root.path(RCLONE_CONF);
+    if !conf.is_file() {
+        return Err(format!(
+            "{} does not exist: define the remote `{}` there (root-only, mode 0600) with \
+             `rclone config --config {}`",
+            conf.display(),
+            target.remote,
+            RCLONE_CONF
+        ));
+    }
+    let remotes = rclone.remotes()?;
+    match remotes.get(&target.remote) {
+        Some(kind) => Ok(kind.clone()),
+        None => Err(format!(
+            "the remote `{}` is not defined in {} (it defines: {})",
+            target.remote,
+            conf.display(),
+            if remotes.is_empty() {
+                "nothing".to_string()
+            } else {
+                remotes.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )),
+    }
+}
+
+/// `rclone check` (or `cryptcheck`) of `files`: how they were verified.
+fn verify(
+    rclone: &Rclone,
+    dir: &Path,
+    target: &Target,
+    kind: &str,
+    files: &[String],
+) -> Result<String, String> {
+    let list = name_list(files)?;
+    let from = list.path().display().to_string();
+    let src = dir.display().to_string();
+    let verb = if kind == "crypt" {
+        "cryptcheck"
+    } else {
+        "check"
+    };
+    let args = [
+        verb,
+        "--one-way",
+        "--files-from",
+        &from,
+        "--combined",
+        "-",
+        &src,
+        &target.dir,
+    ];
+    let (out, stderr) = match rclone.run(&args) {
+        Ok(r) => r,
+        Err(f) => return Err(f.message),
+    };
+    let same: BTreeSet<&str> = std::str::from_utf8(&out)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.strip_prefix("= "))
+        .collect();
+    if let Some(f) = files.iter().find(|f| !same.contains(f.as_str())) {
+        return Err(format!("{f} is not the same on {}", target.dir));
+    }
+    Ok(if verb == "cryptcheck" {
+        "cryptcheck".into()
+    } else if stderr.contains("No common hash found") {
+        "size".into()
+    } else {
+        "hash".into()
+    })
+}
+
+/// Retention on the target, over the verified off-host copies: the same
+/// rules as the local directory, only our own names, never the newest
+/// verified copy. What it deleted.
+fn prune(
+    rclone: &Rclone,
+    site: &Site,
+    target: &Target,
+    record: &mut Record,
+    local: &[Listed],
+    keep: Keep,
+    errors: &mut Vec<String>,
+) -> Vec<String> {
+    let remote = match rclone.list(&target.dir) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let mut listed: Vec<Listed> = remote
+        .iter()
+        .filter_map(|(name, size)| {
+            let unix = catalog::parse_backup_name(&site.name, name)?;
+            let here = local.iter().find(|l| &l.file == name);
+            Some(Listed {
+                file: name.clone(),
+                taken_utc: timefmt::iso_utc(unix),
+                unix,
+                size: *size,
+                verified: record.copies.contains_key(name),
+                shrunk: here.and_then(|l| l.shrunk.clone()),
+                ..Listed::default()
+            })
+        })
+        .collect();
+    listed.sort_by_key(|b| std::cmp::Reverse(b.unix));
+    let doomed: Vec<String> = retention::to_delete(&listed, keep, &BTreeMap::new())
+        .into_iter()
+        .filter(|name| record.copies.contains_key(name))
+        .collect();
+    let mut files: Vec<String> = Vec::new();
+    for name in &doomed {
+        let media = crate::backup::media::media_name(name);
+        for f in [name.clone(), format!("{name}.json"), media] {
+            if remote.contains_key(&f) {
+                files.push(f);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let list = match name_list(&files) {
+        Ok(l) => l,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let from = list.path().display().to_string();
+    match rclone.run(&["delete", "--files-from", &from, &target.dir]) {
+        Ok(_) => {
+            for name in &doomed {
+                record.copies.remove(name);
+            }
+            doomed
+        }
+        Err(f) => {
+            errors.push(f.message);
+            Vec::new()
+        }
+    }
+}
+
+/// `sumctl check`: whether the site's target is usable, told apart: no
+/// configuration, a remote the configuration lacks, or one that does not
+/// answer. None for a site without `offsite`.
+pub fn check(root: &Root, site: &Site) -> Option<Result<String, String>> {
+    let target = target(site)?;
+    let rclone = Rclone::new(root);
+    Some(configured(root, &rclone, &target).and_then(|kind| {
+        rclone
+            .list(&target.dir)
+            .map(|files| {
+                format!(
+                    "off-host: {} ({kind}) answers; {} file(s) there",
+                    target.dir,
+                    files.len()
+                )
+            })
+            .map_err(|e| {
+                format!(
+                    "the remote `{}` is defined but {} does not answer: {e}",
+                    target.remote, target.dir
+                )
+            })
+    }))
+}

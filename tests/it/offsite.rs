@@ -1,0 +1,357 @@
+//! Off-host copies with the real rclone: a `local` remote standing in for
+//! the storage, and a `crypt` remote over it. A real PostgreSQL and the
+//! real `sum-backup`. The storage servers (SFTP, S3) are the end-to-end
+//! test's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::backup::{site_with_data, text, Site};
+use crate::common::pg::Pg;
+
+/// The storage directory of a test, and the rclone configuration naming
+/// it `store` (and `vault`, encrypted over `store:<storage>/enc`).
+struct Storage {
+    dir: tempfile::TempDir,
+}
+
+impl Storage {
+    fn new() -> Option<Storage> {
+        if !crate::common::require_tool("rclone") {
+            return None;
+        }
+        Some(Storage {
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Writes `/etc/sum/rclone.conf` of `site` with the given remotes.
+    fn configure(&self, site: &Site, remotes: &[&str]) {
+        let obscured = Command::new("rclone")
+            .args(["obscure", "tests-only-crypt-password"])
+            .output()
+            .unwrap();
+        let pw = text(&obscured.stdout).trim().to_string();
+        let mut conf = String::new();
+        for r in remotes {
+            match *r {
+                "store" => conf.push_str("[store]\ntype = local\n\n"),
+                "vault" => conf.push_str(&format!(
+                    "[vault]\ntype = crypt\nremote = store:{}/enc\npassword = {pw}\n\n",
+                    self.path().display()
+                )),
+                // An SFTP server that is not there: a remote that is
+                // defined but does not answer.
+                "gone" => conf.push_str(&format!(
+                    "[gone]\ntype = sftp\nhost = 127.0.0.1\nport = 1\nuser = x\npass = {pw}\n\n"
+                )),
+                other => panic!("no remote {other}"),
+            }
+        }
+        let path = site.root.path().join("etc/sum/rclone.conf");
+        std::fs::write(&path, conf).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// Files under the storage's `rel` directory, sorted.
+    fn files(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path().join(rel))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn dumps(files: &[String]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| f.ends_with(".sql.gz"))
+        .cloned()
+        .collect()
+}
+
+fn record(site: &Site) -> serde_json::Value {
+    let path = site.root.path().join("srv/sum/acme/state/offsite.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Runs sum-backup; its exit status and what it printed.
+fn backup(site: &Site) -> (Option<i32>, String) {
+    let out = site.run(&["acme"]);
+    (
+        out.status.code(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+/// Names have one-second resolution: the next backup gets another.
+fn next_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+#[test]
+fn each_verified_backup_is_copied_checked_and_recorded_off_host() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/backups\"", storage.path().display()),
+    );
+    storage.configure(&site, &["store"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let local = dumps(&site.files());
+    assert_eq!(local.len(), 1, "{out}");
+    let first = &local[0];
+    let target = format!("store:{}/backups/acme", storage.path().display());
+    assert!(
+        out.contains(&format!("off-host: copied 2 file(s) to {target}"))
+            && out.contains(&format!("off-host: verified {first} on {target} (hash)")),
+        "{out}"
+    );
+    let remote = storage.files("backups/acme");
+    assert_eq!(remote, vec![first.clone(), format!("{first}.json")]);
+    let same = std::fs::read(site.backups().join(first)).unwrap()
+        == std::fs::read(storage.path().join("backups/acme").join(first)).unwrap();
+    assert!(same, "the remote copy differs");
+    let rec = record(&site);
+    assert_eq!(rec["target"], target.as_str());
+    assert_eq!(rec["copies"][first.as_str()]["check"], "hash", "{rec}");
+
+    // The next run copies only the new backup; the same day's older one
+    // then goes by the daily rule, locally and off-host alike.
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("off-host: copied 2 file(s)"), "{out}");
+    assert!(!out.contains(&format!("verified {first}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "off-host: retention deleted {first} from {target}"
+        )),
+        "{out}"
+    );
+    let local = dumps(&site.files());
+    assert_eq!(dumps(&storage.files("backups/acme")), local);
+    assert_eq!(record(&site)["copies"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn a_run_without_its_remote_fails_keeps_the_local_backup_and_the_next_fills_the_hole() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/backups\"", storage.path().display()),
+    );
+    // No configuration at all.
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the off-host copy to store:")
+            && out.contains("the local backup is verified and kept")
+            && out.contains("etc/sum/rclone.conf does not exist: define the remote `store` there"),
+        "{out}"
+    );
+    let listed = text(&site.run(&["acme", "--list"]).stdout);
+    assert!(listed.contains("verified"), "{listed}");
+    // A configuration without the remote: told apart from a missing file.
+    storage.configure(&site, &["vault"]);
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the remote `store` is not defined in") && out.contains("(it defines: vault)"),
+        "{out}"
+    );
+    assert_eq!(storage.files("backups/acme"), Vec::<String>::new());
+    // The remote is back: the backup it missed, still here, is copied
+    // and verified with tonight's (the copy comes before retention).
+    let missed = dumps(&site.files());
+    assert_eq!(missed.len(), 1, "the same day's backups keep the newest");
+    storage.configure(&site, &["store"]);
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let local = dumps(&site.files());
+    assert!(
+        out.contains(&format!("off-host: verified {}", missed[0])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("off-host: verified {}", local[0])),
+        "{out}"
+    );
+    assert_eq!(dumps(&storage.files("backups/acme")), local, "{out}");
+}
+
+#[test]
+fn a_remote_that_refuses_writes_records_nothing_and_loses_nothing() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    // The target's parent is a regular file: every write fails, even as root.
+    std::fs::write(storage.path().join("blocked"), "not a directory").unwrap();
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/blocked/x\"", storage.path().display()),
+    );
+    storage.configure(&site, &["store"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rclone copy failed"), "{out}");
+    assert_eq!(dumps(&site.files()).len(), 1, "the local backup stays");
+    let rec = record(&site);
+    assert!(rec["copies"].as_object().unwrap().is_empty(), "{rec}");
+}
+
+#[test]
+fn a_crypt_remote_hides_names_and_contents_and_is_checked_with_cryptcheck() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(&pg, "offsite = \"vault:backups\"");
+    storage.configure(&site, &["store", "vault"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let dump = dumps(&site.files()).remove(0);
+    assert!(
+        out.contains(&format!(
+            "off-host: verified {dump} on vault:backups/acme (cryptcheck)"
+        )),
+        "{out}"
+    );
+    // What the storage holds: no name of ours, no byte of the dump.
+    let mut stored = Vec::new();
+    let mut stack = vec![storage.path().join("enc")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                stored.push(p);
+            }
+        }
+    }
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let plain = std::fs::read(site.backups().join(&dump)).unwrap();
+    for p in &stored {
+        let name = p.to_string_lossy();
+        assert!(
+            !name.contains("acme-") && !name.contains(".sql.gz"),
+            "{name}"
+        );
+        let bytes = std::fs::read(p).unwrap();
+        assert!(!bytes.windows(64).any(|w| w == &plain[..64]), "{name}");
+    }
+}
+
+#[test]
+fn remote_retention_keeps_what_the_rules_keep_and_never_touches_foreign_files() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!(
+            "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\noffsite = \"store:{}/b\"",
+            storage.path().display()
+        ),
+    );
+    storage.configure(&site, &["store"]);
+    let remote_dir: &Path = &storage.path().join("b/acme");
+    std::fs::create_dir_all(remote_dir).unwrap();
+    std::fs::write(remote_dir.join("notes.txt"), "the operator's").unwrap();
+    std::fs::write(
+        remote_dir.join("acme-20200101T000000Z.sql.gz"),
+        "not verified",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let (code, out) = backup(&site);
+        assert_eq!(code, Some(0), "{out}");
+        next_second();
+    }
+    let local = dumps(&site.files());
+    assert_eq!(local.len(), 1, "keep_daily = 1 locally");
+    let remote = storage.files("b/acme");
+    assert!(remote.contains(&"notes.txt".to_string()), "{remote:?}");
+    assert!(
+        remote.contains(&"acme-20200101T000000Z.sql.gz".to_string()),
+        "an unverified file of our pattern is not ours to delete: {remote:?}"
+    );
+    let ours: Vec<&String> = remote
+        .iter()
+        .filter(|f| f.ends_with(".sql.gz") && !f.starts_with("acme-2020"))
+        .collect();
+    assert_eq!(ours, vec![&local[0]], "{remote:?}");
+    assert_eq!(record(&site)["copies"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn sumctl_check_tells_a_missing_configuration_a_missing_remote_and_a_dead_one_apart() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/b\"", storage.path().display()),
+    );
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_sumctl"))
+            .arg("check")
+            .env("SUM_ROOT", site.root.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("site acme: off-host:") && out.contains("rclone.conf does not exist"),
+        "{out}"
+    );
+    storage.configure(&site, &["vault"]);
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the remote `store` is not defined in"),
+        "{out}"
+    );
+    // Defined, but the server does not answer.
+    let conf = site.root.path().join("etc/sum/rclone.conf");
+    storage.configure(&site, &["gone"]);
+    let text_of = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("[gone]", "[store]");
+    std::fs::write(&conf, text_of).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the remote `store` is defined but store:"),
+        "{out}"
+    );
+    assert!(out.contains("does not answer"), "{out}");
+    storage.configure(&site, &["store"]);
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("site acme: off-host: store:") && out.contains("(local) answers"),
+        "{out}"
+    );
+}
