@@ -1,6 +1,6 @@
 //! Off-host copies (`[backup] offsite = "<remote>:<path>"`, docs/backups.md
-//! "Off-host copies"): after each run, every verified local backup (dump,
-//! manifest, media archive) that the remote lacks is copied to
+//! "Off-host copies"): after each run, every verified local backup (dump
+//! and manifest) that the remote lacks is copied to
 //! `<remote>:<path>/<site>/` with Debian's rclone, checked there (size,
 //! and a hash where the remote has one; `rclone cryptcheck` through a
 //! `crypt` remote), and only then recorded as off-host in the site's
@@ -9,7 +9,9 @@
 //! without the remote leaves no hole. The remote keeps the same
 //! daily/weekly/monthly backups as the local directory, counted over the
 //! verified off-host copies only, and only our own file names are ever
-//! deleted there.
+//! deleted there. The media directory is mirrored beside them
+//! (`<site>/media/`), so only what changed travels; what the mirror
+//! replaces or deletes is kept in `<site>/media-replaced/<UTC>/`.
 //!
 //! The remotes live in one root-only rclone configuration,
 //! `/etc/sum/rclone.conf`, never in the site file.
@@ -21,7 +23,7 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::catalog::{self, Listed, Manifest};
+use crate::backup::catalog::{self, Listed};
 use crate::backup::retention::{self, Keep};
 use crate::config::layout::{Root, SiteLayout, RCLONE_CONF};
 use crate::config::site::Site;
@@ -51,6 +53,9 @@ pub struct Record {
     /// Dump name → how its copy was verified and when.
     #[serde(default)]
     pub copies: BTreeMap<String, Copy>,
+    /// When the media directory was last mirrored and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_utc: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,7 +80,7 @@ pub fn load_record(root: &Root, site: &str, target: &Target) -> Record {
         .filter(|r| r.target == target.dir)
         .unwrap_or_else(|| Record {
             target: target.dir.clone(),
-            copies: BTreeMap::new(),
+            ..Record::default()
         })
 }
 
@@ -169,6 +174,24 @@ impl Rclone {
     }
 }
 
+impl Rclone {
+    /// Names of the directories in `dir`; none when it does not exist.
+    pub fn dirs(&self, dir: &str) -> Result<Vec<String>, String> {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        match self.run(&["lsjson", "--dirs-only", "--no-mimetype", dir]) {
+            Ok((out, _)) => serde_json::from_slice::<Vec<Entry>>(&out)
+                .map(|v| v.into_iter().map(|e| e.name).collect())
+                .map_err(|e| format!("rclone lsjson {dir}: unexpected output: {e}")),
+            Err(f) if f.code == Some(3) => Ok(Vec::new()),
+            Err(f) => Err(f.message),
+        }
+    }
+}
+
 /// A failed rclone run: its exit status (3 is "directory not found").
 struct Failed {
     code: Option<i32>,
@@ -181,20 +204,16 @@ pub struct Report {
     pub copied: Vec<String>,
     pub verified: Vec<(String, String)>,
     pub deleted: Vec<String>,
+    /// What the media mirror did.
+    pub media: Option<String>,
 }
 
-/// The files of a local backup: the dump, its manifest, its media archive.
-fn files_of(dir: &Path, dump: &str) -> Vec<String> {
-    let mut files = vec![dump.to_string(), format!("{dump}.json")];
-    let media = fs_err::read(dir.join(format!("{dump}.json")))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-        .and_then(|m| m.media)
-        .map(|m| m.file);
-    if let Some(m) = media.filter(|m| dir.join(m).is_file()) {
-        files.push(m);
-    }
-    files
+/// The files of a local backup that go off-host: the dump and its
+/// manifest. Its media archive stays local: the media directory is
+/// mirrored instead, so a large media directory is not sent whole every
+/// night.
+fn files_of(dump: &str) -> Vec<String> {
+    vec![dump.to_string(), format!("{dump}.json")]
 }
 
 /// A list of names for rclone's `--files-from`.
@@ -208,87 +227,155 @@ fn name_list(names: &[String]) -> Result<tempfile::NamedTempFile, String> {
 }
 
 /// Copies every verified local backup the target lacks, verifies what is
-/// not yet recorded as verified there, records it, and applies retention
-/// on the target. An error when any verified local backup is not off-host
-/// at the end; what was verified is recorded either way.
-pub fn sync(root: &Root, site: &Site, dir: &Path, keep: Keep) -> Result<Report, String> {
+/// not yet recorded as verified there, records it, mirrors the media
+/// directory (`media`, when given), and applies retention on the target.
+/// An error when any verified local backup is not off-host at the end, or
+/// the media mirror failed; what was verified is recorded either way.
+pub fn sync(
+    root: &Root,
+    site: &Site,
+    dir: &Path,
+    media: Option<&Path>,
+    keep: Keep,
+) -> Result<Report, String> {
     let Some(target) = target(site) else {
         return Ok(Report::default());
     };
     let rclone = Rclone::new(root);
     let kind = configured(root, &rclone, &target)?;
-    let mut record = load_record(root, &site.name, &target);
     let local: Vec<Listed> = catalog::list(&site.name, dir)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|b| b.verified)
         .collect();
-    let mut report = Report::default();
-    let remote = rclone.list(&target.dir)?;
-    let pending: Vec<&Listed> = local
-        .iter()
-        .filter(|b| !record.copies.contains_key(&b.file))
-        .collect();
-    let mut missing = Vec::new();
-    for b in &pending {
-        for f in files_of(dir, &b.file) {
-            let size = fs_err::metadata(dir.join(&f)).map(|m| m.len()).ok();
-            if remote.get(&f).copied() != size {
-                missing.push(f);
-            }
-        }
+    let mut run = Run {
+        record: load_record(root, &site.name, &target),
+        rclone,
+        target,
+        kind,
+        dir,
+        report: Report::default(),
+        errors: Vec::new(),
+    };
+    run.copy_backups(&local)?;
+    if let Some(m) = media {
+        run.mirror_media(m);
     }
-    let mut errors = Vec::new();
-    if !missing.is_empty() {
-        let list = name_list(&missing)?;
-        let from = list.path().display().to_string();
-        let src = dir.display().to_string();
-        match rclone.run(&[
-            "copy",
-            "--no-traverse",
-            "--files-from",
-            &from,
-            &src,
-            &target.dir,
-        ]) {
-            Ok(_) => report.copied = missing,
-            Err(f) => errors.push(f.message),
-        }
-    }
-    for b in &pending {
-        let files = files_of(dir, &b.file);
-        match verify(&rclone, dir, &target, &kind, &files) {
-            Ok(check) => {
-                report.verified.push((b.file.clone(), check.clone()));
-                record.copies.insert(
-                    b.file.clone(),
-                    Copy {
-                        verified_utc: timefmt::iso_utc(timefmt::now_unix()),
-                        check,
-                        files,
-                    },
-                );
-            }
-            Err(e) => errors.push(format!("{}: {e}", b.file)),
-        }
-    }
-    report.deleted = prune(
-        &rclone,
-        site,
-        &target,
-        &mut record,
-        &local,
-        keep,
-        &mut errors,
-    );
-    save_record(root, &site.name, &record)?;
-    if errors.is_empty() {
-        Ok(report)
+    run.prune(site, &local, keep);
+    save_record(root, &site.name, &run.record)?;
+    if run.errors.is_empty() {
+        Ok(run.report)
     } else {
-        Err(errors.join("\n"))
+        Err(run.errors.join("\n"))
     }
 }
 
+/// One [`sync`] in progress.
+struct Run<'a> {
+    rclone: Rclone,
+    target: Target,
+    /// The remote's type (`crypt` is checked with `cryptcheck`).
+    kind: String,
+    dir: &'a Path,
+    record: Record,
+    report: Report,
+    errors: Vec<String>,
+}
+
+impl Run<'_> {
+    /// Copies and verifies the backups not recorded as off-host yet.
+    fn copy_backups(&mut self, local: &[Listed]) -> Result<(), String> {
+        let remote = self.rclone.list(&self.target.dir)?;
+        let pending: Vec<&Listed> = local
+            .iter()
+            .filter(|b| !self.record.copies.contains_key(&b.file))
+            .collect();
+        let mut missing = Vec::new();
+        for b in &pending {
+            for f in files_of(&b.file) {
+                let size = fs_err::metadata(self.dir.join(&f)).map(|m| m.len()).ok();
+                if remote.get(&f).copied() != size {
+                    missing.push(f);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let list = name_list(&missing)?;
+            let from = list.path().display().to_string();
+            let src = self.dir.display().to_string();
+            let args = [
+                "copy",
+                "--no-traverse",
+                "--files-from",
+                &from,
+                &src,
+                &self.target.dir,
+            ];
+            match self.rclone.run(&args) {
+                Ok(_) => self.report.copied = missing,
+                Err(f) => self.errors.push(f.message),
+            }
+        }
+        for b in &pending {
+            let files = files_of(&b.file);
+            match verify(&self.rclone, self.dir, &self.target, &self.kind, &files) {
+                Ok(check) => {
+                    self.report.verified.push((b.file.clone(), check.clone()));
+                    let copy = Copy {
+                        verified_utc: timefmt::iso_utc(timefmt::now_unix()),
+                        check,
+                        files,
+                    };
+                    self.record.copies.insert(b.file.clone(), copy);
+                }
+                Err(e) => self.errors.push(format!("{}: {e}", b.file)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Mirrors the media directory to `<target>/media`: only what changed
+    /// travels, and what the mirror replaces or deletes is moved to
+    /// `<target>/media-replaced/<UTC>/` rather than lost. Then every file
+    /// is checked to be there with its size (rclone itself checks a hash
+    /// of each file it transfers, where the remote has one).
+    fn mirror_media(&mut self, media: &Path) {
+        let stamp = timefmt::compact_utc(timefmt::now_unix());
+        let dest = format!("{}/media", self.target.dir);
+        let replaced = format!("{}/media-replaced/{stamp}", self.target.dir);
+        let src = media.display().to_string();
+        let args = [
+            "sync",
+            "-v",
+            "--links",
+            "--backup-dir",
+            &replaced,
+            &src,
+            &dest,
+        ];
+        let log = match self.rclone.run(&args) {
+            Ok((_, log)) => log,
+            Err(f) => return self.errors.push(format!("media: {}", f.message)),
+        };
+        let check = ["check", "--one-way", "--size-only", "--links", &src, &dest];
+        if let Err(f) = self.rclone.run(&check) {
+            return self.errors.push(format!("media: {}", f.message));
+        }
+        let copied = log.lines().filter(|l| l.contains(": Copied (")).count();
+        // What the mirror moved aside, counted where it went: rclone names
+        // the move differently by backend (a server-side move or copy).
+        let moved = match self.rclone.run(&["lsf", "-R", "--files-only", &replaced]) {
+            Ok((out, _)) => out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+            Err(f) if f.code == Some(3) => 0,
+            Err(f) => return self.errors.push(format!("media: {}", f.message)),
+        };
+        self.report.media = Some(format!(
+            "media mirrored to {dest}: {copied} file(s) copied, {moved} replaced or deleted \
+             kept in {replaced}"
+        ));
+        self.record.media_utc = Some(timefmt::iso_utc(timefmt::now_unix()));
+    }
+}
 /// The remote is in the configuration: its type, or what is wrong.
 fn configured(root: &Root, rclone: &Rclone, target: &Target) -> Result<String, String> {
     let conf = root.path(RCLONE_CONF);
@@ -364,76 +451,93 @@ fn verify(
     })
 }
 
-/// Retention on the target, over the verified off-host copies: the same
-/// rules as the local directory, only our own names, never the newest
-/// verified copy. What it deleted.
-fn prune(
-    rclone: &Rclone,
-    site: &Site,
-    target: &Target,
-    record: &mut Record,
-    local: &[Listed],
-    keep: Keep,
-    errors: &mut Vec<String>,
-) -> Vec<String> {
-    let remote = match rclone.list(&target.dir) {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(e);
-            return Vec::new();
-        }
-    };
-    let mut listed: Vec<Listed> = remote
-        .iter()
-        .filter_map(|(name, size)| {
-            let unix = catalog::parse_backup_name(&site.name, name)?;
-            let here = local.iter().find(|l| &l.file == name);
-            Some(Listed {
-                file: name.clone(),
-                taken_utc: timefmt::iso_utc(unix),
-                unix,
-                size: *size,
-                verified: record.copies.contains_key(name),
-                shrunk: here.and_then(|l| l.shrunk.clone()),
-                ..Listed::default()
+impl Run<'_> {
+    /// Retention on the target, over the verified off-host copies: the
+    /// same rules as the local directory, only our own names recorded as
+    /// ours, never the newest verified copy. Then the replaced media older
+    /// than the oldest copy kept.
+    fn prune(&mut self, site: &Site, local: &[Listed], keep: Keep) {
+        let remote = match self.rclone.list(&self.target.dir) {
+            Ok(r) => r,
+            Err(e) => return self.errors.push(e),
+        };
+        let mut listed: Vec<Listed> = remote
+            .iter()
+            .filter_map(|(name, size)| {
+                let unix = catalog::parse_backup_name(&site.name, name)?;
+                let here = local.iter().find(|l| &l.file == name);
+                Some(Listed {
+                    file: name.clone(),
+                    taken_utc: timefmt::iso_utc(unix),
+                    unix,
+                    size: *size,
+                    verified: self.record.copies.contains_key(name),
+                    shrunk: here.and_then(|l| l.shrunk.clone()),
+                    ..Listed::default()
+                })
             })
-        })
-        .collect();
-    listed.sort_by_key(|b| std::cmp::Reverse(b.unix));
-    let doomed: Vec<String> = retention::to_delete(&listed, keep, &BTreeMap::new())
-        .into_iter()
-        .filter(|name| record.copies.contains_key(name))
-        .collect();
-    let mut files: Vec<String> = Vec::new();
-    for name in &doomed {
-        let media = crate::backup::media::media_name(name);
-        for f in [name.clone(), format!("{name}.json"), media] {
-            if remote.contains_key(&f) {
-                files.push(f);
+            .collect();
+        listed.sort_by_key(|b| std::cmp::Reverse(b.unix));
+        let doomed: Vec<String> = retention::to_delete(&listed, keep, &BTreeMap::new())
+            .into_iter()
+            .filter(|name| self.record.copies.contains_key(name))
+            .collect();
+        let mut files: Vec<String> = Vec::new();
+        for name in &doomed {
+            let media = crate::backup::media::media_name(name);
+            for f in [name.clone(), format!("{name}.json"), media] {
+                if remote.contains_key(&f) {
+                    files.push(f);
+                }
             }
         }
-    }
-    if files.is_empty() {
-        return Vec::new();
-    }
-    let list = match name_list(&files) {
-        Ok(l) => l,
-        Err(e) => {
-            errors.push(e);
-            return Vec::new();
-        }
-    };
-    let from = list.path().display().to_string();
-    match rclone.run(&["delete", "--files-from", &from, &target.dir]) {
-        Ok(_) => {
-            for name in &doomed {
-                record.copies.remove(name);
+        if !files.is_empty() {
+            match self.delete(&files) {
+                Ok(()) => {
+                    for name in &doomed {
+                        self.record.copies.remove(name);
+                    }
+                    self.report.deleted = doomed;
+                }
+                Err(e) => self.errors.push(e),
             }
-            doomed
         }
-        Err(f) => {
-            errors.push(f.message);
-            Vec::new()
+        self.prune_replaced_media(site);
+    }
+
+    fn delete(&self, files: &[String]) -> Result<(), String> {
+        let list = name_list(files)?;
+        let from = list.path().display().to_string();
+        self.rclone
+            .run(&["delete", "--files-from", &from, &self.target.dir])
+            .map(|_| ())
+            .map_err(|f| f.message)
+    }
+
+    /// `media-replaced/<UTC>` directories older than the oldest verified
+    /// copy kept: no kept backup is older than what they hold.
+    fn prune_replaced_media(&mut self, site: &Site) {
+        let oldest = self
+            .record
+            .copies
+            .keys()
+            .filter_map(|n| catalog::parse_backup_name(&site.name, n))
+            .min();
+        let Some(oldest) = oldest else { return };
+        let base = format!("{}/media-replaced", self.target.dir);
+        let dirs = match self.rclone.dirs(&base) {
+            Ok(d) => d,
+            Err(e) => return self.errors.push(e),
+        };
+        for d in dirs {
+            let old = timefmt::parse_compact_utc(&d).is_some_and(|t| t < oldest);
+            if old {
+                if let Err(f) = self.rclone.run(&["purge", &format!("{base}/{d}")]) {
+                    self.errors.push(f.message);
+                } else {
+                    self.report.deleted.push(format!("media-replaced/{d}"));
+                }
+            }
         }
     }
 }

@@ -68,6 +68,18 @@ fn backup(
     offsite
 }
 
+/// The persistent media directory wherever the live release's settings
+/// put it (a linked in-release MEDIA_ROOT is recorded as media/), when
+/// `[backup] media` is on and it exists.
+fn media_dir(root: &Root, site: &Site) -> Option<std::path::PathBuf> {
+    let dir = root.path(
+        crate::site_state::live_paths(root, &site.name)
+            .media_dir
+            .unwrap_or_else(|| SiteLayout::new(&site.name).media_dir),
+    );
+    (site.backup.media && dir.is_dir()).then_some(dir)
+}
+
 /// The off-host copy (`[backup] offsite`, see `offsite`). A failure fails
 /// the run and pings `/fail`, but the local backup stays published.
 fn copy_offsite(
@@ -80,7 +92,8 @@ fn copy_offsite(
     let Some(target) = crate::backup::offsite::target(site) else {
         return Ok(());
     };
-    match crate::backup::offsite::sync(root, site, dir, keep) {
+    let media = media_dir(root, site);
+    match crate::backup::offsite::sync(root, site, dir, media.as_deref(), keep) {
         Ok(report) => {
             if !report.copied.is_empty() {
                 let _ = writeln!(
@@ -92,6 +105,9 @@ fn copy_offsite(
             }
             for (name, check) in &report.verified {
                 let _ = writeln!(out, "off-host: verified {name} on {} ({check})", target.dir);
+            }
+            if let Some(m) = &report.media {
+                let _ = writeln!(out, "off-host: {m}");
             }
             for name in &report.deleted {
                 let _ = writeln!(
@@ -147,13 +163,7 @@ fn take_backup(
     let context = format!("sum-backup {}", site.name);
     let account = crate::system::accounts::site_account(root, &site.name);
     let layout = SiteLayout::new(&site.name);
-    // The persistent media directory wherever the live release's settings
-    // put it (a linked in-release MEDIA_ROOT is recorded as media/).
-    let media_dir = root.path(
-        crate::site_state::live_paths(root, &site.name)
-            .media_dir
-            .unwrap_or_else(|| layout.media_dir.clone()),
-    );
+    let media_dir = media_dir(root, site);
     let release = crate::system::fsutil::link_name(&root.path(&layout.app));
     warn(site, ping(site, Event::Start, ""), err);
     // A failure, pinged: nothing was published.
@@ -176,7 +186,7 @@ fn take_backup(
         release: release.as_deref(),
         conn: &db.conn,
         run_as: account,
-        media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
+        media_dir: media_dir.as_deref(),
         accept_shrink,
     };
     let m = dump::take(site, dir, &src, SystemTime::now()).map_err(|e| failed(e.to_string()))?;

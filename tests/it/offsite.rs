@@ -355,3 +355,74 @@ fn sumctl_check_tells_a_missing_configuration_a_missing_remote_and_a_dead_one_ap
         "{out}"
     );
 }
+
+#[test]
+fn the_media_directory_is_mirrored_and_what_it_replaces_is_kept() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!(
+            "media = true\noffsite = \"store:{}/b\"",
+            storage.path().display()
+        ),
+    );
+    storage.configure(&site, &["store"]);
+    let media = site.root.path().join("srv/sum/acme/media");
+    std::fs::create_dir_all(media.join("original_images")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            media.join(format!("original_images/{i}.bin")),
+            vec![i as u8; 1000 + i],
+        )
+        .unwrap();
+    }
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("off-host: media mirrored to store:"), "{out}");
+    assert!(
+        out.contains(": 20 file(s) copied, 0 replaced or deleted"),
+        "{out}"
+    );
+    let mirror = storage.path().join("b/acme/media/original_images");
+    for i in 0..20 {
+        let name = format!("{i}.bin");
+        assert_eq!(
+            std::fs::read(mirror.join(&name)).unwrap(),
+            std::fs::read(media.join("original_images").join(&name)).unwrap()
+        );
+    }
+    // The media archive stays local: the mirror stands for it off-host.
+    assert!(
+        !storage
+            .files("b/acme")
+            .iter()
+            .any(|f| f.ends_with(".media.tar.gz")),
+        "{:?}",
+        storage.files("b/acme")
+    );
+    // One file changed, one deleted, one new: only those travel.
+    std::fs::write(media.join("original_images/3.bin"), b"changed").unwrap();
+    std::fs::remove_file(media.join("original_images/4.bin")).unwrap();
+    std::fs::write(media.join("original_images/new.bin"), b"new").unwrap();
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(": 2 file(s) copied, 2 replaced or deleted kept in"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(mirror.join("3.bin")).unwrap(), b"changed");
+    assert!(!mirror.join("4.bin").exists());
+    let replaced = storage.files("b/acme/media-replaced");
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    let kept = storage
+        .path()
+        .join("b/acme/media-replaced")
+        .join(&replaced[0])
+        .join("original_images");
+    assert_eq!(std::fs::read(kept.join("3.bin")).unwrap(), vec![3u8; 1003]);
+    assert_eq!(std::fs::read(kept.join("4.bin")).unwrap(), vec![4u8; 1004]);
+    assert!(record(&site)["media_utc"].is_string());
+}
