@@ -765,7 +765,7 @@ check "bakery v3: compress as a release command, the heartbeat process on the li
     [ "$(beats)" -gt "$before" ] || { echo "no heartbeat rows after the restore ($before)"; exit 1; }
     contains "sumctl status" "sum-app-heartbeat@bakery.service" "$(sumctl status bakery)"'
 echo "    the last deploy of bakery v3, as its journal has it:"
-ct "journalctl -u sum-deploy@bakery --no-pager -o cat -n 150 | tac | sed /^==.preflight/q | tac" | sed "s/^/      | /" || true
+ct "journalctl -u sum-deploy@bakery --no-pager -o cat -n 150 | tac | sed /^==..preflight/q | tac" | sed "s/^/      | /" || true
 check "bakery v4: the database in DB_* settings and no DATABASE_URL; the deploy, sum-backup and sum-restore ask Django" '
     url=$(env_of bakery DATABASE_URL)
     pw=${url#postgres://bakery:}; pw=${pw%%@*}
