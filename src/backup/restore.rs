@@ -289,7 +289,13 @@ pub fn restore(
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
     let dir = dump::backups_dir(root, &site.name);
-    let path = resolve(&site.name, &dir, req.what)?;
+    let path = if req.what.starts_with("offsite:") {
+        let name = crate::backup::offsite::fetch(root, site, &dir, req.what).map_err(err)?;
+        let _ = writeln!(log, "fetched {name} from off-host into {}", dir.display());
+        dir.join(name)
+    } else {
+        resolve(&site.name, &dir, req.what)?
+    };
     let manifest = verify(&path)?;
     let _ = writeln!(
         log,

@@ -16,7 +16,8 @@ use sum::system::failure::Exit;
 struct Cli {
     /// The site (the name of /etc/sum/sites/<site>.toml)
     site: String,
-    /// A backup file, or `latest` for the newest verified backup
+    /// A backup file, `latest` for the newest verified backup, or
+    /// `offsite:latest` / `offsite:NAME` for an off-host copy
     backup: String,
     /// Confirm that the site's database is to be replaced (not needed with --into)
     #[arg(long = "i-know-this-will-overwrite")]

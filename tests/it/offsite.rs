@@ -426,3 +426,95 @@ fn the_media_directory_is_mirrored_and_what_it_replaces_is_kept() {
     assert_eq!(std::fs::read(kept.join("4.bin")).unwrap(), vec![4u8; 1004]);
     assert!(record(&site)["media_utc"].is_string());
 }
+
+#[test]
+fn a_restore_from_off_host_fetches_verifies_and_restores_and_refuses_a_corrupted_copy() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/b\"", storage.path().display()),
+    );
+    storage.configure(&site, &["store"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let name = dumps(&site.files()).remove(0);
+    // The server is lost: no local backup is left.
+    for f in site.files() {
+        std::fs::remove_file(site.backups().join(f)).unwrap();
+    }
+    pg.sql(
+        "acme",
+        "INSERT INTO notes (title) VALUES ('after the backup')",
+    );
+    let count = || {
+        pg.sql("acme", "SELECT count(*) FROM notes")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(count(), "20001");
+    let restore = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sum-restore"))
+            .args(args)
+            .env("SUM_ROOT", site.root.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    // A corrupted copy on the remote is refused before anything changes.
+    let remote_dump = storage.path().join("b/acme").join(&name);
+    let good = std::fs::read(&remote_dump).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    std::fs::write(&remote_dump, &bad).unwrap();
+    let (code, out) = restore(&["acme", "offsite:latest", "--i-know-this-will-overwrite"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("refusing the off-host copy of {name}")),
+        "{out}"
+    );
+    assert_eq!(count(), "20001", "the database was not touched");
+    assert_eq!(
+        site.files(),
+        Vec::<String>::new(),
+        "nothing was left behind"
+    );
+    // The good copy: a rehearsal, then the restore.
+    std::fs::write(&remote_dump, &good).unwrap();
+    // The test's server is not this host's PostgreSQL: the scratch
+    // database is made beforehand, as on a managed server.
+    pg.sql("postgres", "CREATE DATABASE acme_rehearsal OWNER acme");
+    let (code, out) = restore(&["acme", "offsite:latest", "--into", "acme_rehearsal"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("fetched {name} from off-host")),
+        "{out}"
+    );
+    assert_eq!(
+        pg.sql("acme_rehearsal", "SELECT count(*) FROM notes")
+            .trim(),
+        "20000"
+    );
+    let (code, out) = restore(&[
+        "acme",
+        &format!("offsite:{}", name.trim_end_matches(".sql.gz")),
+        "--i-know-this-will-overwrite",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(count(), "20000", "{out}");
+    assert!(
+        site.files().contains(&name),
+        "the fetched backup is kept locally"
+    );
+    let (code, out) = restore(&["acme", "offsite:acme-20200101T000000Z", "--into", "x"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no such backup with its manifest on store:"),
+        "{out}"
+    );
+}
