@@ -29,6 +29,8 @@ pub struct Args<'a> {
     /// The database really is much smaller now: a backup that shrank is
     /// recorded as accepted, counts, and later ones are compared with it.
     pub accept_shrink: bool,
+    /// Take no backup: only the off-host copy of what is there.
+    pub offsite_only: bool,
 }
 
 pub fn run(root: &Root, args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
@@ -57,6 +59,16 @@ fn backup(
     };
     if args.dry_run {
         return apply_retention(root, &site, &dir, keep, true, out, err);
+    }
+    if args.offsite_only {
+        if crate::backup::offsite::target(&site).is_none() {
+            return Err(Failure::usage(format!(
+                "--offsite-only: site {} has no [backup] offsite in {}",
+                site.name,
+                site.source.display()
+            )));
+        }
+        return copy_offsite(root, &site, &dir, keep, out);
     }
     let context = format!("sum-backup {}", site.name);
     prepare_dir(&site, &dir, out).map_err(|f| f.context(&context))?;

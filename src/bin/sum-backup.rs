@@ -29,6 +29,10 @@ struct Cli {
     /// counts and later backups are compared with it
     #[arg(long, conflicts_with_all = ["list", "dry_run"])]
     accept_shrink: bool,
+    /// Take no backup: copy to the off-host remote what it lacks, check it and apply its
+    /// retention (after the remote was fixed, say)
+    #[arg(long, conflicts_with_all = ["list", "dry_run", "accept_shrink"])]
+    offsite_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         json: cli.json,
         dry_run: cli.dry_run,
         accept_shrink: cli.accept_shrink,
+        offsite_only: cli.offsite_only,
     };
     ExitCode::from(backup::run(
         &Root::from_env(),

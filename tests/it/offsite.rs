@@ -176,24 +176,53 @@ fn a_run_without_its_remote_fails_keeps_the_local_backup_and_the_next_fills_the_
         "{out}"
     );
     assert_eq!(storage.files("backups/acme"), Vec::<String>::new());
-    // The remote is back: the backup it missed, still here, is copied
-    // and verified with tonight's (the copy comes before retention).
+    // The remote is back: `--offsite-only` copies the backup it missed
+    // without taking one; then the night's run copies its own.
     let missed = dumps(&site.files());
     assert_eq!(missed.len(), 1, "the same day's backups keep the newest");
     storage.configure(&site, &["store"]);
+    let out = site.run(&["acme", "--offsite-only"]);
+    let text_out = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text_out}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text_out.contains(&format!("off-host: verified {}", missed[0])),
+        "{text_out}"
+    );
+    assert_eq!(
+        dumps(&site.files()),
+        missed,
+        "--offsite-only takes no backup"
+    );
     next_second();
     let (code, out) = backup(&site);
     assert_eq!(code, Some(0), "{out}");
     let local = dumps(&site.files());
     assert!(
-        out.contains(&format!("off-host: verified {}", missed[0])),
-        "{out}"
-    );
-    assert!(
         out.contains(&format!("off-host: verified {}", local[0])),
         "{out}"
     );
     assert_eq!(dumps(&storage.files("backups/acme")), local, "{out}");
+}
+
+#[test]
+fn offsite_only_needs_an_offsite_remote() {
+    let Some(pg) = Pg::start() else {
+        return;
+    };
+    let site = site_with_data(&pg, "");
+    let out = site.run(&["acme", "--offsite-only"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--offsite-only: site acme has no [backup] offsite in"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(site.files(), Vec::<String>::new());
 }
 
 #[test]
