@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Benchmark of sum-backup's off-host copy against a bare `rclone copy` of the
+# same files, to the same remote, in the same run (interleaved, median of
+# the runs):
+#
+#   bash benches/offsite.sh                       # 1 GB dump, 10,000 media files
+#   BENCH_DUMP_MB=100 BENCH_RUNS=3 bash benches/offsite.sh   # quicker
+#
+#   dump   `sum-backup SITE --offsite-only` copying one verified 1 GB backup
+#          (its dump and manifest) to an empty target, checking it
+#          (`rclone check`: size and a hash both sides have) and recording
+#          it, vs  `rclone copy DUMP MANIFEST` to an empty directory.
+#   media  the nightly mirror of a media directory of 10,000 files of 16 KB
+#          where 1% (100 files) changed since the last run:
+#          `sum-backup SITE --offsite-only` (the dump already off-host, so
+#          this is the listing, the mirror with its --backup-dir, the
+#          count of what was moved aside, the size check and the remote's
+#          retention), vs  `rclone copy MEDIA` of the same changes to a
+#          second mirror.
+#
+# The remote is rclone's `local` backend on this machine's disk: there is no
+# network here. That is the worst case for the ratios: the transfer, which
+# dominates over a network, costs little, and `rclone check` hashes the
+# "remote" file by reading it again where an S3 server answers from
+# metadata. It prints the ratios against the target (at most 1.2x) and
+# exits 0 whether they are met or not; non-zero only if something broke.
+set -euo pipefail
+
+runs=${BENCH_RUNS:-5}
+dump_mb=${BENCH_DUMP_MB:-1024}
+media_files=${BENCH_MEDIA_FILES:-10000}
+changed=$((media_files / 100))
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+command -v rclone >/dev/null || { echo "offsite.sh: rclone is missing (apt install rclone)" >&2; exit 2; }
+cargo build --release --quiet --manifest-path "$here/Cargo.toml" --bin sum-backup
+bin="${CARGO_TARGET_DIR:-$here/target}/release/sum-backup"
+
+work=$(mktemp -d /var/tmp/sum-offsite-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+export SUM_ROOT=$root
+home=$root/srv/sum/acme
+mkdir -p "$root/etc/sum/sites" "$home/backups" "$home/state" "$work/store"
+chmod 700 "$home/backups"
+cat >"$root/etc/sum/sites/acme.toml" <<EOF
+domain = "acme.example.com"
+[git]
+url = "https://example.com/acme.git"
+[backup]
+offsite = "store:$work/store/ours"
+EOF
+printf '[store]\ntype = local\n' >"$root/etc/sum/rclone.conf"
+chmod 600 "$root/etc/sum/rclone.conf"
+rc() { rclone --config "$root/etc/sum/rclone.conf" "$@"; }
+
+# One verified backup: a dump of incompressible bytes and its manifest.
+name=acme-20261201T020000Z.sql.gz
+echo "writing a ${dump_mb} MB dump and ${media_files} media files under $work" >&2
+head -c "$((dump_mb * 1024 * 1024))" /dev/urandom >"$home/backups/$name"
+size=$(stat -c %s "$home/backups/$name")
+sha=$(sha256sum "$home/backups/$name" | cut -d' ' -f1)
+cat >"$home/backups/$name.json" <<EOF
+{"site":"acme","file":"$name","size":$size,"sha256":"$sha","uncompressed_size":$size,
+ "database":"acme","server_version":"15","client_version":"15",
+ "started_utc":"2026-12-01T02:00:00Z","finished_utc":"2026-12-01T02:01:00Z",
+ "release":null,"verified":true}
+EOF
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ours=() bare=()
+
+# dump: an empty target each time, for both.
+for i in $(seq 1 "$runs"); do
+    rm -rf "$work/store/ours" "$work/store/bare" "$home/state/offsite.json"
+    t0=$(now); "$bin" acme --offsite-only >/dev/null; t1=$(now)
+    grep -q '"check": "hash"' "$home/state/offsite.json"
+    t2=$(now); rc copy --no-traverse "$home/backups/$name" "store:$work/store/bare"
+    rc copy --no-traverse "$home/backups/$name.json" "store:$work/store/bare"; t3=$(now)
+    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+    bare+=("$(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')")
+done
+dump_ours=$(printf '%s\n' "${ours[@]}" | median)
+dump_bare=$(printf '%s\n' "${bare[@]}" | median)
+
+# media: both mirrors seeded, then 1% changed before each pair of runs.
+rm -f "$home/backups/$name" "$home/backups/$name.json"
+mkdir -p "$home/media"
+for d in $(seq 0 99); do mkdir -p "$home/media/d$d"; done
+for f in $(seq 0 $((media_files - 1))); do
+    head -c 16384 /dev/urandom >"$home/media/d$((f % 100))/f$f.bin"
+done
+# The dump off-host already (a tiny one), so runs measure the media.
+printf 'x' | gzip >"$home/backups/$name"
+size=$(stat -c %s "$home/backups/$name")
+cat >"$home/backups/$name.json" <<EOF
+{"site":"acme","file":"$name","size":$size,"sha256":"x","uncompressed_size":1,
+ "database":"acme","server_version":"15","client_version":"15",
+ "started_utc":"2026-12-01T02:00:00Z","finished_utc":"2026-12-01T02:01:00Z",
+ "release":null,"verified":true}
+EOF
+rm -rf "$work/store/ours" "$home/state/offsite.json"
+"$bin" acme --offsite-only >/dev/null
+rc copy "$home/media" "store:$work/store/bare-media"
+ours=() bare=()
+for i in $(seq 1 "$runs"); do
+    for c in $(seq 1 "$changed"); do
+        f=$(( (i * 7919 + c * 104729) % media_files ))
+        head -c 16384 /dev/urandom >"$home/media/d$((f % 100))/f$f.bin"
+    done
+    t0=$(now); "$bin" acme --offsite-only >/dev/null; t1=$(now)
+    t2=$(now); rc copy "$home/media" "store:$work/store/bare-media"; t3=$(now)
+    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
+    bare+=("$(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')")
+done
+media_ours=$(printf '%s\n' "${ours[@]}" | median)
+media_bare=$(printf '%s\n' "${bare[@]}" | median)
+
+verdict() { awk -v r="$1" 'BEGIN { print (r <= 1.2 ? "PASS" : "MISS") }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+r1=$(ratio "$dump_ours" "$dump_bare")
+r2=$(ratio "$media_ours" "$media_bare")
+printf '\n%-44s %10s %10s %7s  %s\n' "off-host copy ($runs runs, median)" "ours (s)" "bare (s)" "ratio" "target <= 1.2x"
+printf '%-44s %10.2f %10.2f %7s  %s\n' "dump of ${dump_mb} MB, to an empty target" "$dump_ours" "$dump_bare" "${r1}x" "$(verdict "$r1")"
+printf '%-44s %10.2f %10.2f %7s  %s\n' "${media_files} media files, ${changed} changed" "$media_ours" "$media_bare" "${r2}x" "$(verdict "$r2")"
