@@ -7,9 +7,10 @@
 use std::fs::OpenOptions;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::backup::hashio::Hashing;
+use crate::config::layout::{Root, SiteLayout};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -23,6 +24,18 @@ pub struct MediaInfo {
     pub sha256: String,
     /// Entries in the archive (files, directories, links).
     pub entries: u64,
+}
+
+/// The site's persistent media directory, where the live release's deploy
+/// recorded Django's effective MEDIA_ROOT (an in-release MEDIA_ROOT is
+/// linked to, and recorded as, `media/`), else `media/`: what `sum-backup`
+/// archives and `sum-restore --media` replaces.
+pub fn site_media_dir(root: &Root, site: &str) -> PathBuf {
+    root.path(
+        crate::site_state::live_paths(root, site)
+            .media_dir
+            .unwrap_or_else(|| SiteLayout::new(site).media_dir),
+    )
 }
 
 /// `<site>-<ts>.media.tar.gz` for the dump `<site>-<ts>.sql.gz`.
