@@ -3,7 +3,8 @@
 //! (`contents`) and whether it shrank (`shrink`), manifests and the list of
 //! backups (`catalog`), the media archive (`media`), retention
 //! (`retention`), pings (`ping`), which database the app uses (`appdb`),
-//! the `sum-backup` command (`run`) and the restore (`restore`).
+//! the `sum-backup` command (`run`) and the restore (`restore`), with the
+//! scratch database of a rehearsal (`scratch`).
 
 pub mod appdb;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod ping;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod scratch;
 pub mod shrink;
 
 pub use run::{run, Args};

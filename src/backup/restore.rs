@@ -23,7 +23,6 @@ use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
 use crate::system::control::Control;
 use crate::system::failure::{exit_code, Failure};
-use crate::system::pgadmin::Admin;
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -162,95 +161,6 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
     Ok(())
 }
 
-/// Creates `db` on the server of `conn` if it does not exist; says how
-/// when it did.
-fn ensure_database(
-    conn: &PgConn,
-    db: &str,
-    run_as: Option<(u32, u32)>,
-) -> Result<Option<String>, RestoreError> {
-    use std::os::unix::process::CommandExt;
-    if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
-        return Err(err(format!(
-            "--into `{db}`: use letters, digits and '_' only"
-        )));
-    }
-    let psql = |sql: &str| {
-        let mut c = Command::new("psql");
-        c.args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "--no-password",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ]);
-        conn.apply(&mut c)
-            .args(["-c", sql])
-            .env("PGCONNECT_TIMEOUT", "10");
-        if let Some((uid, gid)) = run_as {
-            c.uid(uid).gid(gid).current_dir("/");
-        }
-        c.output()
-    };
-    let exists = psql(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'"))
-        .map_err(|e| err(format!("failed to run psql: {e}")))?;
-    if !exists.status.success() {
-        return Err(err(format!(
-            "cannot reach the database server: {}",
-            String::from_utf8_lossy(&exists.stderr).trim()
-        )));
-    }
-    if String::from_utf8_lossy(&exists.stdout).trim() == "1" {
-        return Ok(None);
-    }
-    // The local PostgreSQL's superuser creates it, owned by the site's role.
-    if let Some(created) = create_locally(conn, db) {
-        return created;
-    }
-    // A managed server: the site's role may have CREATEDB.
-    let created = psql(&format!("CREATE DATABASE {db}"))
-        .map_err(|e| err(format!("failed to run psql: {e}")))?;
-    if !created.status.success() {
-        return Err(err(format!(
-            "cannot create database {db} as the site's database user ({}), and the \
-             site's database is not on this host's PostgreSQL; create {db} on the \
-             database server, owned by that user",
-            String::from_utf8_lossy(&created.stderr).trim()
-        )));
-    }
-    Ok(Some(format!(
-        "created database {db} as the site's database user"
-    )))
-}
-
-/// Creates `db` with this host's PostgreSQL superuser, owned by the site's
-/// role, when the site's database is on this host's cluster (same port,
-/// a local host); None when it is not, or the superuser does not answer.
-fn create_locally(conn: &PgConn, db: &str) -> Option<Result<Option<String>, RestoreError>> {
-    let local = matches!(conn.host(), None | Some("localhost" | "127.0.0.1" | "::1"))
-        || conn.host().is_some_and(|h| h.starts_with('/'));
-    let owner = conn.user()?;
-    let admin = Admin::for_root(&Root::from_env());
-    let port = admin.port().ok()?;
-    let same_port = conn.port().unwrap_or("5432") == port.to_string();
-    if !local || !same_port {
-        return None;
-    }
-    Some(
-        admin
-            .create_database(db, owner)
-            .map(|()| {
-                Some(format!(
-                    "created database {db} owned by {owner} (this host's PostgreSQL; \
-                     CONNECT revoked from PUBLIC)"
-                ))
-            })
-            .map_err(|e| err(format!("cannot create database {db}: {e}"))),
-    )
-}
-
 /// Checks that the site answers again over its socket (every health path)
 /// when it has a live release; what was checked, or None when there is
 /// nothing to check (no service manager, or nothing deployed).
@@ -348,7 +258,7 @@ fn rehearse(
             "--into {db} names the live database; leave --into out to restore it"
         )));
     }
-    if let Some(created) = ensure_database(conn, db, run_as)? {
+    if let Some(created) = crate::backup::scratch::ensure_database(conn, db, run_as).map_err(err)? {
         let _ = writeln!(log, "{created}");
     }
     load(path, &conn.with_dbname(db), run_as)?;
