@@ -3,8 +3,10 @@
 //! (`contents`) and whether it shrank (`shrink`), manifests and the list of
 //! backups (`catalog`), the media archive (`media`), retention
 //! (`retention`), pings (`ping`), which database the app uses (`appdb`),
-//! the `sum-backup` command (`run`) and the restore (`restore`), with the
-//! scratch database of a rehearsal (`scratch`).
+//! the `sum-backup` command (`run`), the restore (`restore`) of the
+//! database and of the media (`restore_media`) with the scratch database
+//! of a rehearsal (`scratch`), and the `sum-restore` command
+//! (`restore_command`).
 
 pub mod appdb;
 pub mod catalog;
@@ -15,6 +17,8 @@ pub mod hashio;
 pub mod media;
 pub mod ping;
 pub mod restore;
+pub mod restore_command;
+pub mod restore_media;
 pub mod retention;
 pub mod run;
 pub mod scratch;

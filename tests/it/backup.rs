@@ -816,7 +816,7 @@ fn media_is_reported_and_listed(site: &Site, log: &str, dump: &str, media: &Path
 }
 
 /// The database a release recorded at its deploy: the site's.
-fn recorded_database(site: &Site) -> sum::site_state::database::DjangoDatabase {
+pub(crate) fn recorded_database(site: &Site) -> sum::site_state::database::DjangoDatabase {
     let conn = sum::probe::pgconn::PgConn::parse(&site.url).unwrap();
     sum::backup::appdb::described(&conn, "django.db.backends.postgresql")
 }
