@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::contents::Contents;
+use crate::backup::media::MediaInfo;
 use crate::backup::shrink::{Baseline, Shrunk};
 use crate::system::timefmt;
 
@@ -33,7 +34,7 @@ pub struct Manifest {
     pub release: Option<String>,
     /// The media archive published with this backup, if any.
     #[serde(default)]
-    pub media: Option<crate::backup::media::MediaInfo>,
+    pub media: Option<MediaInfo>,
     pub verified: bool,
     /// Set when the dump holds far fewer tables or rows than the previous
     /// backup (`crate::backup::shrink`).
@@ -77,6 +78,12 @@ pub struct Listed {
     pub database: Option<String>,
     pub contents: Option<Contents>,
     pub shrunk: Option<Shrunk>,
+    /// The media archive beside the dump, as its manifest records it, when
+    /// the file is there with the recorded size.
+    pub media: Option<MediaInfo>,
+    /// The manifest records a media archive that is not there, or not with
+    /// the recorded size: `sum-restore --media` would refuse it.
+    pub media_missing: bool,
 }
 
 impl Listed {
@@ -107,7 +114,13 @@ pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|m: &Manifest| m.verified && m.size == size && m.file == name);
+        let recorded = manifest.as_ref().and_then(|m| m.media.clone());
+        let media = recorded
+            .clone()
+            .filter(|info| media_present(dir, info) == Some(true));
         out.push(Listed {
+            media_missing: recorded.is_some() && media.is_none(),
+            media,
             verified: manifest.is_some(),
             taken_utc: timefmt::iso_utc(unix),
             unix,
@@ -120,6 +133,18 @@ pub fn list(site: &str, dir: &Path) -> std::io::Result<Vec<Listed>> {
     }
     out.sort_by(|a, b| b.unix.cmp(&a.unix).then_with(|| b.file.cmp(&a.file)));
     Ok(out)
+}
+
+/// Whether the media archive `info` names is in `dir` with the recorded
+/// size; None when its name is not a plain file name.
+fn media_present(dir: &Path, info: &MediaInfo) -> Option<bool> {
+    let name = Path::new(&info.file);
+    if name.components().count() != 1 || name.file_name().is_none() {
+        return None;
+    }
+    Some(
+        fs_err::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.len() == info.size),
+    )
 }
 
 /// The backup a new one is compared with: the newest verified backup with

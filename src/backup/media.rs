@@ -7,9 +7,10 @@
 use std::fs::OpenOptions;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::backup::hashio::Hashing;
+use crate::config::layout::{Root, SiteLayout};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -23,6 +24,18 @@ pub struct MediaInfo {
     pub sha256: String,
     /// Entries in the archive (files, directories, links).
     pub entries: u64,
+}
+
+/// The site's persistent media directory, where the live release's deploy
+/// recorded Django's effective MEDIA_ROOT (an in-release MEDIA_ROOT is
+/// linked to, and recorded as, `media/`), else `media/`: what `sum-backup`
+/// archives and `sum-restore --media` replaces.
+pub fn site_media_dir(root: &Root, site: &str) -> PathBuf {
+    root.path(
+        crate::site_state::live_paths(root, site)
+            .media_dir
+            .unwrap_or_else(|| SiteLayout::new(site).media_dir),
+    )
 }
 
 /// `<site>-<ts>.media.tar.gz` for the dump `<site>-<ts>.sql.gz`.
@@ -92,19 +105,38 @@ pub fn write_verified(
 
 /// Reads a media archive completely: every entry of the tar inside the gzip.
 pub fn verify(path: &Path) -> Result<MediaInfo, String> {
+    read_entries(path, &mut |entry| {
+        std::io::copy(entry, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| not_complete(path, &e))
+    })
+}
+
+/// One entry of a media archive as [`read_entries`] hands it on.
+pub type Entry<'a, 'r> = tar::Entry<'a, &'r mut dyn Read>;
+
+/// Reads a media archive from its first byte to its last, handing every tar
+/// entry to `each` (which may read it or unpack it), decoding to the end of
+/// the gzip stream so its CRC is checked, and refusing bytes after it; the
+/// archive's size, SHA-256 and number of entries.
+pub fn read_entries(
+    path: &Path,
+    each: &mut dyn FnMut(&mut Entry) -> Result<(), String>,
+) -> Result<MediaInfo, String> {
     let file = fs_err::File::open(path).map_err(|e| e.to_string())?;
     let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
     let mut entries = 0u64;
     {
-        let mut archive = tar::Archive::new(GzDecoder::new(&mut hashing));
-        let bad =
-            |e: std::io::Error| format!("{} is not a complete media archive: {e}", path.display());
+        let mut gz = GzDecoder::new(&mut hashing);
+        let mut archive = tar::Archive::new(&mut gz as &mut dyn Read);
+        // An entry unpacked over a file already there fails instead of
+        // replacing it.
+        archive.set_overwrite(false);
+        let bad = |e: std::io::Error| not_complete(path, &e);
         for entry in archive.entries().map_err(bad)? {
-            let mut entry = entry.map_err(bad)?;
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(bad)?;
+            each(&mut entry.map_err(bad)?)?;
             entries += 1;
         }
-        // Decode to the end of the gzip stream so its CRC is checked too.
         std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(bad)?;
     }
     let mut rest = Vec::new();
@@ -128,4 +160,8 @@ pub fn verify(path: &Path) -> Result<MediaInfo, String> {
         sha256,
         entries,
     })
+}
+
+fn not_complete(path: &Path, e: &std::io::Error) -> String {
+    format!("{} is not a complete media archive: {e}", path.display())
 }

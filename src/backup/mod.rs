@@ -3,7 +3,11 @@
 //! (`contents`) and whether it shrank (`shrink`), manifests and the list of
 //! backups (`catalog`), the media archive (`media`), retention
 //! (`retention`), pings (`ping`), which database the app uses (`appdb`),
-//! the `sum-backup` command (`run`) and the restore (`restore`).
+//! off-host copies (`offsite`, `offsite_fetch`),
+//! the `sum-backup` command (`run`), the restore (`restore`) of the
+//! database and of the media (`restore_media`) with the scratch database
+//! of a rehearsal (`scratch`), and the `sum-restore` command
+//! (`restore_command`).
 
 pub mod appdb;
 pub mod catalog;
@@ -13,10 +17,14 @@ pub mod dump;
 pub mod hashio;
 pub mod media;
 pub mod offsite;
+pub mod offsite_fetch;
 pub mod ping;
 pub mod restore;
+pub mod restore_command;
+pub mod restore_media;
 pub mod retention;
 pub mod run;
+pub mod scratch;
 pub mod shrink;
 
 pub use run::{run, Args};

@@ -16,14 +16,12 @@ use std::time::SystemTime;
 use flate2::read::MultiGzDecoder;
 
 use crate::backup::catalog::{self, Manifest};
-use crate::backup::command;
 use crate::backup::dump::{self, DumpSource};
+use crate::backup::restore_media::{self, MediaError, Staged, Swapped};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
 use crate::system::control::Control;
-use crate::system::failure::{exit_code, Failure};
-use crate::system::pgadmin::Admin;
 
 /// What to restore and where.
 pub struct Request<'a> {
@@ -31,6 +29,21 @@ pub struct Request<'a> {
     pub what: &'a str,
     /// Restore into this database instead of the live one (a rehearsal).
     pub into: Option<&'a str>,
+    /// Whether the backup's media archive is restored too, or only it.
+    pub media: Media,
+}
+
+/// Which parts of a backup a restore brings back (docs/backups.md,
+/// "Restore").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Media {
+    /// The database only.
+    #[default]
+    No,
+    /// The database, then the media archive of the same backup (`--media`).
+    Also,
+    /// The media archive only (`--media-only`); the database is not touched.
+    Only,
 }
 
 #[derive(Debug)]
@@ -46,15 +59,45 @@ fn err(msg: impl Into<String>) -> RestoreError {
     RestoreError(msg.into())
 }
 
-/// Resolves `latest` or a file argument to a backup path.
-pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreError> {
+fn merr(e: MediaError) -> RestoreError {
+    RestoreError(e.message)
+}
+
+/// Resolves `latest` or a file argument to a backup path. With `media`,
+/// `latest` is the newest verified backup that has a media archive (the
+/// safety backups restores take have none); a newer one passed over is
+/// named in `log`.
+pub fn resolve(
+    site: &str,
+    dir: &Path,
+    what: &str,
+    media: bool,
+    log: &mut dyn Write,
+) -> Result<PathBuf, RestoreError> {
     if what == "latest" {
         let listed = catalog::list(site, dir).map_err(|e| err(e.to_string()))?;
-        return listed
-            .into_iter()
-            .find(|b| b.verified)
-            .map(|b| dir.join(b.file))
-            .ok_or_else(|| err(format!("no verified backup of {site} in {}", dir.display())));
+        let mut verified = listed.iter().filter(|b| b.verified);
+        let newest = verified.clone().next();
+        let found = if media {
+            verified.find(|b| b.media.is_some())
+        } else {
+            newest
+        };
+        let Some(b) = found else {
+            let with = if media { " with a media archive" } else { "" };
+            return Err(err(format!(
+                "no verified backup of {site}{with} in {}",
+                dir.display()
+            )));
+        };
+        if let Some(newer) = newest.filter(|n| n.file != b.file) {
+            let _ = writeln!(
+                log,
+                "latest: {} has no media archive; the newest backup with one is {}",
+                newer.file, b.file
+            );
+        }
+        return Ok(dir.join(&b.file));
     }
     let p = Path::new(what);
     let path = if p.is_absolute() || p.exists() {
@@ -71,16 +114,9 @@ pub fn resolve(site: &str, dir: &Path, what: &str) -> Result<PathBuf, RestoreErr
 /// Verifies the file completely and, when it has a manifest, against it.
 pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
     let check = dump::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
-    let manifest_path = PathBuf::from(format!("{}.json", path.display()));
-    let Ok(bytes) = fs_err::read(&manifest_path) else {
+    let Some(m) = read_manifest(path)? else {
         return Ok(None);
     };
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        err(format!(
-            "refusing to restore: {} is not a manifest: {e}",
-            manifest_path.display()
-        ))
-    })?;
     if m.size != check.size || m.sha256 != check.sha256 {
         return Err(err(format!(
             "refusing to restore: {} does not match its manifest (size {} vs {}, sha256 {} vs {})",
@@ -92,6 +128,20 @@ pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
         )));
     }
     Ok(Some(m))
+}
+
+/// The manifest beside a backup, if it has one.
+fn read_manifest(path: &Path) -> Result<Option<Manifest>, RestoreError> {
+    let manifest_path = PathBuf::from(format!("{}.json", path.display()));
+    let Ok(bytes) = fs_err::read(&manifest_path) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        err(format!(
+            "refusing to restore: {} is not a manifest: {e}",
+            manifest_path.display()
+        ))
+    })
 }
 
 /// Loads a dump into the database of `conn` in one transaction, after
@@ -162,95 +212,6 @@ pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<()
     Ok(())
 }
 
-/// Creates `db` on the server of `conn` if it does not exist; says how
-/// when it did.
-fn ensure_database(
-    conn: &PgConn,
-    db: &str,
-    run_as: Option<(u32, u32)>,
-) -> Result<Option<String>, RestoreError> {
-    use std::os::unix::process::CommandExt;
-    if !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || db.is_empty() {
-        return Err(err(format!(
-            "--into `{db}`: use letters, digits and '_' only"
-        )));
-    }
-    let psql = |sql: &str| {
-        let mut c = Command::new("psql");
-        c.args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "--no-password",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ]);
-        conn.apply(&mut c)
-            .args(["-c", sql])
-            .env("PGCONNECT_TIMEOUT", "10");
-        if let Some((uid, gid)) = run_as {
-            c.uid(uid).gid(gid).current_dir("/");
-        }
-        c.output()
-    };
-    let exists = psql(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'"))
-        .map_err(|e| err(format!("failed to run psql: {e}")))?;
-    if !exists.status.success() {
-        return Err(err(format!(
-            "cannot reach the database server: {}",
-            String::from_utf8_lossy(&exists.stderr).trim()
-        )));
-    }
-    if String::from_utf8_lossy(&exists.stdout).trim() == "1" {
-        return Ok(None);
-    }
-    // The local PostgreSQL's superuser creates it, owned by the site's role.
-    if let Some(created) = create_locally(conn, db) {
-        return created;
-    }
-    // A managed server: the site's role may have CREATEDB.
-    let created = psql(&format!("CREATE DATABASE {db}"))
-        .map_err(|e| err(format!("failed to run psql: {e}")))?;
-    if !created.status.success() {
-        return Err(err(format!(
-            "cannot create database {db} as the site's database user ({}), and the \
-             site's database is not on this host's PostgreSQL; create {db} on the \
-             database server, owned by that user",
-            String::from_utf8_lossy(&created.stderr).trim()
-        )));
-    }
-    Ok(Some(format!(
-        "created database {db} as the site's database user"
-    )))
-}
-
-/// Creates `db` with this host's PostgreSQL superuser, owned by the site's
-/// role, when the site's database is on this host's cluster (same port,
-/// a local host); None when it is not, or the superuser does not answer.
-fn create_locally(conn: &PgConn, db: &str) -> Option<Result<Option<String>, RestoreError>> {
-    let local = matches!(conn.host(), None | Some("localhost" | "127.0.0.1" | "::1"))
-        || conn.host().is_some_and(|h| h.starts_with('/'));
-    let owner = conn.user()?;
-    let admin = Admin::for_root(&Root::from_env());
-    let port = admin.port().ok()?;
-    let same_port = conn.port().unwrap_or("5432") == port.to_string();
-    if !local || !same_port {
-        return None;
-    }
-    Some(
-        admin
-            .create_database(db, owner)
-            .map(|()| {
-                Some(format!(
-                    "created database {db} owned by {owner} (this host's PostgreSQL; \
-                     CONNECT revoked from PUBLIC)"
-                ))
-            })
-            .map_err(|e| err(format!("cannot create database {db}: {e}"))),
-    )
-}
-
 /// Checks that the site answers again over its socket (every health path)
 /// when it has a live release; what was checked, or None when there is
 /// nothing to check (no service manager, or nothing deployed).
@@ -275,10 +236,30 @@ pub struct Report {
     pub restored: PathBuf,
     pub database: String,
     pub safety_backup: Option<PathBuf>,
+    /// The media archive restored, and where the media are now and were.
+    pub media: Option<(PathBuf, Swapped)>,
+}
+
+/// The backup file `req` names: a local one, or an off-host copy fetched
+/// and verified into `dir` first (`offsite_fetch`).
+fn source(
+    root: &Root,
+    site: &Site,
+    dir: &Path,
+    req: &Request,
+    log: &mut dyn Write,
+) -> Result<PathBuf, RestoreError> {
+    if req.what.starts_with("offsite:") {
+        let name = crate::backup::offsite_fetch::fetch(root, site, dir, req.what).map_err(err)?;
+        let _ = writeln!(log, "fetched {name} from off-host into {}", dir.display());
+        return Ok(dir.join(name));
+    }
+    resolve(&site.name, dir, req.what, req.media != Media::No, log)
 }
 
 /// Restores `req` for `site` into the site's database `conn` (see
-/// `appdb`).
+/// `appdb`), and with [`Media::Also`] the backup's media archive into the
+/// site's media directory.
 pub fn restore(
     root: &Root,
     site: &Site,
@@ -289,13 +270,7 @@ pub fn restore(
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
     let dir = dump::backups_dir(root, &site.name);
-    let path = if req.what.starts_with("offsite:") {
-        let name = crate::backup::offsite::fetch(root, site, &dir, req.what).map_err(err)?;
-        let _ = writeln!(log, "fetched {name} from off-host into {}", dir.display());
-        dir.join(name)
-    } else {
-        resolve(&site.name, &dir, req.what)?
-    };
+    let path = source(root, site, &dir, req, log)?;
     let manifest = verify(&path)?;
     let _ = writeln!(
         log,
@@ -307,9 +282,29 @@ pub fn restore(
             "gzip and trailer; it has no manifest"
         }
     );
+    let archive = match req.media {
+        Media::No => None,
+        _ => Some(restore_media::checked_archive(&path, manifest.as_ref(), log).map_err(merr)?),
+    };
     if let Some(db) = req.into {
-        return rehearse(&path, conn, db, run_as, log);
+        let report = rehearse(&path, conn, db, run_as, log)?;
+        if archive.is_some() {
+            let _ = writeln!(
+                log,
+                "--into: the media archive was checked but not unpacked; the media directory \
+                 was not touched"
+            );
+        }
+        return Ok(report);
     }
+    // Unpacked before the site stops, so it stops only for the load and
+    // two renames; removed again if anything below fails.
+    let staged = match &archive {
+        Some(a) => {
+            Some(restore_media::stage_site_media(root, &site.name, a, run_as, log).map_err(merr)?)
+        }
+        None => None,
+    };
     let safety = safety_backup(site, &dir, conn, run_as)?;
     let safety_path = dir.join(&safety.file);
     let _ = writeln!(
@@ -324,19 +319,49 @@ pub fn restore(
         );
     }
     let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
-    behind_maintenance_flag(&flag, || {
+    let swapped = behind_maintenance_flag(&flag, || {
         let loaded = Loaded {
             path: &path,
             conn,
             run_as,
             safety_path: &safety_path,
         };
-        replace_database(root, site, &loaded, control, log)
+        replace(root, site, Some(&loaded), staged, control, log)
     })?;
     Ok(Report {
         restored: path,
         database: conn.dbname().unwrap_or("").to_string(),
         safety_backup: Some(safety_path),
+        media: archive.map(|a| a.path).zip(swapped),
+    })
+}
+
+/// `--media-only`: restores the media archive of a backup into the site's
+/// media directory and leaves the database alone.
+pub fn restore_media_only(
+    root: &Root,
+    site: &Site,
+    req: &Request,
+    run_as: Option<(u32, u32)>,
+    control: &mut dyn Control,
+    log: &mut dyn Write,
+) -> Result<Report, RestoreError> {
+    let dir = dump::backups_dir(root, &site.name);
+    let path = resolve(&site.name, &dir, req.what, true, log)?;
+    // The dump is not loaded, so it is not read; the manifest names the
+    // archive and what it must be.
+    let archive =
+        restore_media::checked_archive(&path, read_manifest(&path)?.as_ref(), log).map_err(merr)?;
+    let staged =
+        restore_media::stage_site_media(root, &site.name, &archive, run_as, log).map_err(merr)?;
+    let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
+    let swapped = behind_maintenance_flag(&flag, || {
+        replace(root, site, None, Some(staged), control, log)
+    })?;
+    Ok(Report {
+        restored: path,
+        media: swapped.map(|s| (archive.path, s)),
+        ..Report::default()
     })
 }
 
@@ -354,7 +379,7 @@ fn rehearse(
             "--into {db} names the live database; leave --into out to restore it"
         )));
     }
-    if let Some(created) = ensure_database(conn, db, run_as)? {
+    if let Some(created) = crate::backup::scratch::ensure_database(conn, db, run_as).map_err(err)? {
         let _ = writeln!(log, "{created}");
     }
     load(path, &conn.with_dbname(db), run_as)?;
@@ -362,7 +387,7 @@ fn rehearse(
     Ok(Report {
         restored: path.to_path_buf(),
         database: db.to_string(),
-        safety_backup: None,
+        ..Report::default()
     })
 }
 
@@ -418,37 +443,129 @@ struct Loaded<'a> {
     safety_path: &'a Path,
 }
 
-/// Stops the site's app units, loads the dump, starts them again and
-/// smoke-checks the site.
-fn replace_database(
+/// Stops the site's app units, loads the dump and puts the restored media
+/// in place (either may be left out), starts the units again and
+/// smoke-checks the site. The media go in only after the load succeeded,
+/// so a failed load leaves both as they were.
+fn replace(
     root: &Root,
     site: &Site,
-    l: &Loaded,
+    db: Option<&Loaded>,
+    media: Option<Staged>,
     control: &mut dyn Control,
     log: &mut dyn Write,
-) -> Result<(), RestoreError> {
+) -> Result<Option<Swapped>, RestoreError> {
+    let media_dir = media.as_ref().map(|s| s.media.clone());
+    let as_it_was = |what: String| match &media_dir {
+        Some(m) => err(format!(
+            "{what}; the media directory {} is as it was",
+            m.display()
+        )),
+        None => err(what),
+    };
     let stopped = control
         .stop_running(site)
-        .map_err(|e| err(format!("failed to stop the site's app units: {e}")))?;
+        .map_err(|e| as_it_was(format!("failed to stop the site's app units: {e}")))?;
     let _ = writeln!(log, "stopped the site's app units");
-    let loaded = load(l.path, l.conn, l.run_as);
+    let loaded = db.map_or(Ok(()), |l| load(l.path, l.conn, l.run_as));
+    let swapped = match media {
+        Some(staged) if loaded.is_ok() => Some(staged.swap()),
+        _ => None,
+    };
     let started = control.start_again(site, &stopped);
-    loaded?;
+    loaded.map_err(|e| as_it_was(e.0))?;
+    let swapped = swapped
+        .transpose()
+        .map_err(|e| media_not_restored(&e, db, media_dir.as_deref()))?;
     started.map_err(|e| {
         err(format!(
-            "restored, but starting the site's units failed: {e}"
+            "restored, but starting the site's units failed: {e}{}",
+            where_before(db, swapped.as_ref())
         ))
     })?;
-    let _ = writeln!(
-        log,
-        "loaded the dump in one transaction and started the site's units"
-    );
-    // Still behind the maintenance flag: the check goes over the socket.
+    if db.is_some() {
+        let _ = writeln!(
+            log,
+            "loaded the dump in one transaction and started the site's units"
+        );
+    }
+    if let Some(s) = &swapped {
+        let before = s.aside.as_ref().map_or_else(
+            || "there was no media directory before".to_string(),
+            |a| format!("the media as they were are in {}", a.display()),
+        );
+        let _ = writeln!(
+            log,
+            "the restored media are in {}; {before}",
+            s.media.display()
+        );
+    }
+    if db.is_none() {
+        let _ = writeln!(log, "started the site's units");
+    }
+    check_after(root, site, db, swapped.as_ref(), control, log)?;
+    Ok(swapped)
+}
+
+/// Where the database and the media as they were before a restore are,
+/// for a failure after it.
+fn where_before(db: Option<&Loaded>, swapped: Option<&Swapped>) -> String {
+    let mut text = String::new();
+    if let Some(l) = db {
+        text.push_str(&format!(
+            "; the database as it was before is in {}",
+            l.safety_path.display()
+        ));
+    }
+    if let Some(a) = swapped.and_then(|s| s.aside.as_ref()) {
+        text.push_str(&format!(
+            "; the media as they were before are in {}",
+            a.display()
+        ));
+    }
+    text
+}
+
+/// What a failed swap means: the database may have been restored already.
+fn media_not_restored(
+    e: &MediaError,
+    db: Option<&Loaded>,
+    media_dir: Option<&Path>,
+) -> RestoreError {
+    let mut msg = match db {
+        Some(_) => format!("the database was restored, but not the media: {e}"),
+        None => e.to_string(),
+    };
+    if let (true, Some(m)) = (e.untouched, media_dir) {
+        msg.push_str(&format!(
+            "; the media directory {} is as it was",
+            m.display()
+        ));
+    }
+    if let Some(l) = db {
+        msg.push_str(&format!(
+            "; the database as it was before is in {}",
+            l.safety_path.display()
+        ));
+    }
+    err(msg)
+}
+
+/// Smoke-checks the site after a restore (still behind the maintenance
+/// flag: the check goes over the socket); a failure names where the
+/// database and the media as they were before are.
+fn check_after(
+    root: &Root,
+    site: &Site,
+    db: Option<&Loaded>,
+    swapped: Option<&Swapped>,
+    control: &dyn Control,
+    log: &mut dyn Write,
+) -> Result<(), RestoreError> {
     let checked = smoke_check(root, site, control).map_err(|e| {
         err(format!(
-            "restored, but the site fails its smoke check: {e}; the database as it was \
-             before is in {}",
-            l.safety_path.display()
+            "restored, but the site fails its smoke check: {e}{}",
+            where_before(db, swapped)
         ))
     })?;
     let _ = match checked {
@@ -458,59 +575,5 @@ fn replace_database(
             "no release is live, so there is nothing to smoke-check"
         ),
     };
-    Ok(())
-}
-
-/// The `sum-restore` command. Exit codes as in SPEC §7.
-pub fn run(
-    root: &Root,
-    site_name: &str,
-    req: &Request,
-    confirmed: bool,
-    out: &mut dyn Write,
-    errw: &mut dyn Write,
-) -> u8 {
-    let result = restore_command(root, site_name, req, confirmed, out);
-    exit_code(result, errw)
-}
-
-fn restore_command(
-    root: &Root,
-    site_name: &str,
-    req: &Request,
-    confirmed: bool,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
-    // A rehearsal (--into) overwrites nothing live: it needs no confirmation.
-    if !confirmed && req.into.is_none() {
-        return Err(Failure::usage(format!(
-            "sum-restore replaces the contents of {site_name}'s database with the backup.\n\
-             A safety backup of the current database is taken first, but the site is\n\
-             stopped while the dump loads. To go ahead, add --i-know-this-will-overwrite;\n\
-             to rehearse without touching the live database, add --into SCRATCH_DB."
-        )));
-    }
-    let site = command::load_site(root, site_name)?;
-    let _lock = command::lock_site(root, &site, "sum-restore")?;
-    let context = format!("sum-restore {}", site.name);
-    let failed = |e: &dyn std::fmt::Display| Failure::failed(e.to_string()).context(&context);
-    let account = crate::system::accounts::site_account(root, &site.name);
-    let db = crate::backup::appdb::resolve(root, &site, account).map_err(|e| failed(&e))?;
-    let _ = writeln!(out, "the site's database: {}", db.source);
-    for w in &db.warnings {
-        let _ = writeln!(out, "warning: {w}");
-    }
-    let mut control = crate::system::control::for_root(root);
-    let report = restore(root, &site, req, &db.conn, account, control.as_mut(), out)
-        .map_err(|e| failed(&e))?;
-    let _ = writeln!(
-        out,
-        "restored {} into database {}",
-        report.restored.display(),
-        report.database
-    );
-    if let Some(s) = report.safety_backup {
-        let _ = writeln!(out, "the database as it was before is in {}", s.display());
-    }
     Ok(())
 }

@@ -84,11 +84,7 @@ fn backup(
 /// put it (a linked in-release MEDIA_ROOT is recorded as media/), when
 /// `[backup] media` is on and it exists.
 fn media_dir(root: &Root, site: &Site) -> Option<std::path::PathBuf> {
-    let dir = root.path(
-        crate::site_state::live_paths(root, &site.name)
-            .media_dir
-            .unwrap_or_else(|| SiteLayout::new(&site.name).media_dir),
-    );
+    let dir = crate::backup::media::site_media_dir(root, &site.name);
     (site.backup.media && dir.is_dir()).then_some(dir)
 }
 
@@ -175,7 +171,7 @@ fn take_backup(
     let context = format!("sum-backup {}", site.name);
     let account = crate::system::accounts::site_account(root, &site.name);
     let layout = SiteLayout::new(&site.name);
-    let media_dir = media_dir(root, site);
+    let media_dir = crate::backup::media::site_media_dir(root, &site.name);
     let release = crate::system::fsutil::link_name(&root.path(&layout.app));
     warn(site, ping(site, Event::Start, ""), err);
     // A failure, pinged: nothing was published.
@@ -198,27 +194,20 @@ fn take_backup(
         release: release.as_deref(),
         conn: &db.conn,
         run_as: account,
-        media_dir: media_dir.as_deref(),
+        media_dir: (site.backup.media && media_dir.is_dir()).then_some(media_dir.as_path()),
         accept_shrink,
     };
     let m = dump::take(site, dir, &src, SystemTime::now()).map_err(|e| failed(e.to_string()))?;
-    report_taken(root, site, dir, &m, accept_shrink, out, err);
+    let media_dir = site.backup.media.then_some(media_dir.as_path());
+    let summary = describe_taken(dir, &m, media_dir);
+    report_taken(root, site, &summary, &m, accept_shrink, out, err);
     Ok(())
 }
 
-/// Says what was taken. A backup that shrank is verified and published, but
-/// gets `warning:` lines (priority warning in the journal) and a failure
-/// ping: the dead-man's switch is how an operator hears of it.
-fn report_taken(
-    root: &Root,
-    site: &Site,
-    dir: &Path,
-    m: &Manifest,
-    accept_shrink: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) {
-    let summary = format!(
+/// What a run took: the dump, and the media archive beside it or why there
+/// is none (`media_dir` is None when `[backup] media = false`).
+fn describe_taken(dir: &Path, m: &Manifest, media_dir: Option<&Path>) -> String {
+    let mut summary = format!(
         "verified backup {} ({} bytes, {} uncompressed, sha256 {}) of database {} (server {}){}",
         dir.join(&m.file).display(),
         m.size,
@@ -228,6 +217,36 @@ fn report_taken(
         m.server_version,
         m.contents.map(|c| format!(": {c}")).unwrap_or_default()
     );
+    match (&m.media, media_dir) {
+        (Some(media), Some(from)) => summary.push_str(&format!(
+            "\nverified media archive {} beside it ({} bytes, {} entries, sha256 {}) of {}",
+            dir.join(&media.file).display(),
+            media.size,
+            media.entries,
+            media.sha256,
+            from.display()
+        )),
+        (None, Some(from)) => summary.push_str(&format!(
+            "\nno media archive: {} is not a directory",
+            from.display()
+        )),
+        _ => {}
+    }
+    summary
+}
+
+/// Says what was taken. A backup that shrank is verified and published, but
+/// gets `warning:` lines (priority warning in the journal) and a failure
+/// ping: the dead-man's switch is how an operator hears of it.
+fn report_taken(
+    root: &Root,
+    site: &Site,
+    summary: &str,
+    m: &Manifest,
+    accept_shrink: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
     let _ = writeln!(out, "{summary}");
     let Some(what) = m.unaccepted_shrink() else {
         if let Some(s) = &m.shrunk {
@@ -239,7 +258,7 @@ fn report_taken(
         } else if accept_shrink {
             let _ = writeln!(out, "--accept-shrink: it did not shrink; nothing to accept");
         }
-        warn(site, ping(site, Event::Success, &summary), err);
+        warn(site, ping(site, Event::Success, summary), err);
         return;
     };
     let env = root.path(SiteLayout::new(&site.name).env_file);
@@ -395,22 +414,29 @@ pub(crate) fn list_backups(
     let now = timefmt::now_unix();
     let _ = writeln!(
         out,
-        "{:<36} {:>6} {:>12} {:>7} {:>12}  STATE",
-        "BACKUP", "AGE", "SIZE", "TABLES", "ROWS"
+        "{:<36} {:>6} {:>12} {:>7} {:>12} {:>12} {:>7}  STATE",
+        "BACKUP", "AGE", "SIZE", "TABLES", "ROWS", "MEDIA", "ENTRIES"
     );
     for b in &listed {
         let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+        let media = match (&b.media, b.media_missing) {
+            (_, true) => "MISSING".to_string(),
+            (m, false) => count(m.as_ref().map(|m| m.size)),
+        };
         let _ = writeln!(
             out,
-            "{:<36} {:>6} {:>12} {:>7} {:>12}  {}",
+            "{:<36} {:>6} {:>12} {:>7} {:>12} {:>12} {:>7}  {}",
             b.file,
             age(now.saturating_sub(b.unix)),
             b.size,
             count(b.contents.map(|c| c.tables)),
             count(b.contents.map(|c| c.rows)),
+            media,
+            count(b.media.as_ref().map(|m| m.entries)),
             state(b)
         );
     }
+    explain_media(&listed, dir, out);
     for b in listed.iter().filter(|b| b.is_shrunk()) {
         let what = b.shrunk.as_ref().map(|s| {
             s.describe(
@@ -426,6 +452,27 @@ pub(crate) fn list_backups(
         );
     }
     Ok(())
+}
+
+/// Under the table: where the media archives are, and which are missing.
+fn explain_media(listed: &[catalog::Listed], dir: &Path, out: &mut dyn Write) {
+    if let Some(m) = listed.iter().find_map(|b| b.media.as_ref()) {
+        let _ = writeln!(
+            out,
+            "MEDIA, ENTRIES: the size in bytes and the entries (files, directories, links) of \
+             the media archive beside each dump in {}, such as {}",
+            dir.display(),
+            m.file
+        );
+    }
+    for b in listed.iter().filter(|b| b.media_missing) {
+        let _ = writeln!(
+            out,
+            "MISSING {}: its manifest records a media archive that is not there, or not with \
+             the size recorded; sum-restore --media refuses it",
+            crate::backup::media::media_name(&b.file)
+        );
+    }
 }
 
 fn state(b: &catalog::Listed) -> &'static str {

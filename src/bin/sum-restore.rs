@@ -1,9 +1,11 @@
-//! sum-restore: load a verified backup into a site's database. See sum-restore(8).
+//! sum-restore: load a verified backup into a site's database, and its media
+//! archive into the site's media directory. See sum-restore(8).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sum::backup::restore::{self, Request};
+use sum::backup::restore::{Media, Request};
+use sum::backup::restore_command;
 use sum::config::layout::Root;
 use sum::system::failure::Exit;
 
@@ -11,7 +13,7 @@ use sum::system::failure::Exit;
 #[command(
     name = "sum-restore",
     version,
-    about = "Restore a site's database from a verified backup"
+    about = "Restore a site's database, and its media, from a verified backup"
 )]
 struct Cli {
     /// The site (the name of /etc/sum/sites/<site>.toml)
@@ -25,6 +27,12 @@ struct Cli {
     /// Restore into this (scratch) database instead, leaving the live one alone
     #[arg(long, value_name = "DBNAME")]
     into: Option<String>,
+    /// Also restore the backup's media archive into the site's media directory
+    #[arg(long, conflicts_with = "media_only")]
+    media: bool,
+    /// Restore only the backup's media archive, leaving the database alone
+    #[arg(long = "media-only")]
+    media_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -43,9 +51,14 @@ fn main() -> ExitCode {
     let req = Request {
         what: &cli.backup,
         into: cli.into.as_deref(),
+        media: match (cli.media, cli.media_only) {
+            (_, true) => Media::Only,
+            (true, false) => Media::Also,
+            (false, false) => Media::No,
+        },
     };
     let confirmed = cli.confirmed;
-    ExitCode::from(restore::run(
+    ExitCode::from(restore_command::run(
         &Root::from_env(),
         &cli.site,
         &req,

@@ -36,11 +36,9 @@ pub enum Owner {
     Media,
 }
 
-/// The group Caddy runs as, whose members read static and media files.
-pub const CADDY_GROUP: &str = "caddy";
-
-/// The user Caddy runs as, who may pass through a site's home.
-pub const CADDY_USER: &str = "caddy";
+// The `caddy` user and group live with the accounts, where the restore of
+// media (a lower layer) finds them too.
+pub use crate::system::accounts::{caddy_gid, caddy_uid, CADDY_GROUP, CADDY_USER};
 
 /// Every directory of a site with its owner and mode.
 pub fn directories(l: &SiteLayout) -> Vec<(&str, Owner, u32)> {
@@ -93,22 +91,6 @@ pub fn ensure(root: &Root, site: &str, app: Option<(u32, u32)>) -> std::io::Resu
 pub fn close_home(root: &Root, site: &str, uid: u32) -> std::io::Result<()> {
     let home = root.path(SiteLayout::new(site).home);
     acl::close_home(&home, uid, caddy_uid())
-}
-
-/// The gid of the `caddy` group, when it exists.
-pub fn caddy_gid() -> Option<u32> {
-    nix::unistd::Group::from_name(CADDY_GROUP)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
-}
-
-/// The uid of the `caddy` user, when it exists.
-pub fn caddy_uid() -> Option<u32> {
-    nix::unistd::User::from_name(CADDY_USER)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
 }
 
 /// Makes a media directory outside `media/` (an effective MEDIA_ROOT in a

@@ -23,6 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use super::app::Effective;
 use super::shared::{copy_tree, give};
 use crate::site_state::{servable, Served};
+use crate::system::fsutil::walk;
 
 /// Where the release's static and media files are, and what was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,21 +236,6 @@ fn make_writable(release: &Path, rel: &Path, owner: Option<(u32, u32)>) -> Resul
             give(&dir, owner)
         }
     }
-}
-
-/// Calls `f` on every entry of a tree, `path` included, without following
-/// symlinks.
-fn walk(
-    path: &Path,
-    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let m = fs_err::symlink_metadata(path)?;
-    if m.is_dir() {
-        for entry in fs_err::read_dir(path)? {
-            walk(&entry?.path(), f)?;
-        }
-    }
-    f(path, &m)
 }
 
 /// chmod g+s on every directory of a tree.

@@ -43,6 +43,28 @@ pub fn site_account(root: &Root, site: &str) -> Option<(u32, u32)> {
     Some((user.uid.as_raw(), user.gid.as_raw()))
 }
 
+/// The group Caddy runs as, whose members read static and media files.
+pub const CADDY_GROUP: &str = "caddy";
+
+/// The user Caddy runs as, who may pass through a site's home.
+pub const CADDY_USER: &str = "caddy";
+
+/// The gid of the `caddy` group, when it exists.
+pub fn caddy_gid() -> Option<u32> {
+    Group::from_name(CADDY_GROUP)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
+/// The uid of the `caddy` user, when it exists.
+pub fn caddy_uid() -> Option<u32> {
+    User::from_name(CADDY_USER)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
 /// Who runs the command, for the history and the maintenance flag: the
 /// sudo user; the user who logged in (the kernel's login uid, kept across
 /// `su` and `sudo -i`); `systemd` under a unit; else the login name or the

@@ -16,7 +16,8 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(tmp)
 }
 
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+/// Makes a directory's entries (new names, renames) durable.
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
@@ -56,7 +57,21 @@ pub fn symlink_atomic(target: &Path, link: &Path) -> std::io::Result<()> {
     fsync_dir(link.parent().unwrap_or(Path::new(".")))
 }
 
-/// Adds the verb and the path to an I/O error, as fs-err does.
+/// Calls `f` on every entry of a tree, `path` included, each directory
+/// after what it holds, without following symlinks.
+pub fn walk(
+    path: &Path,
+    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let m = fs::symlink_metadata(path)?;
+    if m.is_dir() {
+        for entry in fs::read_dir(path)? {
+            walk(&entry?.path(), f)?;
+        }
+    }
+    f(path, &m)
+}
+
 /// The file name a symlink points at (`releases/<r>` → `<r>`): which
 /// release or venv the `app` and `venv` links of a site name.
 pub fn link_name(link: &Path) -> Option<String> {
@@ -65,6 +80,7 @@ pub fn link_name(link: &Path) -> Option<String> {
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
+/// Adds the verb and the path to an I/O error, as fs-err does.
 pub fn with_path(e: std::io::Error, verb: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(
         e.kind(),

@@ -799,6 +799,29 @@ check "bakery v4: the database in DB_* settings and no DATABASE_URL; the deploy,
     leaks=$( { grep -rlF -- "$pw" /srv/sum/bakery/state /srv/sum/bakery/backups || true; journalctl --no-pager -o cat | grep -cF -- "$pw" || true; } | tr "\n" " ")
     expect "files and journal lines holding the password" "0 " "$leaks"'
 
+check "sum-restore bakery latest --media brings back a deleted upload, owned as media are" '
+    f=/srv/sum/bakery/media/original_images/e2e-restore.txt
+    # Written as root: after the restore it must be sum-bakery'\''s all the same.
+    printf "restore me\n" >"$f"
+    systemctl start sum-backup@bakery
+    expect "sum-backup@bakery Result" success "$(systemctl show -P Result sum-backup@bakery)"
+    contains "journal of the backup" "verified media archive /srv/sum/bakery/backups/bakery-" \
+        "$(journalctl -u sum-backup@bakery --no-pager -o cat -n 30)"
+    contains "sumctl backups" "MEDIA, ENTRIES:" "$(sumctl backups bakery)"
+    rm "$f"
+    out=$(sum-restore bakery latest --i-know-this-will-overwrite --media)
+    contains "sum-restore" "restored the media archive /srv/sum/bakery/backups/bakery-" "$out"
+    contains "sum-restore" "smoke check passed" "$out"
+    expect "the restored file" "restore me" "$(cat "$f")"
+    expect "owner of the restored file" "sum-bakery:caddy" "$(stat -c %U:%G "$f")"
+    expect "media/ after the restore" "sum-bakery:caddy 2750" "$(stat -c "%U:%G %a" /srv/sum/bakery/media)"
+    expect "its directories" "sum-bakery:caddy 2750" "$(stat -c "%U:%G %a" /srv/sum/bakery/media/original_images)"
+    test ! -e /srv/sum/bakery/maintenance || { echo "the maintenance flag was left behind"; exit 1; }
+    test -z "$(ls -d /srv/sum/bakery/media.restoring-* 2>/dev/null)" || { echo "an unpacked directory was left behind"; exit 1; }
+    aside=$(ls -d /srv/sum/bakery/media.before-restore-* | tail -n 1)
+    test ! -e "$aside/original_images/e2e-restore.txt" || { echo "the old media hold the file"; exit 1; }
+    expect "GET through Caddy" 200 "$(get https://bakery.localhost/media/original_images/e2e-restore.txt)"
+    rm -rf "$aside"'
 step "sumctl remove"
 E2E_UNITS=(sum-gunicorn@bakery.service redis-server@sum-beta.service caddy.service)
 check "sumctl remove keeps the data; --purge deletes what sumctl new made" '

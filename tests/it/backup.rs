@@ -710,6 +710,7 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
         manifest["media"]["sha256"],
         sum::backup::media::verify(&archive).unwrap().sha256
     );
+    media_is_reported_and_listed(&site, &text(&out.stdout), dump, &media);
 
     // It unpacks to the same tree, the link still a link.
     let out_dir = tempfile::tempdir().unwrap();
@@ -750,8 +751,80 @@ fn media_are_archived_beside_the_dump_with_the_same_guarantees() {
     assert!(!orphan.exists());
 }
 
+/// The run's log names the media archive beside the dump; `sumctl backups`
+/// and `sum-backup --list` show its size and entries, and say when it is
+/// missing.
+fn media_is_reported_and_listed(site: &Site, log: &str, dump: &str, media: &Path) {
+    let name = sum::backup::media::media_name(dump);
+    let archive = site.backups().join(&name);
+    let info = sum::backup::media::verify(&archive).unwrap();
+    // ".", readme.txt, link.txt, uploads, uploads/2026, uploads/2026/ünï, photo.bin
+    assert_eq!(info.entries, 7);
+    let line = format!(
+        "verified media archive {} beside it ({} bytes, 7 entries, sha256 {}) of {}",
+        archive.display(),
+        info.size,
+        info.sha256,
+        media.display()
+    );
+    assert!(log.lines().any(|l| l == line), "no `{line}` in:\n{log}");
+    let sumctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sumctl"))
+            .args(args)
+            .env("SUM_ROOT", site.root.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let legend = format!(
+        "MEDIA, ENTRIES: the size in bytes and the entries (files, directories, links) of \
+         the media archive beside each dump in {}, such as {name}",
+        site.backups().display()
+    );
+    for listing in [
+        sumctl(&["backups", "acme"]),
+        text(&site.run(&["acme", "--list"]).stdout),
+    ] {
+        let mut lines = listing.lines();
+        let header = lines.next().unwrap();
+        assert!(header.ends_with("   MEDIA ENTRIES  STATE"), "{listing}");
+        let row = lines.next().unwrap();
+        assert!(row.starts_with(dump), "{listing}");
+        let tail = format!(" {:>12} {:>7}  verified", info.size, 7);
+        assert!(row.ends_with(&tail), "{listing}");
+        assert_eq!(lines.next(), Some(legend.as_str()), "{listing}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&sumctl(&["backups", "acme", "--json"])).unwrap();
+    assert_eq!(json[0]["media"]["file"], name.as_str());
+    assert_eq!(json[0]["media"]["entries"], 7);
+    assert_eq!(json[0]["media"]["size"], info.size);
+    assert_eq!(json[0]["media_missing"], false);
+
+    // Gone: the listing says so, and sum-restore --media would refuse it.
+    let away = site.backups().join("away");
+    std::fs::rename(&archive, &away).unwrap();
+    let listing = sumctl(&["backups", "acme"]);
+    let row = listing.lines().nth(1).unwrap();
+    assert!(
+        row.ends_with("      MISSING       -  verified"),
+        "{listing}"
+    );
+    let missing = format!(
+        "MISSING {name}: its manifest records a media archive that is not there, or not with \
+         the size recorded; sum-restore --media refuses it"
+    );
+    assert!(listing.lines().any(|l| l == missing), "{listing}");
+    let json: serde_json::Value =
+        serde_json::from_str(&sumctl(&["backups", "acme", "--json"])).unwrap();
+    assert_eq!(json[0]["media"], serde_json::Value::Null);
+    assert_eq!(json[0]["media_missing"], true);
+    std::fs::rename(&away, &archive).unwrap();
+}
+
 /// The database a release recorded at its deploy: the site's.
-fn recorded_database(site: &Site) -> sum::site_state::database::DjangoDatabase {
+pub(crate) fn recorded_database(site: &Site) -> sum::site_state::database::DjangoDatabase {
     let conn = sum::probe::pgconn::PgConn::parse(&site.url).unwrap();
     sum::backup::appdb::described(&conn, "django.db.backends.postgresql")
 }

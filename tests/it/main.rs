@@ -24,6 +24,7 @@ mod golden;
 mod gunicorn_conf;
 mod home_acl;
 mod layers;
+mod media_restore;
 mod offsite;
 mod package_docs;
 mod pgconn;
