@@ -5,6 +5,7 @@
 //! `warning:` lines, a failure ping and its manifest (docs/backups.md,
 //! "Shrunken backups").
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
@@ -49,7 +50,7 @@ fn backup(
     let site = command::load_site(root, args.site)?;
     let dir = dump::backups_dir(root, &site.name);
     if args.list {
-        return list_backups(&site, &dir, args.json, out);
+        return list_backups(root, &site, &dir, args.json, out);
     }
     let _lock = command::lock_site(root, &site, "sum-backup")?;
     let keep = Keep {
@@ -393,6 +394,7 @@ fn list_dir(site: &Site, dir: &Path) -> Result<Vec<catalog::Listed>, Failure> {
 /// first, as a table or JSON; a backup that shrank is marked SHRUNK and
 /// explained under the table.
 pub(crate) fn list_backups(
+    root: &Root,
     site: &Site,
     dir: &Path,
     json: bool,
@@ -409,6 +411,7 @@ pub(crate) fn list_backups(
     }
     if listed.is_empty() {
         let _ = writeln!(out, "no backups of {} in {}", site.name, dir.display());
+        list_offsite(root, site, &listed, out);
         return Ok(());
     }
     let now = timefmt::now_unix();
@@ -437,6 +440,7 @@ pub(crate) fn list_backups(
         );
     }
     explain_media(&listed, dir, out);
+    list_offsite(root, site, &listed, out);
     for b in listed.iter().filter(|b| b.is_shrunk()) {
         let what = b.shrunk.as_ref().map(|s| {
             s.describe(
@@ -452,6 +456,49 @@ pub(crate) fn list_backups(
         );
     }
     Ok(())
+}
+
+/// Under the table, for a site with `[backup] offsite`: each backup's
+/// off-host copy as the runs recorded it (`state/offsite.json`, no call to
+/// the remote), local and off-host side by side.
+fn list_offsite(root: &Root, site: &Site, listed: &[catalog::Listed], out: &mut dyn Write) {
+    let Some(target) = crate::backup::offsite::target(site) else {
+        return;
+    };
+    let record = crate::backup::offsite::load_record(root, &site.name, &target);
+    let _ = writeln!(
+        out,
+        "OFF-HOST {} (as the last runs recorded it):",
+        target.dir
+    );
+    let mut names: BTreeSet<&str> = record.copies.keys().map(String::as_str).collect();
+    names.extend(
+        listed
+            .iter()
+            .filter(|b| b.verified)
+            .map(|b| b.file.as_str()),
+    );
+    for name in names.iter().rev() {
+        let here = listed.iter().any(|b| b.file == *name && b.verified);
+        let there = match record.copies.get(*name) {
+            Some(c) => format!("verified ({}) {}", c.check, c.verified_utc),
+            None => "NOT OFF-HOST YET".to_string(),
+        };
+        let place = if here {
+            "here and off-host"
+        } else {
+            "off-host only"
+        };
+        let place = if record.copies.contains_key(*name) {
+            place
+        } else {
+            "here only"
+        };
+        let _ = writeln!(out, "  {name:<36} {there:<44} {place}");
+    }
+    if let Some(m) = &record.media_utc {
+        let _ = writeln!(out, "  media mirrored to {}/media at {m}", target.dir);
+    }
 }
 
 /// Under the table: where the media archives are, and which are missing.

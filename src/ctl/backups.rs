@@ -22,5 +22,5 @@ pub fn backups(
 
 fn list_backups(root: &Root, name: &str, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let site = load_site(root, name)?;
-    crate::backup::run::list_backups(&site, &dump::backups_dir(root, &site.name), json, out)
+    crate::backup::run::list_backups(root, &site, &dump::backups_dir(root, &site.name), json, out)
 }

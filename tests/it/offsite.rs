@@ -93,6 +93,17 @@ fn backup(site: &Site) -> (Option<i32>, String) {
     )
 }
 
+/// `sumctl backups acme`'s output.
+fn sumctl_backups(site: &Site) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sumctl"))
+        .args(["backups", "acme"])
+        .env("SUM_ROOT", site.root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// Names have one-second resolution: the next backup gets another.
 fn next_second() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -127,6 +138,15 @@ fn each_verified_backup_is_copied_checked_and_recorded_off_host() {
     let rec = record(&site);
     assert_eq!(rec["target"], target.as_str());
     assert_eq!(rec["copies"][first.as_str()]["check"], "hash", "{rec}");
+    let listing = sumctl_backups(&site);
+    assert!(
+        listing.contains(&format!(
+            "OFF-HOST {target} (as the last runs recorded it):"
+        )) && listing.contains(first.as_str())
+            && listing.contains("verified (hash) ")
+            && listing.contains("here and off-host"),
+        "{listing}"
+    );
 
     // The next run copies only the new backup; the same day's older one
     // then goes by the daily rule, locally and off-host alike.
@@ -473,6 +493,11 @@ fn a_restore_from_off_host_fetches_verifies_and_restores_and_refuses_a_corrupted
     for f in site.files() {
         std::fs::remove_file(site.backups().join(f)).unwrap();
     }
+    let listing = sumctl_backups(&site);
+    assert!(
+        listing.contains("no backups of acme in") && listing.contains("off-host only"),
+        "{listing}"
+    );
     pg.sql(
         "acme",
         "INSERT INTO notes (title) VALUES ('after the backup')",
