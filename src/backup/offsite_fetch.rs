@@ -121,3 +121,85 @@ fn fetch_into(
     }
     Ok(())
 }
+
+/// The off-host media mirror (`<target>/media`, see `offsite`) copied into
+/// a new directory beside the site's media directory, checked to hold
+/// every file with its size, and given the owner and modes of media: a
+/// restore's media when its backup comes from off-host, where no media
+/// archive is kept. The media directory itself is not touched (see
+/// `restore_media::Staged::swap`). Also what the report names as the
+/// source.
+pub fn stage_mirror(
+    root: &Root,
+    site: &Site,
+    site_account: Option<(u32, u32)>,
+    log: &mut dyn std::io::Write,
+) -> Result<(crate::backup::restore_media::Staged, String), String> {
+    let Some(target) = target(site) else {
+        return Err(format!("site {} has no [backup] offsite", site.name));
+    };
+    let rclone = Rclone::new(root);
+    configured(root, &rclone, &target)?;
+    let mirror = format!("{}/media", target.dir);
+    let copy = |into: &Path| {
+        let to = into.display().to_string();
+        rclone
+            .run(&["copy", "--links", &mirror, &to])
+            .and_then(|_| {
+                rclone.run(&["check", "--one-way", "--size-only", "--links", &mirror, &to])
+            })
+            .map(|_| ())
+            .map_err(|f| f.message)
+    };
+    let media_dir = crate::backup::media::site_media_dir(root, &site.name);
+    let owner = crate::backup::restore_media::media_owner(site_account);
+    let now = crate::system::timefmt::now_unix();
+    let staged = crate::backup::restore_media::stage_with(
+        &media_dir,
+        owner,
+        now,
+        &format!("copying the off-host media {mirror}"),
+        &copy,
+    )
+    .map_err(|e| {
+        format!(
+            "{e}; nothing was changed: the media directory {} is as it was",
+            media_dir.display()
+        )
+    })?;
+    let _ = writeln!(
+        log,
+        "copied the off-host media {mirror} into {} (every file there, with its size)",
+        staged.staging.display()
+    );
+    Ok((staged, mirror))
+}
+
+/// The media a restore puts in place, staged beside the media directory:
+/// the backup's archive unpacked, or with `mirror` the off-host mirror
+/// copied ([`stage_mirror`]); and where they came from. Nothing when
+/// neither is asked for.
+pub fn stage_restore_media(
+    root: &Root,
+    site: &Site,
+    archive: Option<&crate::backup::restore_media::Archive>,
+    mirror: bool,
+    site_account: Option<(u32, u32)>,
+    log: &mut dyn std::io::Write,
+) -> Result<
+    (
+        Option<crate::backup::restore_media::Staged>,
+        Option<std::path::PathBuf>,
+    ),
+    String,
+> {
+    use crate::backup::restore_media::stage_site_media;
+    match archive {
+        Some(a) => stage_site_media(root, &site.name, a, site_account, log)
+            .map(|s| (Some(s), Some(a.path.clone())))
+            .map_err(|e| e.to_string()),
+        None if mirror => stage_mirror(root, site, site_account, log)
+            .map(|(s, m)| (Some(s), Some(std::path::PathBuf::from(m)))),
+        None => Ok((None, None)),
+    }
+}

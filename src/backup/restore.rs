@@ -17,6 +17,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::backup::catalog::{self, Manifest};
 use crate::backup::dump::{self, DumpSource};
+use crate::backup::offsite_fetch::stage_restore_media;
 use crate::backup::restore_media::{self, MediaError, Staged, Swapped};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
@@ -282,29 +283,28 @@ pub fn restore(
             "gzip and trailer; it has no manifest"
         }
     );
+    // From off-host, the media come from the mirror, not an archive.
+    let mirror = req.media != Media::No && req.what.starts_with("offsite:");
     let archive = match req.media {
         Media::No => None,
+        _ if mirror => None,
         _ => Some(restore_media::checked_archive(&path, manifest.as_ref(), log).map_err(merr)?),
     };
     if let Some(db) = req.into {
         let report = rehearse(&path, conn, db, run_as, log)?;
-        if archive.is_some() {
+        if archive.is_some() || mirror {
             let _ = writeln!(
                 log,
-                "--into: the media archive was checked but not unpacked; the media directory \
-                 was not touched"
+                "--into: the media were not unpacked or copied; the media directory was not \
+                 touched"
             );
         }
         return Ok(report);
     }
     // Unpacked before the site stops, so it stops only for the load and
     // two renames; removed again if anything below fails.
-    let staged = match &archive {
-        Some(a) => {
-            Some(restore_media::stage_site_media(root, &site.name, a, run_as, log).map_err(merr)?)
-        }
-        None => None,
-    };
+    let (staged, from) =
+        stage_restore_media(root, site, archive.as_ref(), mirror, run_as, log).map_err(err)?;
     let safety = safety_backup(site, &dir, conn, run_as)?;
     let safety_path = dir.join(&safety.file);
     let _ = writeln!(
@@ -332,7 +332,7 @@ pub fn restore(
         restored: path,
         database: conn.dbname().unwrap_or("").to_string(),
         safety_backup: Some(safety_path),
-        media: archive.map(|a| a.path).zip(swapped),
+        media: from.zip(swapped),
     })
 }
 
@@ -347,20 +347,27 @@ pub fn restore_media_only(
     log: &mut dyn Write,
 ) -> Result<Report, RestoreError> {
     let dir = dump::backups_dir(root, &site.name);
-    let path = resolve(&site.name, &dir, req.what, true, log)?;
-    // The dump is not loaded, so it is not read; the manifest names the
-    // archive and what it must be.
-    let archive =
-        restore_media::checked_archive(&path, read_manifest(&path)?.as_ref(), log).map_err(merr)?;
-    let staged =
-        restore_media::stage_site_media(root, &site.name, &archive, run_as, log).map_err(merr)?;
+    let (path, staged, from) = if req.what.starts_with("offsite:") {
+        let (s, m) =
+            crate::backup::offsite_fetch::stage_mirror(root, site, run_as, log).map_err(err)?;
+        (PathBuf::from(&m), s, PathBuf::from(m))
+    } else {
+        let path = resolve(&site.name, &dir, req.what, true, log)?;
+        // The dump is not loaded, so it is not read; the manifest names
+        // the archive and what it must be.
+        let archive = restore_media::checked_archive(&path, read_manifest(&path)?.as_ref(), log)
+            .map_err(merr)?;
+        let staged = restore_media::stage_site_media(root, &site.name, &archive, run_as, log)
+            .map_err(merr)?;
+        (path, staged, archive.path)
+    };
     let flag = root.path(SiteLayout::new(&site.name).maintenance_flag);
     let swapped = behind_maintenance_flag(&flag, || {
         replace(root, site, None, Some(staged), control, log)
     })?;
     Ok(Report {
         restored: path,
-        media: swapped.map(|s| (archive.path, s)),
+        media: swapped.map(|s| (from, s)),
         ..Report::default()
     })
 }

@@ -80,9 +80,15 @@ fn restore_command(
 /// The closing lines of a media restore: what went where, and what to do
 /// with the media as they were.
 fn report_media(archive: &Path, swapped: &Swapped, out: &mut dyn Write) {
+    // An archive, or the off-host mirror (`remote:path/site/media`).
+    let kind = if archive.to_string_lossy().ends_with(".media.tar.gz") {
+        "the media archive"
+    } else {
+        "the off-host media"
+    };
     let _ = writeln!(
         out,
-        "restored the media archive {} into {}",
+        "restored {kind} {} into {}",
         archive.display(),
         swapped.media.display()
     );

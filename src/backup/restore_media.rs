@@ -322,6 +322,20 @@ pub fn stage(
     owner: Option<(u32, u32)>,
     unix: u64,
 ) -> Result<Staged, MediaError> {
+    let what = format!("unpacking {}", archive.path.display());
+    stage_with(media_dir, owner, unix, &what, &|into| unpack(archive, into))
+}
+
+/// [`stage`] with what fills the new directory (`fill`, described by
+/// `what`): an archive unpacked, or the off-host mirror copied
+/// (`offsite_fetch`).
+pub fn stage_with(
+    media_dir: &Path,
+    owner: Option<(u32, u32)>,
+    unix: u64,
+    what: &str,
+    fill: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<Staged, MediaError> {
     let media = live_dir(media_dir)?;
     let (parent, name) = parent_and_name(&media)?;
     let removed = remove_leftovers(parent, &name)?;
@@ -342,13 +356,12 @@ pub fn stage(
         removed,
         placed: false,
     };
-    let unpacked = unpack(archive, &staged.staging)
+    let unpacked = fill(&staged.staging)
         .and_then(|()| give(&staged.staging, owner).map_err(|e| e.to_string()))
         .and_then(|()| sync(&staged.staging).map_err(|e| e.to_string()));
     unpacked.map_err(|e| {
         err(format!(
-            "unpacking {} into {} failed: {e}",
-            archive.path.display(),
+            "{what} into {} failed: {e}",
             staged.staging.display()
         ))
     })?;

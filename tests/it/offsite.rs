@@ -572,3 +572,85 @@ fn a_restore_from_off_host_fetches_verifies_and_restores_and_refuses_a_corrupted
         "{out}"
     );
 }
+
+#[test]
+fn the_off_host_media_mirror_comes_back_with_a_restore_from_off_host() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!(
+            "media = true\noffsite = \"store:{}/b\"",
+            storage.path().display()
+        ),
+    );
+    storage.configure(&site, &["store"]);
+    let media = site.root.path().join("srv/sum/acme/media");
+    std::fs::create_dir_all(media.join("uploads/ünï")).unwrap();
+    std::fs::write(media.join("uploads/ünï/cake.jpg"), vec![7u8; 50_000]).unwrap();
+    std::fs::write(media.join("readme.txt"), "hello").unwrap();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    // The server is lost: no backups, no media.
+    std::fs::remove_dir_all(&media).unwrap();
+    std::fs::create_dir_all(&media).unwrap();
+    for f in site.files() {
+        std::fs::remove_file(site.backups().join(f)).unwrap();
+    }
+    let restore = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sum-restore"))
+            .args(args)
+            .env("SUM_ROOT", site.root.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    let (code, out) = restore(&[
+        "acme",
+        "offsite:latest",
+        "--i-know-this-will-overwrite",
+        "--media",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let mirror = format!("store:{}/b/acme/media", storage.path().display());
+    assert!(
+        out.contains(&format!("copied the off-host media {mirror} into "))
+            && out.contains(&format!(
+                "restored the off-host media {mirror} into {}",
+                media.display()
+            )),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(media.join("uploads/ünï/cake.jpg")).unwrap(),
+        vec![7u8; 50_000]
+    );
+    assert_eq!(
+        std::fs::read_to_string(media.join("readme.txt")).unwrap(),
+        "hello"
+    );
+    // --media-only from off-host touches no database.
+    std::fs::remove_file(media.join("readme.txt")).unwrap();
+    pg.sql("acme", "INSERT INTO notes (title) VALUES ('kept')");
+    let (code, out) = restore(&[
+        "acme",
+        "offsite:latest",
+        "--i-know-this-will-overwrite",
+        "--media-only",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(media.join("readme.txt")).unwrap(),
+        "hello"
+    );
+    assert_eq!(
+        pg.sql("acme", "SELECT count(*) FROM notes WHERE title = 'kept'")
+            .trim(),
+        "1",
+        "{out}"
+    );
+}
