@@ -57,6 +57,10 @@ pub struct Record {
     /// When the media directory was last mirrored and checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_utc: Option<String>,
+    /// The `media-replaced/<UTC>` directories the mirror filled, so that
+    /// retention needs no listing to find them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,24 +179,6 @@ impl Rclone {
     }
 }
 
-impl Rclone {
-    /// Names of the directories in `dir`; none when it does not exist.
-    pub fn dirs(&self, dir: &str) -> Result<Vec<String>, String> {
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(rename = "Name")]
-            name: String,
-        }
-        match self.run(&["lsjson", "--dirs-only", "--no-mimetype", dir]) {
-            Ok((out, _)) => serde_json::from_slice::<Vec<Entry>>(&out)
-                .map(|v| v.into_iter().map(|e| e.name).collect())
-                .map_err(|e| format!("rclone lsjson {dir}: unexpected output: {e}")),
-            Err(f) if f.code == Some(3) => Ok(Vec::new()),
-            Err(f) => Err(f.message),
-        }
-    }
-}
-
 /// A failed rclone run: its exit status (3 is "directory not found").
 pub(crate) struct Failed {
     pub(crate) code: Option<i32>,
@@ -255,6 +241,7 @@ pub fn sync(
         target,
         kind,
         dir,
+        remote: BTreeMap::new(),
         report: Report::default(),
         errors: Vec::new(),
     };
@@ -279,6 +266,9 @@ struct Run<'a> {
     kind: String,
     dir: &'a Path,
     record: Record,
+    /// The target's files and sizes: listed once, then kept up to date
+    /// with what this run copied and deleted.
+    remote: BTreeMap<String, u64>,
     report: Report,
     errors: Vec<String>,
 }
@@ -286,7 +276,8 @@ struct Run<'a> {
 impl Run<'_> {
     /// Copies and verifies the backups not recorded as off-host yet.
     fn copy_backups(&mut self, local: &[Listed]) -> Result<(), String> {
-        let remote = self.rclone.list(&self.target.dir)?;
+        self.remote = self.rclone.list(&self.target.dir)?;
+        let remote = &self.remote;
         let pending: Vec<&Listed> = local
             .iter()
             .filter(|b| !self.record.copies.contains_key(&b.file))
@@ -313,7 +304,13 @@ impl Run<'_> {
                 &self.target.dir,
             ];
             match self.rclone.run(&args) {
-                Ok(_) => self.report.copied = missing,
+                Ok(_) => {
+                    for f in &missing {
+                        let size = fs_err::metadata(self.dir.join(f)).map_or(0, |m| m.len());
+                        self.remote.insert(f.clone(), size);
+                    }
+                    self.report.copied = missing;
+                }
                 Err(f) => self.errors.push(f.message),
             }
         }
@@ -365,11 +362,22 @@ impl Run<'_> {
         let copied = log.lines().filter(|l| l.contains(": Copied (")).count();
         // What the mirror moved aside, counted where it went: rclone names
         // the move differently by backend (a server-side move or copy).
-        let moved = match self.rclone.run(&["lsf", "-R", "--files-only", &replaced]) {
-            Ok((out, _)) => out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
-            Err(f) if f.code == Some(3) => 0,
-            Err(f) => return self.errors.push(format!("media: {}", f.message)),
+        // (Listed only when the log says something was moved or deleted.)
+        let touched = log
+            .lines()
+            .any(|l| l.contains(": Moved") || l.contains(": Deleted") || l.contains("server-side"));
+        let moved = if touched {
+            match self.rclone.run(&["lsf", "-R", "--files-only", &replaced]) {
+                Ok((out, _)) => out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+                Err(f) if f.code == Some(3) => 0,
+                Err(f) => return self.errors.push(format!("media: {}", f.message)),
+            }
+        } else {
+            0
         };
+        if moved > 0 {
+            self.record.replaced.push(stamp);
+        }
         self.report.media = Some(format!(
             "media mirrored to {dest}: {copied} file(s) copied, {moved} replaced or deleted \
              kept in {replaced}"
@@ -458,10 +466,7 @@ impl Run<'_> {
     /// ours, never the newest verified copy. Then the replaced media older
     /// than the oldest copy kept.
     fn prune(&mut self, site: &Site, local: &[Listed], keep: Keep) {
-        let remote = match self.rclone.list(&self.target.dir) {
-            Ok(r) => r,
-            Err(e) => return self.errors.push(e),
-        };
+        let remote = &self.remote;
         let mut listed: Vec<Listed> = remote
             .iter()
             .filter_map(|(name, size)| {
@@ -526,20 +531,19 @@ impl Run<'_> {
             .min();
         let Some(oldest) = oldest else { return };
         let base = format!("{}/media-replaced", self.target.dir);
-        let dirs = match self.rclone.dirs(&base) {
-            Ok(d) => d,
-            Err(e) => return self.errors.push(e),
-        };
-        for d in dirs {
+        let mut kept = Vec::new();
+        for d in std::mem::take(&mut self.record.replaced) {
             let old = timefmt::parse_compact_utc(&d).is_some_and(|t| t < oldest);
-            if old {
-                if let Err(f) = self.rclone.run(&["purge", &format!("{base}/{d}")]) {
-                    self.errors.push(f.message);
-                } else {
-                    self.report.deleted.push(format!("media-replaced/{d}"));
-                }
+            if !old {
+                kept.push(d);
+            } else if let Err(f) = self.rclone.run(&["purge", &format!("{base}/{d}")]) {
+                self.errors.push(f.message);
+                kept.push(d);
+            } else {
+                self.report.deleted.push(format!("media-replaced/{d}"));
             }
         }
+        self.record.replaced = kept;
     }
 }
 

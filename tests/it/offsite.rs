@@ -474,6 +474,21 @@ fn the_media_directory_is_mirrored_and_what_it_replaces_is_kept() {
     assert_eq!(std::fs::read(kept.join("3.bin")).unwrap(), vec![3u8; 1003]);
     assert_eq!(std::fs::read(kept.join("4.bin")).unwrap(), vec![4u8; 1004]);
     assert!(record(&site)["media_utc"].is_string());
+    assert_eq!(record(&site)["replaced"][0], replaced[0].as_str());
+    // The next night keeps only its own backup (the same day's rule), so
+    // what the mirror set aside before it goes too.
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "off-host: retention deleted media-replaced/{}",
+            replaced[0]
+        )),
+        "{out}"
+    );
+    assert!(storage.files("b/acme/media-replaced").is_empty());
+    assert!(record(&site).get("replaced").is_none(), "{}", record(&site));
 }
 
 #[test]
