@@ -69,6 +69,13 @@ target_of() { # target_of REMOTE: the [backup] offsite value for sftp or s3
     case "$1" in sftp) echo "$SFTP_TARGET" ;; s3) echo "$S3_TARGET" ;; esac
 }
 
+stored_at() { # stored_at REMOTE: where the target's files are in the storage directory
+    case "$1" in
+    sftp) echo /srv/offsite-store/sftp/bakery-backups ;;
+    s3) echo /srv/offsite-store/s3/bakery-backups/nightly ;;
+    esac
+}
+
 RESULTS=()
 
 # The storage directory and the vault go with the run (after the last
@@ -263,8 +270,10 @@ for remote in $remotes; do
         contains 'the backup journal' 'off-host: verified bakery-' \"\$j\"
         contains 'the backup journal' ' on $target/bakery (' \"\$j\"
         contains 'the backup journal' 'off-host: media mirrored to $target/bakery/media' \"\$j\"
-        rcl lsf -R '$target/bakery/media' | grep -qx '${url#/media/}'"
-    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep 'off-host: ' | tail -n 3" </dev/null \
+        # The upload is on the storage (the servers keep files as files).
+        cmp /srv/sum/bakery/media/${url#/media/} \
+            $(stored_at "$remote")/bakery/media/${url#/media/}"
+    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -e 'off-host: verified' -e 'off-host: media' | tail -n 2" </dev/null \
         | sed 's/^/    /' || true
 done
 
@@ -276,7 +285,7 @@ chmod 0600 "$VAULT/bakery.env"
 step "host A destroyed"
 destroy_host
 info "the storage directory is all that is left of it:"
-find "$STORE" -maxdepth 4 | sed "s|^$STORE|    store|"
+find "$STORE" -maxdepth 5 -not -name '.*' | sed "s|^$STORE|    store|"
 
 # ---------------------------------------------------------------------------
 # Host B, once per remote
@@ -286,8 +295,8 @@ n=0
 for remote in $remotes; do
     n=$((n + 1))
     target=$(target_of "$remote")
-    step "host B ($remote): a fresh host recovers the bakery from $target"
     [ "$n" = 1 ] || destroy_host
+    step "host B ($remote): a fresh host recovers the bakery from $target"
     E2E_UNITS=(postgresql@15-main.service caddy.service ssh.service drill-s3.service)
     e2e_boot "$image"
     stage_common
@@ -301,7 +310,10 @@ for remote in $remotes; do
     E2E_UNITS=(sum-deploy@bakery.service sum-gunicorn@bakery.service caddy.service)
     check "B ($remote): the package, the site file, the .env and rclone's configuration; sumctl new bakery" "
         apt-get install -y -q -o Dpkg::Use-Pty=0 /root/in/$debname >/dev/null
-        install -m 0644 /root/in/bakery.toml /etc/sum/sites/bakery.toml
+        # The saved site file names the last offsite A used: pointed at
+        # the storage this host recovers from.
+        sed 's|^offsite = .*|offsite = \"$target\"|' /root/in/bakery.toml >/etc/sum/sites/bakery.toml
+        grep -qx 'offsite = \"$target\"' /etc/sum/sites/bakery.toml
         install -m 0600 /root/in/rclone.conf /etc/sum/rclone.conf
         install -m 0600 /root/in/rclone-sftp.key /etc/sum/rclone-sftp.key
         install -d -m 0750 /srv/sum/bakery
@@ -319,7 +331,10 @@ for remote in $remotes; do
         printf "%s\n" "$out" | tail -n 5
         contains "gallery_image" "drill-cake" "$(rows)"'
     check "B ($remote): hand step (no product command yet): the media from the off-host mirror" "
-        rclone --config /etc/sum/rclone.conf copy '$target/bakery/media' /srv/sum/bakery/media
+        # The trailing slash: rclone then takes the path as a directory
+        # without asking for an object of that name first (which s3s-fs
+        # answers with a 500, where S3 answers 404).
+        rclone --config /etc/sum/rclone.conf copy '$target/bakery/media/' /srv/sum/bakery/media
         # Owned as the deploy and sum-restore --media leave media: the
         # site's user and the caddy group, directories 2750.
         chown -R sum-bakery:caddy /srv/sum/bakery/media
