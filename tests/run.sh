@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: installs what it needs on a fresh
 # Debian 12 machine (as root), then runs formatting, lints, unit, golden and
 # real-tool tests, builds the .deb, runs lintian on it, and the end-to-end
-# harness and the fault matrix, each in a throwaway systemd container.
+# harness and the fault matrix, each in a throwaway systemd container, and
+# then the disaster drill (containers of its own, one after the other).
 #
 #   sudo bash tests/run.sh            # everything
 #   sudo bash tests/run.sh --no-e2e   # skip the systemd container
@@ -32,9 +33,11 @@ step "installing test dependencies"
 # repository and virtualenvs from a wheelhouse pip downloads (tests/wheelhouse.sh).
 # acl: setfacl and getfacl close and read a site's home (tests/it/home_acl.rs).
 # rclone: the off-host copies (tests/it/offsite.rs).
+# openssh-client: ssh-keygen makes the disaster drill's SFTP key
+# (tests/e2e/drill.sh; its containers have openssh-server and rclone).
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 python3-pip python3-venv git redis-server acl rclone)
+          python3 python3-pip python3-venv git redis-server acl rclone openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -85,8 +88,14 @@ if [ "$e2e" = 1 ]; then
     wait "$faults" || faults_rc=$?
     step "the fault matrix (tests/e2e/faults.sh), its output"
     cat target/e2e-faults.log
-    if [ "$main_rc" != 0 ] || [ "$faults_rc" != 0 ]; then
-        echo "e2e failed: tests/e2e/run.sh exited $main_rc, tests/e2e/faults.sh exited $faults_rc" >&2
+    # The disaster drill after both, alone: two cores are not split three
+    # ways. Its S3 server (s3s-fs) is built once and cached under target/.
+    step "the disaster drill (tests/e2e/drill.sh): host A backed up off-host, destroyed, recovered on host B"
+    drill_rc=0
+    bash tests/e2e/drill.sh --deb "$deb" || drill_rc=$?
+    if [ "$main_rc" != 0 ] || [ "$faults_rc" != 0 ] || [ "$drill_rc" != 0 ]; then
+        echo "e2e failed: tests/e2e/run.sh exited $main_rc, tests/e2e/faults.sh exited $faults_rc," \
+            "tests/e2e/drill.sh exited $drill_rc" >&2
         exit 1
     fi
 fi

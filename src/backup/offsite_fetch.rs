@@ -141,13 +141,15 @@ pub fn stage_mirror(
     let rclone = Rclone::new(root);
     configured(root, &rclone, &target)?;
     let mirror = format!("{}/media", target.dir);
+    // With the slash rclone takes it as a directory at once, without first
+    // asking for an object of that name (an S3 server may answer that
+    // with an error rather than "not found").
+    let from = format!("{mirror}/");
     let copy = |into: &Path| {
         let to = into.display().to_string();
         rclone
-            .run(&["copy", "--links", &mirror, &to])
-            .and_then(|_| {
-                rclone.run(&["check", "--one-way", "--size-only", "--links", &mirror, &to])
-            })
+            .run(&["copy", "--links", &from, &to])
+            .and_then(|_| rclone.run(&["check", "--one-way", "--size-only", "--links", &from, &to]))
             .map(|_| ())
             .map_err(|f| f.message)
     };

@@ -112,6 +112,12 @@ enum RedisStep {
         port: u16,
         password: String,
     },
+    /// The `.env`'s REDIS_URL names this site's instance, which is not
+    /// on this host: made as named, the `.env` unchanged.
+    Recreate {
+        port: u16,
+        password: String,
+    },
     /// No Redis on this host.
     Absent,
 }
@@ -129,7 +135,7 @@ fn create_site(root: &Root, args: &NewSite, svc: &Services) -> Result<Report, Fa
         args.database_url,
     )
     .map_err(Failure::failed)?;
-    let redis = redis_step(root, args.name, existing.redis_url.is_some())?;
+    let redis = redis_step(root, args.name, existing.redis_url.as_deref())?;
     // Nothing has been created before this line.
     let gid = prepare_home(root, args.name, &layout)?;
     let mut made = Made::default();
@@ -137,6 +143,9 @@ fn create_site(root: &Root, args: &NewSite, svc: &Services) -> Result<Report, Fa
         let mut r = provision(root, args, svc, &db, &redis, &mut made)?;
         if let Some(line) = write_env(args, &existing, &r, &env_file, gid, &mut made)? {
             r.lines.push(line);
+        } else if let Some(line) = own_env(&env_file, gid)? {
+            r.lines.push(line);
+            r.changed = true;
         }
         match &existing.site_text {
             Some(text) => {
@@ -209,11 +218,18 @@ fn existing(
     })
 }
 
-fn redis_step(root: &Root, site: &str, has_url: bool) -> Result<RedisStep, Failure> {
-    if has_url {
-        return Ok(RedisStep::Keep);
-    }
+fn redis_step(root: &Root, site: &str, url: Option<&str>) -> Result<RedisStep, Failure> {
     let plan = RedisPlan::new(root, site);
+    if let Some(url) = url {
+        // A new server with the site's saved .env: its Redis, as named.
+        let missing = !plan.conf.exists() && new_redis::template_installed(root);
+        return Ok(match new_redis::port_and_password(url) {
+            Some((port, password)) if missing && new_redis::port_free(root, port) => {
+                RedisStep::Recreate { port, password }
+            }
+            _ => RedisStep::Keep,
+        });
+    }
     if let Ok(text) = fs_err::read_to_string(&plan.conf) {
         return new_redis::url_of_conf(&text)
             .map(RedisStep::Reuse)
@@ -230,6 +246,27 @@ fn redis_step(root: &Root, site: &str, has_url: bool) -> Result<RedisStep, Failu
     let port = new_redis::free_port(root).map_err(Failure::failed)?;
     let password = new_files::random_token(40).map_err(|e| Failure::failed(e.to_string()))?;
     Ok(RedisStep::Create { port, password })
+}
+
+/// A `.env` that was put in place by hand (the site's saved copy on a new
+/// server) gets the owner and mode every deploy checks: `root:sum-<site>`
+/// 0640. What it did, None when it was so already or under a test root.
+fn own_env(env_file: &Path, gid: Option<nix::unistd::Gid>) -> Result<Option<String>, Failure> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (Some(gid), Ok(meta)) = (gid, fs_err::metadata(env_file)) else {
+        return Ok(None);
+    };
+    if meta.uid() == 0 && meta.gid() == gid.as_raw() && meta.mode() & 0o7777 == 0o640 {
+        return Ok(None);
+    }
+    let io = |e: std::io::Error| Failure::failed(format!("{}: {e}", env_file.display()));
+    nix::unistd::chown(env_file, Some(nix::unistd::Uid::from_raw(0)), Some(gid))
+        .map_err(|e| io(e.into()))?;
+    fs_err::set_permissions(env_file, std::fs::Permissions::from_mode(0o640)).map_err(io)?;
+    Ok(Some(format!(
+        "gave {} the owner and mode deploys check (root, the site's group, 0640)",
+        env_file.display()
+    )))
 }
 
 /// The account (on a real system) and the site's home; the account's gid.
@@ -280,6 +317,8 @@ struct Provisioned {
     changed: bool,
     database_url: Option<String>,
     redis_url: Option<String>,
+    /// Made what the `.env` names (a new server): nothing in it changes.
+    restored: bool,
 }
 
 fn provision(
@@ -295,6 +334,7 @@ fn provision(
         changed: false,
         database_url: None,
         redis_url: None,
+        restored: false,
     };
     match db {
         DbPlan::Keep => r
@@ -304,6 +344,15 @@ fn provision(
             r.lines
                 .push("the .env gets --database-url (it connects); created no database".into());
             r.database_url = Some(url.clone());
+        }
+        DbPlan::Recreate { name, password } => {
+            new_db::create_with(&svc.admin, name, password).map_err(Failure::failed)?;
+            made.database = Some(name.clone());
+            r.lines.push(format!(
+                "created PostgreSQL role `{name}` and database `{name}` as the .env's \
+                 DATABASE_URL names them, with its password (they were missing on this host)"
+            ));
+            r.restored = true;
         }
         DbPlan::Create { name } => {
             let url = new_db::create(&svc.admin, name).map_err(Failure::failed)?;
@@ -332,6 +381,23 @@ fn provision(
             ));
             r.redis_url = Some(url.clone());
         }
+        RedisStep::Recreate { port, password } => {
+            let text = new_redis::conf_text(args.name, *port, password);
+            new_redis::write_conf(root, &plan.conf, &text)
+                .map_err(|e| Failure::failed(format!("{}: {e}", plan.conf.display())))?;
+            made.redis = Some(RedisPlan::new(root, args.name));
+            if svc.start_redis {
+                new_redis::start(&plan, &new_redis::url(*port, password))
+                    .map_err(Failure::failed)?;
+            }
+            r.lines.push(format!(
+                "created Redis {} on 127.0.0.1:{port} as the .env's REDIS_URL names it, with its \
+                 password (it was missing on this host; {})",
+                plan.unit,
+                plan.conf.display()
+            ));
+            r.restored = true;
+        }
         RedisStep::Create { port, password } => {
             let text = new_redis::conf_text(args.name, *port, password);
             new_redis::write_conf(root, &plan.conf, &text)
@@ -350,7 +416,7 @@ fn provision(
             r.redis_url = Some(url);
         }
     }
-    r.changed = r.database_url.is_some() || r.redis_url.is_some();
+    r.changed = r.database_url.is_some() || r.redis_url.is_some() || r.restored;
     Ok(r)
 }
 
@@ -365,7 +431,7 @@ fn write_env(
     made: &mut Made,
 ) -> Result<Option<String>, Failure> {
     let (text, line) = match &existing.env {
-        Some(_) if !r.changed => return Ok(None),
+        Some(_) if r.database_url.is_none() && r.redis_url.is_none() => return Ok(None),
         Some(text) => {
             let mut text = text.clone();
             let mut set = Vec::new();

@@ -19,6 +19,10 @@ pub enum DbPlan {
     Use(String),
     /// Create the role and database named `name`.
     Create { name: String },
+    /// The `.env` names this site's own role and database on this host's
+    /// PostgreSQL, which has neither (a new server with the site's saved
+    /// `.env`): create them with the `.env`'s password, so it logs in.
+    Recreate { name: String, password: String },
 }
 
 /// Decides, checking everything that could stop the creation so that it
@@ -36,7 +40,7 @@ pub fn plan(
              changes it: edit the .env to use {}",
             describe(new)
         )),
-        (Some(_), _) => Ok(DbPlan::Keep),
+        (Some(old), _) => Ok(recreate(admin, site, old).unwrap_or(DbPlan::Keep)),
         (None, Some(url)) => {
             can_connect(url).map_err(|e| format!("--database-url {}: {e}", describe(url)))?;
             Ok(DbPlan::Use(url.to_string()))
@@ -61,6 +65,22 @@ pub fn plan(
             Ok(DbPlan::Create { name })
         }
     }
+}
+
+/// [`DbPlan::Recreate`] when `url` is what `sumctl new` writes for `site`
+/// (its role and database, over 127.0.0.1 to this host's cluster) and
+/// neither exists; None otherwise (kept as it is).
+fn recreate(admin: &Admin, site: &str, url: &str) -> Option<DbPlan> {
+    let conn = PgConn::parse(url).ok()?;
+    let name = site_db_name(site);
+    let port = admin.port().ok()?.to_string();
+    let ours = conn.user() == Some(name.as_str())
+        && conn.dbname() == Some(name.as_str())
+        && matches!(conn.host(), Some("127.0.0.1" | "localhost"))
+        && conn.port().unwrap_or("5432") == port;
+    let missing = admin.role(&name).ok()?.is_none() && admin.database_owner(&name).ok()?.is_none();
+    let password = conn.password()?.to_string();
+    (ours && missing).then_some(DbPlan::Recreate { name, password })
 }
 
 fn no_admin(e: &AdminError) -> String {
@@ -112,14 +132,22 @@ pub fn can_connect(url: &str) -> Result<(), String> {
 /// failure removes what it created. Returns the URL for the `.env`.
 pub fn create(admin: &Admin, name: &str) -> Result<String, String> {
     let password = super::new_files::random_token(32).map_err(|e| e.to_string())?;
+    create_with(admin, name, &password)
+}
+
+/// [`create`] with a given password (see [`DbPlan::Recreate`]).
+pub fn create_with(admin: &Admin, name: &str, password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     super::new_files::random_bytes(&mut salt).map_err(|e| e.to_string())?;
-    let verifier = crate::system::scram::verifier(&password, &salt);
+    let verifier = crate::system::scram::verifier(password, &salt);
     let port = admin.port().map_err(|e| e.to_string())?;
     admin
         .create_role(name, &verifier)
         .map_err(|e| format!("creating role `{name}`: {e}"))?;
-    let url = format!("postgres://{name}:{password}@127.0.0.1:{port}/{name}");
+    let url = format!(
+        "postgres://{name}:{}@127.0.0.1:{port}/{name}",
+        percent_encode(password)
+    );
     let made = admin
         .create_database(name, name)
         .map_err(|e| format!("creating database `{name}`: {e}"))
@@ -138,6 +166,18 @@ pub fn create(admin: &Admin, name: &str) -> Result<String, String> {
         return Err(e);
     }
     Ok(url)
+}
+
+/// A password as a URL's user information may hold it.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Removes the database and the role of `create`.

@@ -76,6 +76,26 @@ pub fn url(port: u16, password: &str) -> String {
     format!("redis://:{password}@127.0.0.1:{port}")
 }
 
+/// The port and password of a URL `sumctl new` writes
+/// (`redis://:<password>@127.0.0.1:<port>`, optionally `/<db>`).
+pub fn port_and_password(url: &str) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("redis://:")?;
+    let (password, hostport) = rest.rsplit_once('@')?;
+    let port = hostport.strip_prefix("127.0.0.1:")?;
+    let port = port.split('/').next()?.parse().ok()?;
+    let plain = !password.is_empty()
+        && password
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| (port, password.to_string()))
+}
+
+/// Whether `port` is free for a new instance: no other site's
+/// configuration names it and nothing listens on it.
+pub fn port_free(root: &Root, port: u16) -> bool {
+    !ports_taken(root).contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// The port and password of an existing configuration, as its URL.
 pub fn url_of_conf(text: &str) -> Option<String> {
     let value = |key: &str| {

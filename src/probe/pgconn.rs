@@ -173,6 +173,12 @@ impl PgConn {
         self.get("dbname")
     }
 
+    /// The password, for a caller that must hand it on (never to a
+    /// command line: see [`Self::env`]).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref().filter(|p| !p.is_empty())
+    }
+
     /// Whether a (non-empty) password was given. libpq treats an empty one
     /// as none.
     pub fn has_password(&self) -> bool {

@@ -53,6 +53,16 @@ E2E_PACKAGES=(
     python3-venv git curl ca-certificates iproute2 procps man-db acl
 )
 
+# Opt-in, for a script that needs more in its image (tests/e2e/drill.sh:
+# rclone and the storage servers). Empty by default, and then the image and
+# its cache key are exactly those of the list above.
+E2E_EXTRA_PACKAGES=(${E2E_EXTRA_PACKAGES[@]+"${E2E_EXTRA_PACKAGES[@]}"})
+
+# Opt-in: "HOST_DIR:CONTAINER_DIR", bound read-write into the container
+# (tests/e2e/drill.sh: storage that outlives one container and is seen by
+# the next). Unset by default: no extra bind.
+E2E_BIND_RW=${E2E_BIND_RW:-}
+
 # Units that only slow a throwaway container down or make no sense in one
 # with a private network and no console: masked in the image.
 E2E_MASKED_UNITS=(
@@ -163,6 +173,9 @@ e2e_image_key() {
         echo "suite $E2E_SUITE"
         e2e_sources
         printf 'package %s\n' "${E2E_PACKAGES[@]}"
+        if [ ${#E2E_EXTRA_PACKAGES[@]} -gt 0 ]; then
+            printf 'package %s\n' "${E2E_EXTRA_PACKAGES[@]}"
+        fi
         printf 'masked %s\n' "${E2E_MASKED_UNITS[@]}"
         printf 'option %s\n' "${E2E_MMDEBSTRAP_OPTS[@]}"
         declare -f e2e_customize_root
@@ -199,7 +212,7 @@ e2e_image() {
     rm -rf --one-file-system "$E2E_CACHE_DIR"/.build.*
     tmp=$(mktemp -d "$E2E_CACHE_DIR/.build.XXXXXXXX")
     mapfile -t sources < <(e2e_sources)
-    include=$(IFS=,; echo "${E2E_PACKAGES[*]}")
+    include=$(IFS=,; echo "${E2E_PACKAGES[*]}${E2E_EXTRA_PACKAGES[*]+,${E2E_EXTRA_PACKAGES[*]}}")
     if ! timeout 1800 mmdebstrap --quiet "${E2E_MMDEBSTRAP_OPTS[@]}" \
             --include="$include" "$E2E_SUITE" "$tmp/root" "${sources[@]}" >&2 \
         || ! e2e_customize_root "$tmp/root" \
@@ -330,6 +343,7 @@ e2e_start() {
             --link-journal=no --resolv-conf=off --timezone=off \
             --console=read-only \
             --bind-ro="$E2E_STAGE:/root/in" \
+            ${E2E_BIND_RW:+--bind="$E2E_BIND_RW"} \
         </dev/null >>"$E2E_LOG" 2>&1 &
     E2E_NSPAWN_PID=$!
     disown "$E2E_NSPAWN_PID"   # no "Killed" job report from bash

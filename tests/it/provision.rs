@@ -525,3 +525,63 @@ fn purge_never_drops_a_database_it_did_not_make() {
         "1"
     );
 }
+
+/// A new server with the site's saved `.env` (the disaster case): `sumctl
+/// new` makes the role, database and Redis the `.env` names, with its
+/// passwords, and leaves the `.env` as it is.
+#[test]
+fn on_a_new_server_new_makes_what_the_saved_env_names_with_its_passwords() {
+    let Some(pg) = Pg::start() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("redis-server@.service"), "").unwrap();
+    let out = sumctl(root.path(), &pg, &ARGS);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let env_path = root.path().join("srv/sum/acme-shop/.env");
+    let saved = std::fs::read(&env_path).unwrap();
+    let url = env_value(root.path(), "acme-shop", "DATABASE_URL").unwrap();
+    let redis_url = env_value(root.path(), "acme-shop", "REDIS_URL").unwrap();
+    let conf = root.path().join("etc/redis/redis-sum-acme-shop.conf");
+    let saved_conf = std::fs::read_to_string(&conf).unwrap();
+    // The server is lost: no role, no database, no Redis configuration.
+    pg.sql("postgres", "DROP DATABASE acme_shop");
+    pg.sql("postgres", "DROP ROLE acme_shop");
+    std::fs::remove_file(&conf).unwrap();
+    assert!(!psql_url(&url, "SELECT 1").status.success());
+
+    let out = sumctl(root.path(), &pg, &["new", "acme-shop"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    assert!(
+        said.contains("created PostgreSQL role `acme_shop` and database `acme_shop` as the .env's DATABASE_URL names them, with its password")
+            && said.contains("created Redis redis-server@sum-acme-shop.service on 127.0.0.1:")
+            && !said.contains("nothing to do"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(&env_path).unwrap(),
+        saved,
+        "the .env is as it was"
+    );
+    let who = psql_url(&url, "SELECT current_user || ' ' || current_database()");
+    assert_eq!(
+        text(&who.stdout).trim(),
+        "acme_shop acme_shop",
+        "{}",
+        text(&who.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        saved_conf,
+        "the Redis configuration names the same port and password"
+    );
+    assert!(redis_url.starts_with("redis://:"));
+    // And a rerun has nothing to do.
+    let out = sumctl(root.path(), &pg, &["new", "acme-shop"]);
+    assert!(
+        text(&out.stdout).contains("nothing to do"),
+        "{}",
+        text(&out.stdout)
+    );
+}
