@@ -5,11 +5,12 @@
 # Pinned to 0.14.1: 0.17 needs a newer rustc than the one the project
 # builds with.
 #
-#   bash tests/s3s-fs.sh [DEST]        (default: target/s3s-fs)
+#   bash tests/s3s-fs.sh [DEST]   (default: /var/tmp/sum-e2e-cache/s3s-fs,
+#                                  kept across clones like the e2e image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.14.1
-dest=${1:-target/s3s-fs}
+dest=${1:-${E2E_TMP_BASE:-/var/tmp}/sum-e2e-cache/s3s-fs}
 bin="$dest/$version/bin/s3s-fs"
 [ -x "$bin" ] && { realpath "$bin"; exit 0; }
 mkdir -p "$dest"
