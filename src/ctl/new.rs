@@ -336,6 +336,19 @@ fn provision(
         redis_url: None,
         restored: false,
     };
+    provision_db(svc, db, made, &mut r)?;
+    provision_redis(root, args, svc, redis, made, &mut r)?;
+    r.changed = r.database_url.is_some() || r.redis_url.is_some() || r.restored;
+    Ok(r)
+}
+
+/// The database part of [`provision`].
+fn provision_db(
+    svc: &Services,
+    db: &DbPlan,
+    made: &mut Made,
+    r: &mut Provisioned,
+) -> Result<(), Failure> {
     match db {
         DbPlan::Keep => r
             .lines
@@ -364,6 +377,18 @@ fn provision(
             r.database_url = Some(url);
         }
     }
+    Ok(())
+}
+
+/// The Redis part of [`provision`].
+fn provision_redis(
+    root: &Root,
+    args: &NewSite,
+    svc: &Services,
+    redis: &RedisStep,
+    made: &mut Made,
+    r: &mut Provisioned,
+) -> Result<(), Failure> {
     let plan = RedisPlan::new(root, args.name);
     match redis {
         RedisStep::Keep => r.lines.push("kept the REDIS_URL in the .env".into()),
@@ -416,8 +441,7 @@ fn provision(
             r.redis_url = Some(url);
         }
     }
-    r.changed = r.database_url.is_some() || r.redis_url.is_some() || r.restored;
-    Ok(r)
+    Ok(())
 }
 
 /// Writes a new `.env`, or sets the new values in the existing one,
