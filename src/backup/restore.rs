@@ -292,10 +292,16 @@ pub fn restore(
     };
     if let Some(db) = req.into {
         let report = rehearse(&path, conn, db, run_as, log)?;
-        if archive.is_some() || mirror {
+        if archive.is_some() {
             let _ = writeln!(
                 log,
-                "--into: the media were not unpacked or copied; the media directory was not \
+                "--into: the media archive was checked but not unpacked; the media directory \
+                 was not touched"
+            );
+        } else if mirror {
+            let _ = writeln!(
+                log,
+                "--into: the off-host media mirror was not copied; the media directory was not \
                  touched"
             );
         }

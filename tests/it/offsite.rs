@@ -624,6 +624,23 @@ fn the_off_host_media_mirror_comes_back_with_a_restore_from_off_host() {
             format!("{}{}", text(&out.stdout), text(&out.stderr)),
         )
     };
+    // A rehearsal loads the dump and leaves the media directory alone.
+    pg.sql("postgres", "CREATE DATABASE media_rehearsal OWNER acme");
+    let (code, out) = restore(&[
+        "acme",
+        "offsite:latest",
+        "--media",
+        "--into",
+        "media_rehearsal",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines().any(|l| l
+            == "--into: the off-host media mirror was not copied; the media directory was not \
+                touched"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(&media).unwrap().count(), 0);
     let (code, out) = restore(&[
         "acme",
         "offsite:latest",
