@@ -686,3 +686,179 @@ fn the_off_host_media_mirror_comes_back_with_a_restore_from_off_host() {
         "{out}"
     );
 }
+
+/// The pids of `parent`'s rclone children whose command line has `verb`.
+fn rclone_children(parent: u32, verb: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …
+        let Some((comm, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if comm.ends_with("(rclone")
+            && ppid == Some(parent)
+            && cmdline.split(|b| *b == 0).any(|a| a == verb.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_copy_killed_halfway_is_not_counted_and_the_next_run_repairs_it() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/b\"", storage.path().display()),
+    );
+    storage.configure(&site, &["store"]);
+    // A slow line, so that the copy is caught halfway.
+    let child = Command::new(env!("CARGO_BIN_EXE_sum-backup"))
+        .arg("acme")
+        .env("SUM_ROOT", site.root.path())
+        .env("RCLONE_BWLIMIT", "64k")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let pid = loop {
+        if let Some(pid) = rclone_children(child.id(), "copy").first() {
+            break *pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rclone copy seen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Let some bytes travel, then kill it, as the OOM killer would.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("the off-host copy to store:")
+            && printed.contains("the local backup is verified and kept")
+            && printed.contains("rclone copy failed (signal: 9"),
+        "{printed}"
+    );
+    let local = dumps(&site.files());
+    assert_eq!(local.len(), 1, "{printed}");
+    let listed = text(&site.run(&["acme", "--list"]).stdout);
+    assert!(
+        listed.contains("NOT OFF-HOST YET") && listed.contains("here only"),
+        "{listed}"
+    );
+    // Nothing was recorded as off-host, whatever the remote holds.
+    let recorded = site.root.path().join("srv/sum/acme/state/offsite.json");
+    if recorded.exists() {
+        assert_eq!(record(&site)["copies"], serde_json::json!({}), "{printed}");
+    }
+    // The next run copies what is missing and checks it.
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let local = dumps(&site.files());
+    assert_eq!(dumps(&storage.files("b/acme")), local, "{out}");
+    for f in storage.files("b/acme") {
+        assert_eq!(
+            std::fs::read(storage.path().join("b/acme").join(&f)).unwrap(),
+            std::fs::read(site.backups().join(&f)).unwrap(),
+            "{f} differs on the remote"
+        );
+    }
+    let copies = record(&site)["copies"].as_object().unwrap().clone();
+    assert_eq!(copies.keys().cloned().collect::<Vec<_>>(), local, "{out}");
+}
+
+#[test]
+fn two_sites_backing_up_to_one_remote_at_once_keep_to_their_own_files() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let offsite = format!("offsite = \"store:{}/shared\"", storage.path().display());
+    let site = site_with_data(&pg, &offsite);
+    storage.configure(&site, &["store"]);
+    let url = pg.create_site_db("bravo", "other-pw", "bravo");
+    pg.sql(
+        "bravo",
+        "SET ROLE bravo; CREATE TABLE t AS SELECT i, md5(i::text) FROM generate_series(1, 50000) i;",
+    );
+    let root = site.root.path();
+    std::fs::write(
+        root.join("etc/sum/sites/bravo.toml"),
+        format!(
+            "domain = \"bravo.example.com\"\n[git]\nurl = \"https://x.example/b.git\"\n\
+             [backup]\n{offsite}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("srv/sum/bravo")).unwrap();
+    std::fs::write(
+        root.join("srv/sum/bravo/.env"),
+        format!("DATABASE_URL={url}\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("srv/sum/bravo/.env"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    for round in 0..2 {
+        if round > 0 {
+            next_second();
+        }
+        let spawn = |name: &str| {
+            Command::new(env!("CARGO_BIN_EXE_sum-backup"))
+                .arg(name)
+                .env("SUM_ROOT", root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("acme"), spawn("bravo"));
+        for (name, child) in [("acme", a), ("bravo", b)] {
+            let out = child.wait_with_output().unwrap();
+            let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name}, round {round}: {printed}"
+            );
+            assert!(
+                printed.contains(&format!("off-host: verified {name}-")),
+                "{printed}"
+            );
+        }
+        for name in ["acme", "bravo"] {
+            let mut local: Vec<String> =
+                std::fs::read_dir(root.join(format!("srv/sum/{name}/backups")))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.ends_with(".sql.gz"))
+                    .collect();
+            local.sort();
+            let remote = storage.files(&format!("shared/{name}"));
+            assert!(
+                remote.iter().all(|f| f.starts_with(&format!("{name}-"))),
+                "{remote:?}"
+            );
+            assert_eq!(dumps(&remote), local, "{name}, round {round}");
+        }
+    }
+    assert_eq!(storage.files("shared"), vec!["acme", "bravo"]);
+}
