@@ -124,6 +124,31 @@ rows() { # rows: the gallery_image rows, as the site own role reads them
 rcl() { # rclone with the package configuration
     rclone --config /etc/sum/rclone.conf "$@"
 }
+set_offsite() { # set_offsite TARGET: the bakery site file copies to TARGET
+    if grep -q "^offsite" /etc/sum/sites/bakery.toml; then
+        sed -i "s|^offsite = .*|offsite = \"$1\"|" /etc/sum/sites/bakery.toml
+    else
+        sed -i "/^\[backup\]/a offsite = \"$1\"" /etc/sum/sites/bakery.toml
+    fi
+    grep -qx "offsite = \"$1\"" /etc/sum/sites/bakery.toml
+    sumctl check /etc/sum/sites/bakery.toml >/dev/null
+}
+backup_fails() { # backup_fails: the backup unit fails; its journal in $j
+    since=$(date +%s.%6N)
+    sleep 1
+    if systemctl start sum-backup@bakery 2>/dev/null; then
+        echo "sum-backup@bakery succeeded, expected it to fail"; return 1
+    fi
+    expect "sum-backup@bakery Result" exit-code "$(systemctl show -P Result sum-backup@bakery)"
+    j=$(journalctl -u sum-backup@bakery --since @$since --no-pager -o cat)
+}
+backup_works() { # backup_works: the backup unit succeeds; its journal in $j
+    since=$(date +%s.%6N)
+    sleep 1
+    systemctl start sum-backup@bakery
+    expect "sum-backup@bakery Result" success "$(systemctl show -P Result sum-backup@bakery)"
+    j=$(journalctl -u sum-backup@bakery --since @$since --no-pager -o cat)
+}
 '
 
 # The storage servers inside the current container: sshd (in the image)
@@ -253,12 +278,7 @@ for remote in $remotes; do
     target=$(target_of "$remote")
     E2E_UNITS=(sum-backup@bakery.service)
     check "A: offsite = \"$target\"; sum-backup@bakery (the timer's service) copies and verifies it" "
-        if grep -q '^offsite' /etc/sum/sites/bakery.toml; then
-            sed -i 's|^offsite = .*|offsite = \"$target\"|' /etc/sum/sites/bakery.toml
-        else
-            sed -i '/^\[backup\]/a offsite = \"$target\"' /etc/sum/sites/bakery.toml
-        fi
-        grep -qx 'offsite = \"$target\"' /etc/sum/sites/bakery.toml
+        set_offsite '$target'
         sumctl check /etc/sum/sites/bakery.toml
         systemctl daemon-reload
         contains 'systemctl list-timers' sum-backup@bakery.timer \"\$(systemctl list-timers --all --no-pager)\"
@@ -281,6 +301,61 @@ done
 ct 'cat /etc/sum/sites/bakery.toml' </dev/null >"$VAULT/bakery.toml"
 ct 'cat /srv/sum/bakery/.env' </dev/null >"$VAULT/bakery.env"
 chmod 0600 "$VAULT/bakery.env"
+
+# ---------------------------------------------------------------------------
+# Faults on host A, against the real servers: wrong credentials, and a full
+# remote. Each failed run says why, keeps its local backup and records
+# nothing; the next good run leaves no local backup without its copy.
+# ---------------------------------------------------------------------------
+
+step "host A: faults against the storage servers"
+E2E_UNITS=(sum-backup@bakery.service ssh.service drill-s3.service)
+ct 'cp /etc/sum/rclone.conf /root/rclone.good
+    ssh-keygen -q -t ed25519 -N "" -C not-authorized -f /etc/sum/wrong.key' </dev/null
+for remote in $remotes; do
+    target=$(target_of "$remote")
+    case $remote in
+    sftp) breaks="sed -i 's|^key_file = .*|key_file = /etc/sum/wrong.key|' /etc/sum/rclone.conf" ;;
+    s3) breaks="sed -i 's|^secret_access_key = .*|secret_access_key = not-the-secret|' /etc/sum/rclone.conf" ;;
+    esac
+    check "A fault ($remote): wrong credentials fail the unit and keep the backup; the next run copies it" "
+        set_offsite '$target'
+        $breaks
+        backup_fails
+        contains 'the journal' 'the off-host copy to $target/bakery failed; the local backup is verified and kept' \"\$j\"
+        newest=\$(cd /srv/sum/bakery/backups && ls bakery-*.sql.gz | tail -n 1)
+        listing=\$(sum-backup bakery --list)
+        contains 'sum-backup --list' \"\$newest\" \"\$listing\"
+        contains 'sum-backup --list' 'NOT OFF-HOST YET' \"\$listing\"
+        install -m 0600 /root/rclone.good /etc/sum/rclone.conf
+        backup_works
+        contains 'the journal' 'off-host: verified bakery-' \"\$j\"
+        listing=\$(sum-backup bakery --list)
+        if printf '%s\n' \"\$listing\" | grep -q 'NOT OFF-HOST YET'; then
+            printf 'a backup is still not off-host:\n%s\n' \"\$listing\"; exit 1
+        fi"
+    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 3 'the off-host copy to' | tail -n 4" </dev/null \
+        | sed 's/^/    /' || true
+done
+if [ "${remotes#*sftp}" != "$remotes" ]; then
+    check "A fault (sftp): a full remote fails the unit and keeps the backup; once it has room, the next run copies it" "
+        install -d /srv/full
+        mount -t tmpfs -o size=16m tmpfs /srv/full
+        head -c 32M /dev/zero >/srv/full/filler 2>/dev/null || true
+        expect 'free bytes on the remote' 0 \"\$(df --output=avail -B1 /srv/full | tail -n 1 | tr -d ' ')\"
+        set_offsite drill-sftp:/srv/full/b
+        backup_fails
+        contains 'the journal' 'the off-host copy to drill-sftp:/srv/full/b/bakery failed; the local backup is verified and kept' \"\$j\"
+        contains 'sum-backup --list' 'NOT OFF-HOST YET' \"\$(sum-backup bakery --list)\"
+        rm /srv/full/filler
+        backup_works
+        contains 'the journal' 'off-host: verified bakery-' \"\$j\"
+        if sum-backup bakery --list | grep -q 'NOT OFF-HOST YET'; then exit 1; fi
+        cmp /srv/sum/bakery/media/${url#/media/} /srv/full/b/bakery/media/${url#/media/}
+        umount /srv/full"
+    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 3 'the off-host copy to drill-sftp:/srv/full' | tail -n 4" </dev/null \
+        | sed 's/^/    /' || true
+fi
 
 step "host A destroyed"
 destroy_host
