@@ -405,7 +405,7 @@ pub(crate) fn list_backups(
         let _ = writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&listed).expect("serializes")
+            serde_json::to_string_pretty(&with_offsite(root, site, &listed)).expect("serializes")
         );
         return Ok(());
     }
@@ -456,6 +456,31 @@ pub(crate) fn list_backups(
         );
     }
     Ok(())
+}
+
+/// The JSON listing: each backup with `"offsite"`, its recorded off-host
+/// copy (`target`, `check`, `verified_utc`), or null when it has none or
+/// the site copies nowhere.
+fn with_offsite(root: &Root, site: &Site, listed: &[catalog::Listed]) -> serde_json::Value {
+    let record = crate::backup::offsite::target(site)
+        .map(|t| crate::backup::offsite::load_record(root, &site.name, &t));
+    let items = listed.iter().map(|b| {
+        let mut v = serde_json::to_value(b).expect("serializes");
+        let copy = record.as_ref().and_then(|r| {
+            r.copies.get(&b.file).map(|c| {
+                serde_json::json!({
+                    "target": r.target,
+                    "check": c.check,
+                    "verified_utc": c.verified_utc,
+                })
+            })
+        });
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("offsite".into(), copy.unwrap_or(serde_json::Value::Null));
+        }
+        v
+    });
+    serde_json::Value::Array(items.collect())
 }
 
 /// Under the table, for a site with `[backup] offsite`: each backup's

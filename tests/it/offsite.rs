@@ -147,6 +147,20 @@ fn each_verified_backup_is_copied_checked_and_recorded_off_host() {
             && listing.contains("here and off-host"),
         "{listing}"
     );
+    let json = Command::new(env!("CARGO_BIN_EXE_sumctl"))
+        .args(["backups", "acme", "--json"])
+        .env("SUM_ROOT", site.root.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json[0]["file"], first.as_str(), "{json}");
+    assert_eq!(json[0]["offsite"]["target"], target.as_str(), "{json}");
+    assert_eq!(json[0]["offsite"]["check"], "hash", "{json}");
+    assert_eq!(
+        json[0]["offsite"]["verified_utc"],
+        rec["copies"][first.as_str()]["verified_utc"],
+        "{json}"
+    );
 
     // The next run copies only the new backup; the same day's older one
     // then goes by the daily rule, locally and off-host alike.
@@ -761,6 +775,10 @@ fn a_copy_killed_halfway_is_not_counted_and_the_next_run_repairs_it() {
         listed.contains("NOT OFF-HOST YET") && listed.contains("here only"),
         "{listed}"
     );
+    let json = text(&site.run(&["acme", "--list", "--json"]).stdout);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json[0]["file"], local[0].as_str(), "{json}");
+    assert_eq!(json[0]["offsite"], serde_json::Value::Null, "{json}");
     // Nothing was recorded as off-host, whatever the remote holds.
     let recorded = site.root.path().join("srv/sum/acme/state/offsite.json");
     if recorded.exists() {
