@@ -3,7 +3,7 @@
 //! (`contents`) and whether it shrank (`shrink`), manifests and the list of
 //! backups (`catalog`), the media archive (`media`), retention
 //! (`retention`), pings (`ping`), which database the app uses (`appdb`),
-//! off-host copies (`offsite`, `offsite_fetch`),
+//! off-host copies (`offsite`, `offsite_fetch`, with `rclone`),
 //! the `sum-backup` command (`run`), the restore (`restore`) of the
 //! database and of the media (`restore_media`) with the scratch database
 //! of a rehearsal (`scratch`), and the `sum-restore` command
@@ -19,6 +19,7 @@ pub mod media;
 pub mod offsite;
 pub mod offsite_fetch;
 pub mod ping;
+pub mod rclone;
 pub mod restore;
 pub mod restore_command;
 pub mod restore_media;

@@ -18,13 +18,12 @@
 //! `/etc/sum/rclone.conf`, never in the site file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
 use crate::backup::catalog::{self, Listed};
+pub(crate) use crate::backup::rclone::{name_list, Rclone};
 use crate::backup::retention::{self, Keep};
 use crate::config::layout::{Root, SiteLayout, RCLONE_CONF};
 use crate::config::site::Site;
@@ -98,93 +97,6 @@ fn save_record(root: &Root, site: &str, record: &Record) -> Result<(), String> {
     crate::system::fsutil::write_atomic(&path, &text, 0o600).map_err(|e| e.to_string())
 }
 
-/// rclone with the package's configuration.
-pub struct Rclone {
-    config: PathBuf,
-}
-
-impl Rclone {
-    pub fn new(root: &Root) -> Rclone {
-        Rclone {
-            config: root.path(RCLONE_CONF),
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new("rclone");
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(["--contimeout", "15s", "--timeout", "60s"])
-            .args(["--retries", "2", "--low-level-retries", "3"])
-            .stdin(Stdio::null())
-            .env_remove("RCLONE_CONFIG");
-        cmd
-    }
-
-    /// Runs rclone; its stdout, or its exit status and last stderr lines.
-    pub(crate) fn run(&self, args: &[&str]) -> Result<(Vec<u8>, String), Failed> {
-        let out = self.command().args(args).output().map_err(|e| Failed {
-            code: None,
-            message: format!("failed to run rclone (apt install rclone): {e}"),
-        })?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() {
-            return Ok((out.stdout, stderr));
-        }
-        Err(Failed {
-            code: out.status.code(),
-            message: format!(
-                "rclone {} failed ({}):\n{}",
-                args.first().unwrap_or(&""),
-                out.status,
-                crate::system::text::last_lines(&stderr, 6, 300)
-            ),
-        })
-    }
-
-    /// `rclone listremotes --long`: each remote's name and type.
-    pub fn remotes(&self) -> Result<BTreeMap<String, String>, String> {
-        let (out, _) = self
-            .run(&["listremotes", "--long"])
-            .map_err(|f| f.message)?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(name, kind)| (name.trim().to_string(), kind.trim().to_string()))
-            .collect())
-    }
-
-    /// Names and sizes of the files in `dir`; none when it does not exist
-    /// yet.
-    pub fn list(&self, dir: &str) -> Result<BTreeMap<String, u64>, String> {
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(rename = "Name")]
-            name: String,
-            #[serde(rename = "Size")]
-            size: i64,
-        }
-        match self.run(&["lsjson", "--files-only", "--no-mimetype", dir]) {
-            Ok((out, _)) => {
-                let entries: Vec<Entry> = serde_json::from_slice(&out)
-                    .map_err(|e| format!("rclone lsjson {dir}: unexpected output: {e}"))?;
-                Ok(entries
-                    .into_iter()
-                    .map(|e| (e.name, e.size.max(0) as u64))
-                    .collect())
-            }
-            Err(f) if f.code == Some(3) => Ok(BTreeMap::new()),
-            Err(f) => Err(f.message),
-        }
-    }
-}
-
-/// A failed rclone run: its exit status (3 is "directory not found").
-pub(crate) struct Failed {
-    pub(crate) code: Option<i32>,
-    pub(crate) message: String,
-}
-
 /// What [`sync`] did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -203,19 +115,11 @@ fn files_of(dump: &str) -> Vec<String> {
     vec![dump.to_string(), format!("{dump}.json")]
 }
 
-/// A list of names for rclone's `--files-from`.
-pub(crate) fn name_list(names: &[String]) -> Result<tempfile::NamedTempFile, String> {
-    let mut f = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    for n in names {
-        writeln!(f, "{n}").map_err(|e| e.to_string())?;
-    }
-    f.flush().map_err(|e| e.to_string())?;
-    Ok(f)
-}
-
 /// Copies every verified local backup the target lacks, verifies what is
 /// not yet recorded as verified there, records it, mirrors the media
-/// directory (`media`, when given), and applies retention on the target.
+/// directory (`media`, when given), and applies retention on the target
+/// (`retain`: the rules and the backups pinned as pre-migrate backups,
+/// as locally; none when the deploy history could not be read).
 /// An error when any verified local backup is not off-host at the end, or
 /// the media mirror failed; what was verified is recorded either way.
 pub fn sync(
@@ -223,7 +127,7 @@ pub fn sync(
     site: &Site,
     dir: &Path,
     media: Option<&Path>,
-    keep: Keep,
+    retain: Option<(Keep, &BTreeMap<String, String>)>,
 ) -> Result<Report, String> {
     let Some(target) = target(site) else {
         return Ok(Report::default());
@@ -249,7 +153,9 @@ pub fn sync(
     if let Some(m) = media {
         run.mirror_media(m);
     }
-    run.prune(site, &local, keep);
+    if let Some((keep, pinned)) = retain {
+        run.prune(site, &local, keep, pinned);
+    }
     save_record(root, &site.name, &run.record)?;
     if run.errors.is_empty() {
         Ok(run.report)
@@ -291,32 +197,22 @@ impl Run<'_> {
                 }
             }
         }
-        if !missing.is_empty() {
-            let list = name_list(&missing)?;
-            let from = list.path().display().to_string();
-            let src = self.dir.display().to_string();
-            let args = [
-                "copy",
-                "--no-traverse",
-                "--files-from",
-                &from,
-                &src,
-                &self.target.dir,
-            ];
-            match self.rclone.run(&args) {
-                Ok(_) => {
-                    for f in &missing {
-                        let size = fs_err::metadata(self.dir.join(f)).map_or(0, |m| m.len());
-                        self.remote.insert(f.clone(), size);
-                    }
-                    self.report.copied = missing;
-                }
-                Err(f) => self.errors.push(f.message),
-            }
-        }
+        // What rclone compared by hash on both sides as it copied it is
+        // not checked a second time (a crypt remote has no hash to compare).
+        let before = self.errors.len();
+        let mut checked = self.copy_files(&missing, false)?;
+        let reachable = self.errors.len() == before;
         for b in &pending {
             let files = files_of(&b.file);
-            match verify(&self.rclone, self.dir, &self.target, &self.kind, &files) {
+            let mut verified = self.verify_copy(&files, &checked);
+            if verified.is_err() && reachable {
+                // A copy of the same size that differs (a run cut short on
+                // a remote that writes in place): copied again, whatever
+                // its size and time, and checked again.
+                checked.extend(self.copy_files(&files, true)?);
+                verified = self.verify_copy(&files, &checked);
+            }
+            match verified {
                 Ok(check) => {
                     self.report.verified.push((b.file.clone(), check.clone()));
                     let copy = Copy {
@@ -330,6 +226,56 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Copies `files` (all of them with `force`, even those the remote has
+    /// with the same size and time); the ones rclone compared by hash as it
+    /// copied them. A failed copy is one of the run's errors.
+    fn copy_files(
+        &mut self,
+        files: &[String],
+        force: bool,
+    ) -> Result<BTreeMap<String, String>, String> {
+        if files.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let list = name_list(files)?;
+        let from = list.path().display().to_string();
+        let src = self.dir.display().to_string();
+        let mut args = vec!["copy", "-vv", "--no-traverse"];
+        if force {
+            args.push("--ignore-times");
+        }
+        args.extend(["--files-from", &from, &src, &self.target.dir]);
+        match self.rclone.run(&args) {
+            Ok((_, log)) => {
+                for f in files {
+                    let size = fs_err::metadata(self.dir.join(f)).map_or(0, |m| m.len());
+                    self.remote.insert(f.clone(), size);
+                    if !self.report.copied.contains(f) {
+                        self.report.copied.push(f.clone());
+                    }
+                }
+                Ok(crate::backup::rclone::hash_checked_on_transfer(&log))
+            }
+            Err(f) => {
+                self.errors.push(f.message);
+                Ok(BTreeMap::new())
+            }
+        }
+    }
+
+    /// How `files` are known to be the same on the target: compared by
+    /// hash as they were copied, or `rclone check` (`cryptcheck`) now.
+    fn verify_copy(
+        &self,
+        files: &[String],
+        checked: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        if self.kind != "crypt" && files.iter().all(|f| checked.contains_key(f)) {
+            return Ok("hash".to_string());
+        }
+        verify(&self.rclone, self.dir, &self.target, &self.kind, files)
     }
 
     /// Mirrors the media directory to `<target>/media`: only what changed
@@ -462,10 +408,17 @@ fn verify(
 
 impl Run<'_> {
     /// Retention on the target, over the verified off-host copies: the
-    /// same rules as the local directory, only our own names recorded as
-    /// ours, never the newest verified copy. Then the replaced media older
+    /// same rules as the local directory, with the same pre-migrate
+    /// backups kept, only our own names recorded as ours, never the newest
+    /// verified copy. Then the replaced media older
     /// than the oldest copy kept.
-    fn prune(&mut self, site: &Site, local: &[Listed], keep: Keep) {
+    fn prune(
+        &mut self,
+        site: &Site,
+        local: &[Listed],
+        keep: Keep,
+        pinned: &BTreeMap<String, String>,
+    ) {
         let remote = &self.remote;
         let mut listed: Vec<Listed> = remote
             .iter()
@@ -484,7 +437,7 @@ impl Run<'_> {
             })
             .collect();
         listed.sort_by_key(|b| std::cmp::Reverse(b.unix));
-        let doomed: Vec<String> = retention::to_delete(&listed, keep, &BTreeMap::new())
+        let doomed: Vec<String> = retention::to_delete(&listed, keep, pinned)
             .into_iter()
             .filter(|name| self.record.copies.contains_key(name))
             .collect();

@@ -102,7 +102,11 @@ fn copy_offsite(
         return Ok(());
     };
     let media = media_dir(root, site);
-    match crate::backup::offsite::sync(root, site, dir, media.as_deref(), keep) {
+    // The same backups pinned as locally (pre-migrate backups of releases
+    // on disk); none read, no remote retention (local retention warns).
+    let pinned = pinned_backups(root, site, &mut std::io::sink());
+    let retain = pinned.as_ref().map(|p| (keep, p));
+    match crate::backup::offsite::sync(root, site, dir, media.as_deref(), retain) {
         Ok(report) => {
             if !report.copied.is_empty() {
                 let _ = writeln!(

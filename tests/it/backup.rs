@@ -451,7 +451,7 @@ fn retention_touches_only_verified_backups_of_ours() {
 }
 
 /// Copies the verified backup `real` to `name` with a manifest that says so.
-fn verified_copy(dir: &Path, real: &str, name: &str) {
+pub(crate) fn verified_copy(dir: &Path, real: &str, name: &str) {
     std::fs::copy(dir.join(real), dir.join(name)).unwrap();
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(format!("{real}.json"))).unwrap()).unwrap();

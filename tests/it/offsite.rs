@@ -880,3 +880,92 @@ fn two_sites_backing_up_to_one_remote_at_once_keep_to_their_own_files() {
     }
     assert_eq!(storage.files("shared"), vec!["acme", "bravo"]);
 }
+
+#[test]
+fn a_remote_copy_of_the_same_size_that_differs_is_copied_again() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!("offsite = \"store:{}/b\"", storage.path().display()),
+    );
+    storage.configure(&site, &["store"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let dump = dumps(&site.files())[0].clone();
+    // Unrecorded, and spoilt without a change of size: what a run cut
+    // short leaves on a remote that writes in place.
+    std::fs::remove_file(site.root.path().join("srv/sum/acme/state/offsite.json")).unwrap();
+    let remote = storage.path().join("b/acme").join(&dump);
+    let mut bytes = std::fs::read(&remote).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&remote, &bytes).unwrap();
+    let out = site.run(&["acme", "--offsite-only"]);
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(
+        printed.contains(&format!("off-host: verified {dump} on ")),
+        "{printed}"
+    );
+    assert_eq!(
+        std::fs::read(&remote).unwrap(),
+        std::fs::read(site.backups().join(&dump)).unwrap()
+    );
+    assert_eq!(record(&site)["copies"][dump.as_str()]["check"], "hash");
+}
+
+/// The drill found it: remote retention deleted the pre-migrate backup
+/// that local retention keeps, so every run copied it and deleted it again.
+#[test]
+fn remote_retention_keeps_the_pre_migrate_backup_that_local_retention_keeps() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = site_with_data(
+        &pg,
+        &format!(
+            "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\noffsite = \"store:{}/b\"",
+            storage.path().display()
+        ),
+    );
+    storage.configure(&site, &["store"]);
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    let dir = site.backups();
+    let pre_migrate = "acme-20240102T010000Z.sql.gz";
+    crate::backup::verified_copy(&dir, &dumps(&site.files())[0], pre_migrate);
+    let home = site.root.path().join("srv/sum/acme");
+    let release = "20240102T005900Z-abc1234";
+    std::fs::create_dir_all(home.join("releases").join(release)).unwrap();
+    let deployed = serde_json::json!({
+        "action": "deploy", "started_utc": "2024-01-02T00:59:00Z",
+        "finished_utc": "2024-01-02T01:02:00Z", "who": "root", "git_ref": "v2",
+        "release": release, "previous": null, "outcome": "ok", "exit_code": 0,
+        "migrations_applied": ["notes.0001_initial"],
+        "backup": dir.join(pre_migrate).display().to_string(),
+    });
+    std::fs::write(home.join("state/history.jsonl"), format!("{deployed}\n")).unwrap();
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("off-host: verified {pre_migrate}")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!("retention deleted {pre_migrate}")),
+        "{out}"
+    );
+    assert!(
+        storage.files("b/acme").iter().any(|f| f == pre_migrate),
+        "{out}"
+    );
+    // The next run has nothing of it to copy again.
+    next_second();
+    let (code, out) = backup(&site);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains(&format!("verified {pre_migrate}")), "{out}");
+    assert!(record(&site)["copies"][pre_migrate].is_object(), "{out}");
+    assert!(!sumctl_backups(&site).contains("NOT OFF-HOST YET"));
+}
