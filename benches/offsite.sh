@@ -18,13 +18,22 @@
 #          retention), vs  `rclone copy MEDIA` of the same changes to a
 #          second mirror.
 #
-# The remote is rclone's `local` backend on this machine's disk: there is no
-# network here. That is the worst case for the ratios: the transfer, which
-# dominates over a network, costs little, and `rclone check` hashes the
-# "remote" file by reading it again where an S3 server answers from
-# metadata. It prints the ratios against the target (at most 1.2x) and
-# exits 0 whether they are met or not; non-zero only if something broke.
+# BENCH_REMOTE chooses the storage (both by default, one after the other):
+#   local  rclone's `local` backend on this machine's disk. The worst case
+#          for the ratios: the transfer, which dominates over a network,
+#          costs little, and `rclone check` hashes the "remote" file by
+#          reading it again.
+#   s3     a real S3-protocol server on 127.0.0.1 (s3s-fs, built once by
+#          tests/s3s-fs.sh), where the check compares the hash the server
+#          keeps with the object, as with a provider's storage.
+# It prints the ratios against the target (at most 1.2x) and exits 0
+# whether they are met or not; non-zero only if something broke.
 set -euo pipefail
+
+if [ -z "${BENCH_REMOTE:-}" ]; then
+    for r in local s3; do BENCH_REMOTE=$r bash "$0"; done
+    exit 0
+fi
 
 runs=${BENCH_RUNS:-5}
 dump_mb=${BENCH_DUMP_MB:-1024}
@@ -37,19 +46,45 @@ bin="${CARGO_TARGET_DIR:-$here/target}/release/sum-backup"
 
 work=$(mktemp -d /var/tmp/sum-offsite-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+case $BENCH_REMOTE in
+local)
+    store=$work/store   # where the target's files are
+    target=store:$store # the same, as rclone names it
+    conf='[store]\ntype = local\n'
+    ;;
+s3)
+    s3s=$(bash "$here/tests/s3s-fs.sh")
+    port=$((20000 + RANDOM % 20000))
+    mkdir -p "$work/s3/bench"
+    "$s3s" --host 127.0.0.1 --port "$port" --access-key benchkey \
+        --secret-key benchsecret0123456789 "$work/s3" >/dev/null 2>&1 &
+    s3pid=$!
+    trap 'kill "$s3pid" 2>/dev/null; rm -rf "$work"' EXIT
+    store=$work/s3/bench
+    target=store:bench
+    conf="[store]\ntype = s3\nprovider = Other\naccess_key_id = benchkey\n"
+    conf+="secret_access_key = benchsecret0123456789\nendpoint = http://127.0.0.1:$port\n"
+    conf+="force_path_style = true\nregion = us-east-1\n"
+    for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.2
+    done
+    ;;
+*) echo "offsite.sh: BENCH_REMOTE is local or s3" >&2; exit 2 ;;
+esac
 root=$work/root
 export SUM_ROOT=$root
 home=$root/srv/sum/acme
-mkdir -p "$root/etc/sum/sites" "$home/backups" "$home/state" "$work/store"
+mkdir -p "$root/etc/sum/sites" "$home/backups" "$home/state" "$store"
 chmod 700 "$home/backups"
 cat >"$root/etc/sum/sites/acme.toml" <<EOF
 domain = "acme.example.com"
 [git]
 url = "https://example.com/acme.git"
 [backup]
-offsite = "store:$work/store/ours"
+offsite = "$target/ours"
 EOF
-printf '[store]\ntype = local\n' >"$root/etc/sum/rclone.conf"
+printf "$conf" >"$root/etc/sum/rclone.conf"
 chmod 600 "$root/etc/sum/rclone.conf"
 rc() { rclone --config "$root/etc/sum/rclone.conf" "$@"; }
 
@@ -72,11 +107,11 @@ ours=() bare=()
 
 # dump: an empty target each time, for both.
 for i in $(seq 1 "$runs"); do
-    rm -rf "$work/store/ours" "$work/store/bare" "$home/state/offsite.json"
+    rm -rf "$store/ours" "$store/bare" "$home/state/offsite.json"
     t0=$(now); "$bin" acme --offsite-only >/dev/null; t1=$(now)
-    grep -q '"check": "hash"' "$home/state/offsite.json"
-    t2=$(now); rc copy --no-traverse "$home/backups/$name" "store:$work/store/bare"
-    rc copy --no-traverse "$home/backups/$name.json" "store:$work/store/bare"; t3=$(now)
+    check=$(sed -n 's/.*"check": "\(.*\)".*/\1/p' "$home/state/offsite.json")
+    t2=$(now); rc copy --no-traverse "$home/backups/$name" "$target/bare"
+    rc copy --no-traverse "$home/backups/$name.json" "$target/bare"; t3=$(now)
     ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     bare+=("$(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')")
 done
@@ -99,9 +134,9 @@ cat >"$home/backups/$name.json" <<EOF
  "started_utc":"2026-12-01T02:00:00Z","finished_utc":"2026-12-01T02:01:00Z",
  "release":null,"verified":true}
 EOF
-rm -rf "$work/store/ours" "$home/state/offsite.json"
+rm -rf "$store/ours" "$home/state/offsite.json"
 "$bin" acme --offsite-only >/dev/null
-rc copy "$home/media" "store:$work/store/bare-media"
+rc copy "$home/media" "$target/bare-media"
 ours=() bare=()
 for i in $(seq 1 "$runs"); do
     for c in $(seq 1 "$changed"); do
@@ -109,7 +144,7 @@ for i in $(seq 1 "$runs"); do
         head -c 16384 /dev/urandom >"$home/media/d$((f % 100))/f$f.bin"
     done
     t0=$(now); "$bin" acme --offsite-only >/dev/null; t1=$(now)
-    t2=$(now); rc copy "$home/media" "store:$work/store/bare-media"; t3=$(now)
+    t2=$(now); rc copy "$home/media" "$target/bare-media"; t3=$(now)
     ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     bare+=("$(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')")
 done
@@ -120,6 +155,6 @@ verdict() { awk -v r="$1" 'BEGIN { print (r <= 1.2 ? "PASS" : "MISS") }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 r1=$(ratio "$dump_ours" "$dump_bare")
 r2=$(ratio "$media_ours" "$media_bare")
-printf '\n%-44s %10s %10s %7s  %s\n' "off-host copy ($runs runs, median)" "ours (s)" "bare (s)" "ratio" "target <= 1.2x"
-printf '%-44s %10.2f %10.2f %7s  %s\n' "dump of ${dump_mb} MB, to an empty target" "$dump_ours" "$dump_bare" "${r1}x" "$(verdict "$r1")"
+printf '\n%-44s %10s %10s %7s  %s\n' "off-host copy to $BENCH_REMOTE ($runs runs, median)" "ours (s)" "bare (s)" "ratio" "target <= 1.2x"
+printf '%-44s %10.2f %10.2f %7s  %s\n' "dump of ${dump_mb} MB, to an empty target ($check)" "$dump_ours" "$dump_bare" "${r1}x" "$(verdict "$r1")"
 printf '%-44s %10.2f %10.2f %7s  %s\n' "${media_files} media files, ${changed} changed" "$media_ours" "$media_bare" "${r2}x" "$(verdict "$r2")"
