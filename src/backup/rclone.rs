@@ -107,18 +107,49 @@ pub(crate) fn name_list(names: &[String]) -> Result<tempfile::NamedTempFile, Str
     Ok(f)
 }
 
-/// rclone's log without its DEBUG and INFO lines, which `-v` and `-vv`
-/// add: what says why a run failed. All of it when nothing else is left.
+/// What says why an rclone run failed, from its log: without the DEBUG
+/// and INFO lines that `-v` and `-vv` add, without the statistics block
+/// (`Transferred:`, `Errors:`, …) that would push the reason out of the
+/// last lines, and each message once (rclone repeats it on each retry).
+/// All of the log when nothing else is left.
 fn failure_lines(log: &str) -> String {
+    const STATS: [&str; 10] = [
+        "Transferred:",
+        "Errors:",
+        "Checks:",
+        "Deleted:",
+        "Renamed:",
+        "Elapsed time:",
+        "Transferring:",
+        "Checking:",
+        "Server Side",
+        "* ",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
     let kept: Vec<&str> = log
         .lines()
         .filter(|l| !l.contains(" DEBUG : ") && !l.contains(" INFO  : "))
         .filter(|l| !l.trim().is_empty())
+        .filter(|l| !STATS.iter().any(|p| l.trim_start().starts_with(p)))
+        .filter(|l| seen.insert(message_of(l)))
         .collect();
     if kept.is_empty() {
         log.to_string()
     } else {
         kept.join("\n")
+    }
+}
+
+/// A log line as its message, to tell repeats: without the time
+/// (`2026/12/05 18:42:28 `), and an `Attempt 2/3 failed with …` as what
+/// it failed with.
+fn message_of(line: &str) -> &str {
+    let b = line.as_bytes();
+    let timed = b.len() >= 20 && b[4] == b'/' && b[7] == b'/' && b[10] == b' ' && b[19] == b' ';
+    let text = if timed { &line[20..] } else { line };
+    match (text.find("Attempt "), text.find(" failed with ")) {
+        (Some(a), Some(f)) if a < f => &text[f..],
+        _ => text,
     }
 }
 
@@ -187,6 +218,34 @@ Transferred:   \t   97.658 KiB / 97.658 KiB, 100%, 0 B/s, ETA -
         assert_eq!(failure_lines(log), "2026/12/05 15:20:06 ERROR : a: failed");
         let chatter = "2026/12/05 15:20:06 DEBUG : x\n";
         assert_eq!(failure_lines(chatter), chatter);
+    }
+
+    /// rclone 1.60's log of a copy to a full disk, with `-vv` and a retry:
+    /// the reason survives, once, and the statistics go.
+    #[test]
+    fn failure_lines_keep_the_reason_of_a_full_disk_once() {
+        let log = "2026/12/05 18:42:28 INFO  : b: Copied (new)
+2026/12/05 18:42:28 ERROR : a: Failed to copy: preallocate: file too big for remaining disk space
+2026/12/05 18:42:28 ERROR : Attempt 1/2 failed with 1 errors and: preallocate: file too big for remaining disk space
+2026/12/05 18:42:29 ERROR : a: Failed to copy: preallocate: file too big for remaining disk space
+2026/12/05 18:42:29 ERROR : Attempt 2/2 failed with 1 errors and: preallocate: file too big for remaining disk space
+2026/12/05 18:42:29 INFO  : 
+Transferred:   	       10 KiB / 10 KiB, 100%, 0 B/s, ETA -
+Errors:                 1 (retrying may help)
+Transferred:            1 / 1, 100%
+Elapsed time:         0.0s
+
+2026/12/05 18:42:29 Failed to copy: preallocate: file too big for remaining disk space
+";
+        let kept = failure_lines(log);
+        assert_eq!(
+            kept.lines().collect::<Vec<_>>(),
+            [
+                "2026/12/05 18:42:28 ERROR : a: Failed to copy: preallocate: file too big for remaining disk space",
+                "2026/12/05 18:42:28 ERROR : Attempt 1/2 failed with 1 errors and: preallocate: file too big for remaining disk space",
+                "2026/12/05 18:42:29 Failed to copy: preallocate: file too big for remaining disk space",
+            ]
+        );
     }
 
     proptest! {

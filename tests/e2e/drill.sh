@@ -334,7 +334,7 @@ for remote in $remotes; do
         if printf '%s\n' \"\$listing\" | grep -q 'NOT OFF-HOST YET'; then
             printf 'a backup is still not off-host:\n%s\n' \"\$listing\"; exit 1
         fi"
-    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 3 'the off-host copy to' | tail -n 4" </dev/null \
+    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 4 'the off-host copy to' | tail -n 5" </dev/null \
         | sed 's/^/    /' || true
 done
 if [ "${remotes#*sftp}" != "$remotes" ]; then
@@ -353,7 +353,7 @@ if [ "${remotes#*sftp}" != "$remotes" ]; then
         if sum-backup bakery --list | grep -q 'NOT OFF-HOST YET'; then exit 1; fi
         cmp /srv/sum/bakery/media/${url#/media/} /srv/full/b/bakery/media/${url#/media/}
         umount /srv/full"
-    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 3 'the off-host copy to drill-sftp:/srv/full' | tail -n 4" </dev/null \
+    ct "journalctl -u sum-backup@bakery --no-pager -o cat | grep -A 4 'the off-host copy to drill-sftp:/srv/full' | tail -n 5" </dev/null \
         | sed 's/^/    /' || true
 fi
 
