@@ -321,19 +321,26 @@ fn a_crypt_remote_hides_names_and_contents_and_is_checked_with_cryptcheck() {
     }
 }
 
-#[test]
-fn remote_retention_keeps_what_the_rules_keep_and_never_touches_foreign_files() {
-    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
-        return;
-    };
+/// A site with data that keeps one daily backup and copies to
+/// `store:<storage>/b`.
+fn keeping_one_day(pg: &Pg, storage: &Storage) -> Site {
     let site = site_with_data(
-        &pg,
+        pg,
         &format!(
             "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\noffsite = \"store:{}/b\"",
             storage.path().display()
         ),
     );
     storage.configure(&site, &["store"]);
+    site
+}
+
+#[test]
+fn remote_retention_keeps_what_the_rules_keep_and_never_touches_foreign_files() {
+    let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
+        return;
+    };
+    let site = keeping_one_day(&pg, &storage);
     let remote_dir: &Path = &storage.path().join("b/acme");
     std::fs::create_dir_all(remote_dir).unwrap();
     std::fs::write(remote_dir.join("notes.txt"), "the operator's").unwrap();
@@ -922,14 +929,7 @@ fn remote_retention_keeps_the_pre_migrate_backup_that_local_retention_keeps() {
     let (Some(pg), Some(storage)) = (Pg::start(), Storage::new()) else {
         return;
     };
-    let site = site_with_data(
-        &pg,
-        &format!(
-            "keep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\noffsite = \"store:{}/b\"",
-            storage.path().display()
-        ),
-    );
-    storage.configure(&site, &["store"]);
+    let site = keeping_one_day(&pg, &storage);
     let (code, out) = backup(&site);
     assert_eq!(code, Some(0), "{out}");
     let dir = site.backups();
