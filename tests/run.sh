@@ -35,9 +35,12 @@ step "installing test dependencies"
 # rclone: the off-host copies (tests/it/offsite.rs).
 # openssh-client: ssh-keygen makes the disaster drill's SFTP key
 # (tests/e2e/drill.sh; its containers have openssh-server and rclone).
+# apt-utils, gnupg: packaging/build-repo makes the signed apt repository
+# (apt-ftparchive, gpg), tested by tests/repo.sh and installed from in the e2e.
 packages=(systemd caddy strace lintian mmdebstrap systemd-container dpkg-dev
           util-linux procps curl ca-certificates gzip postgresql postgresql-client
-          python3 python3-pip python3-venv git redis-server acl rclone openssh-client)
+          python3 python3-pip python3-venv git redis-server acl rclone openssh-client
+          apt-utils gnupg)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -74,6 +77,9 @@ step "lintian"
 # Errors fail the build; every remaining warning is explained in
 # packaging/lintian-overrides (shipped in the package) and docs/packaging.md.
 lintian --fail-on error,warning "$deb"
+
+step "the signed apt repository (packaging/build-repo, read by the host's apt)"
+bash tests/repo.sh "$deb"
 
 if [ "$e2e" = 1 ]; then
     step "end-to-end in systemd containers: the main run and the fault matrix, side by side"
