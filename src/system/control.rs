@@ -116,7 +116,7 @@ impl Control for Systemd {
             self.ensure_socket(site)?;
         }
         for unit in units {
-            systemd::systemctl(&["start", unit])?;
+            systemd::start_deliberately("start", std::slice::from_ref(unit))?;
         }
         Ok(())
     }
@@ -128,10 +128,7 @@ impl Control for Systemd {
         // requests queue instead of failing; a gunicorn started without
         // it would have nothing to serve.
         self.ensure_socket(site)?;
-        let units = app_units(site);
-        let mut args = vec!["restart"];
-        args.extend(units.iter().map(String::as_str));
-        systemd::systemctl(&args)
+        systemd::start_deliberately("restart", &app_units(site))
     }
     fn stop(&mut self, site: &Site) -> Result<(), String> {
         let units = app_units(site);

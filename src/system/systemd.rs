@@ -22,6 +22,29 @@ pub fn systemctl(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `systemctl VERB UNITS…` for a start the operator asked for (a deploy, a
+/// rollback, a restore), not one of `Restart=`: the units' start-rate
+/// counters are reset first (`systemctl reset-failed` does that). systemd
+/// counts every start against `StartLimitBurst=` (5 in 10 s by default),
+/// manual ones too, and a sixth deploy or rollback within ten seconds would
+/// otherwise leave gunicorn failed with `start-limit-hit` and the site down.
+/// A crash loop is still limited: `Restart=` restarts go through systemd
+/// alone and keep the limit.
+pub fn start_deliberately(verb: &str, units: &[String]) -> Result<(), String> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<&str> = units.iter().map(String::as_str).collect();
+    // A unit systemd does not know has no counter; that is not an error.
+    let _ = Command::new("systemctl")
+        .arg("reset-failed")
+        .args(&units)
+        .output();
+    let mut args = vec![verb];
+    args.extend(&units);
+    systemctl(&args)
+}
+
 /// One property of a unit, as `systemctl show -P` prints it; None when
 /// systemctl fails or has no value (empty, `n/a`).
 pub fn property(unit: &str, property: &str) -> Option<String> {
@@ -108,7 +131,7 @@ pub fn ensure_socket(site: &str, path: &std::path::Path) -> Result<Option<String
     // Restarting the socket restarts the service that Requires= it, so
     // the gunicorn that runs gets the new descriptor.
     let fix = format!("systemctl restart {unit}");
-    systemctl(&["restart", &unit]).map_err(|e| {
+    start_deliberately("restart", std::slice::from_ref(&unit)).map_err(|e| {
         format!("{unit} {why}, and restarting it failed ({e}); run `{fix}` and see `journalctl -u {unit}`")
     })?;
     if !listens_on(path) {
