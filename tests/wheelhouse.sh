@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Downloads the wheels of the example sites into a wheelhouse, once: the
 # deploy tests and the e2e container install from it with PIP_NO_INDEX=1 and
-# PIP_FIND_LINKS, as a site with a private wheelhouse would. CPython 3.11 on
-# x86_64 (Debian 12's python3).
+# PIP_FIND_LINKS, as a site with a private wheelhouse would. CPython 3.11 and
+# 3.13 on x86_64 (the python3 of Debian 12 and of Debian 13): one wheelhouse
+# for both, pip picks each interpreter's own wheels from it.
 #
 #   acme    examples/acme/requirements.txt
 #   bakery  examples/bakery/requirements.txt and, for its [python] extra,
@@ -30,15 +31,20 @@ bakery_v3=("django-compressor==4.7.0")
 # Keep in step with GUNICORN in src/deploy/app.rs and OLDEST/NEWEST in
 # tests/it/gunicorn_conf.rs.
 gunicorns=("gunicorn==23.0.0" "gunicorn==27.0.1")
+# The interpreters: Debian 12's and Debian 13's python3.
+pythons=(3.11 3.13)
 # Every input file by name and content, so changing any of them downloads again.
-stamp="$dest/.complete-$({ sha256sum "$acme" "${bakery[@]}"; printf '%s\n' "${extra[@]}" "${bakery_v3[@]}" "${gunicorns[@]}"; } \
+stamp="$dest/.complete-$({ sha256sum "$acme" "${bakery[@]}"; printf '%s\n' "${extra[@]}" "${bakery_v3[@]}" "${gunicorns[@]}" "${pythons[@]}"; } \
     | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && { echo "$dest"; exit 0; }
 mkdir -p "$dest"
 download() { # pip's requirement arguments
-    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-        --python-version 3.11 --platform manylinux2014_x86_64 --implementation cp \
-        --dest "$dest" "$@" "${extra[@]}" >&2
+    local py
+    for py in "${pythons[@]}"; do
+        python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+            --python-version "$py" --platform manylinux2014_x86_64 --implementation cp \
+            --dest "$dest" "$@" "${extra[@]}" >&2
+    done
 }
 # One resolution per site, as each site's own pip install resolves alone:
 # acme's redis pin must not decide the bakery's redis.

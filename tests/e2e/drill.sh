@@ -225,7 +225,7 @@ debname=$(basename "$deb")
 # ---------------------------------------------------------------------------
 
 step "host A: the bakery with an upload, backed up off-host"
-E2E_UNITS=(postgresql@15-main.service caddy.service ssh.service drill-s3.service)
+E2E_UNITS=($E2E_PG_UNIT caddy.service ssh.service drill-s3.service)
 e2e_boot "$image"
 stage_common
 cp examples/bakery.toml "$E2E_STAGE/bakery.toml"
@@ -372,7 +372,7 @@ for remote in $remotes; do
     target=$(target_of "$remote")
     [ "$n" = 1 ] || destroy_host
     step "host B ($remote): a fresh host recovers the bakery from $target"
-    E2E_UNITS=(postgresql@15-main.service caddy.service ssh.service drill-s3.service)
+    E2E_UNITS=($E2E_PG_UNIT caddy.service ssh.service drill-s3.service)
     e2e_boot "$image"
     stage_common
     cp "$VAULT/bakery.toml" "$VAULT/bakery.env" "$VAULT/rclone.conf" "$VAULT/rclone-sftp.key" "$E2E_STAGE/"

@@ -149,7 +149,7 @@ e2e_host_deps
 step "image"
 image=$(e2e_image)
 step "booting the container"
-E2E_UNITS=(postgresql@15-main.service redis-server.service caddy.service)
+E2E_UNITS=($E2E_PG_UNIT redis-server.service caddy.service)
 e2e_boot "$image"
 
 cp "$deb" "$E2E_STAGE/"

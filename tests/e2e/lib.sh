@@ -33,6 +33,15 @@
 E2E_RECIPE_VERSION=1
 
 E2E_SUITE=${E2E_SUITE:-bookworm}
+# What each supported release brings that the checks name (docs/packaging.md,
+# "Debian 12 and Debian 13"): the PostgreSQL cluster's unit and python3.
+case "$E2E_SUITE" in
+bookworm) E2E_RELEASE="Debian 12"; E2E_PG_VERSION=15; E2E_PYTHON=3.11 ;;
+trixie) E2E_RELEASE="Debian 13"; E2E_PG_VERSION=17; E2E_PYTHON=3.13 ;;
+*) echo "e2e: E2E_SUITE=$E2E_SUITE: only bookworm (Debian 12) and trixie (Debian 13) are supported" >&2
+   exit 2 ;;
+esac
+E2E_PG_UNIT=postgresql@$E2E_PG_VERSION-main.service
 E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/sum-golden-path-e2e}
 E2E_TMP_BASE=${E2E_TMP_BASE:-/var/tmp}
 E2E_HOSTNAME=sum-e2e

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end: the real package in a real Debian 12 with systemd as PID 1.
+# End-to-end: the real package in a real Debian 13 or 12 with systemd as PID 1
+# (E2E_SUITE=trixie or bookworm, the default).
 #
 #   sudo bash tests/e2e/run.sh [--deb PATH] [--keep]
 #
@@ -82,7 +83,7 @@ image=$(e2e_image)
 
 step "booting the container"
 boot_started=$(date +%s)
-E2E_UNITS=(postgresql@15-main.service redis-server.service caddy.service)
+E2E_UNITS=($E2E_PG_UNIT redis-server.service caddy.service)
 if ! e2e_boot "$image" 2>&1; then
     e2e_fail "the container boots" "systemctl is-system-running: running or degraded" \
         "see the console log above"
@@ -90,7 +91,7 @@ fi
 E2E_PASSED=$((E2E_PASSED + 1)); echo "  ok    the container boots ($(( $(date +%s) - boot_started ))s)"
 
 check "postgresql, redis-server and caddy run under systemd" '
-    for u in postgresql@15-main.service redis-server.service caddy.service; do
+    for u in '"$E2E_PG_UNIT"' redis-server.service caddy.service; do
         expect "systemctl is-active $u" active "$(systemctl is-active "$u")"
     done
     expect "psql as postgres" 1 "$(runuser -u postgres -- psql -XAtc "select 1")"
@@ -107,7 +108,7 @@ rm -rf "$E2E_STAGE/repo" "$E2E_STAGE/repo.test-gnupg"
 bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb" >/dev/null 2>&1 \
     || bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb"
 # gunicorn for a running app: the container has no network, so its wheels
-# come from a wheelhouse downloaded here (the container's Python is 3.11).
+# come from a wheelhouse downloaded here (its Python 3.11 or 3.13: tests/wheelhouse.sh has both).
 # The example app's wheels (gunicorn, Django, psycopg, redis), and its git
 # repository with eight versions (examples/make-repo.sh).
 wheelhouse=$(bash tests/wheelhouse.sh)
@@ -345,7 +346,7 @@ check "Caddy proxies https://beta.localhost/ to it once deployed" '
     contains "forwarded proto" "\"proto\": \"https\"" "$(cat /root/resp.b)"'
 
 step "backups and restores"
-E2E_UNITS=(sum-backup@beta.service sum-gunicorn@beta.socket postgresql@15-main.service)
+E2E_UNITS=(sum-backup@beta.service sum-gunicorn@beta.socket $E2E_PG_UNIT)
 check "a table for beta with a row to lose" '
     site_sql beta "CREATE TABLE notes (id serial PRIMARY KEY, title text); INSERT INTO notes (title) VALUES ('\''keep me'\''), ('\''other'\'')"'
 check "the backup timer of beta is scheduled" '
