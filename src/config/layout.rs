@@ -7,7 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-/// Environment variable that points every program at another root (tests).
+/// The variable every generated service carries: a digest of its own unit
+/// file. A running process keeps the value it started with, so comparing it
+/// with the unit systemd has loaded tells whether the process still runs on
+/// an older definition (after a package upgrade or a changed site file;
+/// `sumctl status` says so, docs/packaging.md "Upgrades").
+pub const UNIT_DIGEST_VAR: &str = "SUM_UNIT_DIGEST";
+
 /// Where every site's directory lives (SPEC §4).
 pub const SITES_HOME: &str = "/srv/sum";
 
@@ -15,6 +21,7 @@ pub const SITES_HOME: &str = "/srv/sum";
 /// so `sumctl maintenance off` knows a restore's flag from an operator's.
 pub const RESTORE_FLAG_TEXT: &str = "sum-restore";
 
+/// Environment variable that points every program at another root (tests).
 pub const ROOT_ENV: &str = "SUM_ROOT";
 
 /// Directory of the Caddy snippets written by the render step.

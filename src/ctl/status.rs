@@ -27,6 +27,10 @@ pub struct SiteStatus {
     pub next_backup: Option<String>,
     /// Unit name → ActiveState (only on a real system).
     pub units: Vec<(String, String)>,
+    /// Running app units whose process started from an older definition
+    /// than the one systemd has loaded (after a package upgrade or a changed
+    /// site file): the next deploy or rollback restarts them on it.
+    pub units_on_older_definition: Vec<String>,
     /// Set when the site file is rejected and the site runs on its last
     /// good copy: that copy and the file's first error.
     pub last_good_config: Option<LastGoodConfig>,
@@ -48,6 +52,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let last = listed.iter().find(|b| b.verified);
     let now = crate::system::timefmt::now_unix();
     let mut units = Vec::new();
+    let mut units_on_older_definition = Vec::new();
     let mut next_backup = None;
     if root.is_system() {
         let n = &site.name;
@@ -66,6 +71,11 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         for u in names {
             let state = crate::system::systemd::property(&u, "ActiveState")
                 .unwrap_or_else(|| "unknown".into());
+            if u.ends_with(".service")
+                && crate::system::systemd::runs_older_definition(&u) == Some(true)
+            {
+                units_on_older_definition.push(u.clone());
+            }
             units.push((u, state));
         }
         next_backup = crate::system::systemd::property(
@@ -83,6 +93,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         backups: listed.len(),
         next_backup,
         units,
+        units_on_older_definition,
         last_good_config: None,
         maintenance: crate::ctl::maintenance::flag_text(root, &site.name),
     }
@@ -209,6 +220,26 @@ fn print_status(s: &SiteStatus, out: &mut dyn Write) {
         let _ = writeln!(out, "  next backup:   {n}");
     }
     for (u, st) in &s.units {
-        let _ = writeln!(out, "  {u:<36} {st}");
+        let older = if s.units_on_older_definition.contains(u) {
+            " (runs on its OLDER unit)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {u:<36} {st}{older}");
+    }
+    if !s.units_on_older_definition.is_empty() {
+        let _ = writeln!(
+            out,
+            "  older units:   {} started before the package or the site file changed \
+             {}; it keeps serving, and the next deploy or rollback restarts it on the \
+             new one (`systemctl start sum-deploy@{}`)",
+            s.units_on_older_definition.join(", "),
+            if s.units_on_older_definition.len() == 1 {
+                "its unit"
+            } else {
+                "their units"
+            },
+            s.site
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::layout::{SiteLayout, GUNICORN_CONF, SITES_HOME};
+use crate::config::layout::{SiteLayout, GUNICORN_CONF, SITES_HOME, UNIT_DIGEST_VAR};
 use crate::config::site::Site;
 
 /// One generated unit file.
@@ -273,12 +273,30 @@ pub fn render(site: &Site) -> Rendered {
     units.push(timer_unit(site, &timer));
     wants.push(("timers.target".to_string(), timer));
     let dropins = vec![sites_target_dropin(site, &socket)];
+    for unit in &mut units {
+        if unit.name.ends_with(".service") {
+            stamp_digest(unit);
+        }
+    }
     units.sort_by(|a, b| a.name.cmp(&b.name));
     wants.sort();
     Rendered {
         units,
         wants,
         dropins,
+    }
+}
+
+/// Adds `Environment=SUM_UNIT_DIGEST=<digest>` as the first line of the
+/// `[Service]` section: the first 16 hex digits of the SHA-256 of the unit
+/// as rendered without that line.
+fn stamp_digest(unit: &mut UnitFile) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(unit.contents.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let line = format!("Environment={UNIT_DIGEST_VAR}={hex}\n");
+    if let Some(at) = unit.contents.find("[Service]\n") {
+        unit.contents.insert_str(at + "[Service]\n".len(), &line);
     }
 }
 
@@ -528,5 +546,78 @@ mod tests {
             env("X", "a \"b\" %c"),
             "Environment=\"X=a \\\"b\\\" %%c\"\n"
         );
+    }
+
+    fn acme(extra: &str) -> Site {
+        Site::parse(
+            "acme",
+            std::path::Path::new("/etc/sum/sites/acme.toml"),
+            &format!(
+                "domain = \"acme.example.com\"\n[git]\nurl = \"https://git.example.com/acme.git\"\n{extra}"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn digest_of(unit: &UnitFile) -> String {
+        let line = unit
+            .contents
+            .lines()
+            .find_map(|l| l.strip_prefix("Environment=SUM_UNIT_DIGEST="))
+            .unwrap_or_else(|| panic!("{} carries no digest", unit.name));
+        line.to_string()
+    }
+
+    #[test]
+    fn every_service_carries_the_digest_of_its_own_text() {
+        use sha2::{Digest, Sha256};
+        let rendered = render(&acme("[celery]\nworker = true\n"));
+        let services: Vec<&UnitFile> = rendered
+            .units
+            .iter()
+            .filter(|u| u.name.ends_with(".service"))
+            .collect();
+        assert_eq!(services.len(), 2, "gunicorn and celery");
+        for unit in services {
+            let digest = digest_of(unit);
+            let without: String = unit
+                .contents
+                .lines()
+                .filter(|l| !l.starts_with("Environment=SUM_UNIT_DIGEST="))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let sha = Sha256::digest(without.as_bytes());
+            let hex: String = sha[..8].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(digest, hex, "{}", unit.name);
+            // First in [Service], so that nothing else moves.
+            let after = unit.contents.split("[Service]\n").nth(1).unwrap();
+            assert!(after.starts_with("Environment=SUM_UNIT_DIGEST="));
+        }
+        for unit in rendered
+            .units
+            .iter()
+            .filter(|u| !u.name.ends_with(".service"))
+        {
+            assert!(!unit.contents.contains("SUM_UNIT_DIGEST"), "{}", unit.name);
+        }
+    }
+
+    #[test]
+    fn the_digest_changes_with_the_unit_and_only_with_it() {
+        let gunicorn = |site: &Site| {
+            render(site)
+                .units
+                .into_iter()
+                .find(|u| u.name == "sum-gunicorn@acme.service")
+                .unwrap()
+        };
+        let base = gunicorn(&acme(""));
+        assert_eq!(digest_of(&base), digest_of(&gunicorn(&acme(""))));
+        let more_workers = gunicorn(&acme("[gunicorn]\nworkers = 7\n"));
+        assert_ne!(base.contents, more_workers.contents);
+        assert_ne!(digest_of(&base), digest_of(&more_workers));
+        // The timer's schedule is not in the gunicorn unit: its digest stays.
+        let other_schedule = gunicorn(&acme("[backup]\nschedule = \"*-*-* 04:00:00\"\n"));
+        assert_eq!(digest_of(&base), digest_of(&other_schedule));
     }
 }

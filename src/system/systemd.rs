@@ -144,10 +144,115 @@ pub fn ensure_socket(site: &str, path: &std::path::Path) -> Result<Option<String
     Ok(Some(format!("{unit} {why}: restarted it")))
 }
 
+/// Whether the running process of an app unit started from an older
+/// definition than the one systemd has loaded now: the digest the generator
+/// stamps into every service (`config::layout::UNIT_DIGEST_VAR`), as the
+/// process's environment has it, against the unit's `Environment=`.
+/// `Some(true)` also when the process carries no digest at all (started by
+/// a version that stamped none). None when that cannot be told: the unit
+/// does not run, its loaded definition has no digest, or the process's
+/// environment cannot be read (not root).
+pub fn runs_older_definition(unit: &str) -> Option<bool> {
+    let key = crate::config::layout::UNIT_DIGEST_VAR;
+    let loaded = show_environment_value(&property(unit, "Environment")?, key)?;
+    let pid: u32 = property(unit, "MainPID")?.parse().ok().filter(|p| *p > 0)?;
+    let environ = fs_err::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(environ_value(&environ, key).as_deref() != Some(loaded.as_str()))
+}
+
+/// The value of `key` in a process's environment as `/proc/PID/environ`
+/// holds it: `KEY=VALUE` entries, each ended by a NUL byte.
+pub fn environ_value(environ: &[u8], key: &str) -> Option<String> {
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(key.as_bytes())?.strip_prefix(b"="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The value of `key` in `systemctl show -P Environment`: assignments
+/// separated by spaces, one that holds a space or a quote quoted as a
+/// whole. Only a plain token `KEY=VALUE` counts (the generator's digest is
+/// hex and comes first); a quoted assignment never matches, so a value
+/// that merely contains `KEY=` is not mistaken for it.
+pub fn show_environment_value(shown: &str, key: &str) -> Option<String> {
+    shown
+        .split(' ')
+        .find_map(|token| token.strip_prefix(key)?.strip_prefix('='))
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_digest_is_read_from_a_real_environ_and_a_real_show() {
+        // /proc/PID/environ of a gunicorn master under sum-gunicorn@acme.
+        let environ =
+            b"LANG=C.UTF-8\0PATH=/usr/bin\0SUM_UNIT_DIGEST=0123abcd4567ef89\0SUM_SITE=acme\0";
+        assert_eq!(
+            environ_value(environ, "SUM_UNIT_DIGEST").as_deref(),
+            Some("0123abcd4567ef89")
+        );
+        assert_eq!(environ_value(environ, "SUM_UNIT"), None);
+        assert_eq!(environ_value(b"", "SUM_UNIT_DIGEST"), None);
+        // systemd 252's `systemctl show -P Environment` of the same unit.
+        let shown = "SUM_UNIT_DIGEST=0123abcd4567ef89 SUM_SITE=acme \"X=a b\" STATIC_ROOT=/srv/sum/acme/static";
+        assert_eq!(
+            show_environment_value(shown, "SUM_UNIT_DIGEST").as_deref(),
+            Some("0123abcd4567ef89")
+        );
+        assert_eq!(
+            show_environment_value("\"X=a SUM_UNIT_DIGEST=fake\"", "SUM_UNIT_DIGEST"),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn environ_finds_exactly_its_key(
+            others in proptest::collection::vec(("[A-Z_]{1,12}", "[ -~]{0,30}"), 0..8),
+            at in 0usize..8,
+            digest in "[0-9a-f]{16}",
+        ) {
+            let key = "SUM_UNIT_DIGEST";
+            let mut entries: Vec<String> = others
+                .iter()
+                .filter(|(k, _)| k != key)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let without: Vec<u8> = entries.iter().flat_map(|e| format!("{e}\0").into_bytes()).collect();
+            prop_assert_eq!(environ_value(&without, key), None);
+            entries.insert(at.min(entries.len()), format!("{key}={digest}"));
+            let with: Vec<u8> = entries.iter().flat_map(|e| format!("{e}\0").into_bytes()).collect();
+            prop_assert_eq!(environ_value(&with, key), Some(digest));
+        }
+
+        #[test]
+        fn show_finds_the_plain_digest_among_quoted_values(
+            others in proptest::collection::vec(("[A-Z_]{1,12}", "[ -~]{0,30}"), 0..8),
+            digest in "[0-9a-f]{16}",
+        ) {
+            let key = "SUM_UNIT_DIGEST";
+            // As systemctl shows them: quoted when the value has a space or a quote.
+            let shown_others: Vec<String> = others
+                .iter()
+                .map(|(k, v)| {
+                    let a = format!("{k}={v}");
+                    if v.contains([' ', '"', '\\', '\'']) {
+                        format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let mut all = vec![format!("{key}={digest}")];
+            all.extend(shown_others);
+            prop_assert_eq!(show_environment_value(&all.join(" "), key), Some(digest));
+        }
+    }
 
     const TABLE: &str = "Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0001 01 45888 /run/sum/acme/gunicorn.sock
