@@ -31,6 +31,7 @@ E2E_KEEP=$keep
 e2e_install_traps
 check() { e2e_check "$@"; }
 
+E2E_PRELUDE+=$E2E_DEPLOY_HELPERS
 E2E_PRELUDE+='
 CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
 get() { # get URL [curl args]: prints the HTTP status; body in /root/resp.b
@@ -41,22 +42,11 @@ serves() { # serves RELEASE: the health check through Caddy answers 200 from REL
     expect "https://acme.localhost/health/" 200 "$(get https://acme.localhost/health/)"
     contains "health body" "\"release\": \"$1\"" "$(cat /root/resp.b)"
 }
-# mark: the time after which this_deploy reads. A successful oneshot unit
-# is unloaded, so its InvocationID is gone by the time a check reads it.
-# Not a cursor: with a filter that the entry at the cursor does not match,
-# journalctl 252 --after-cursor skips the first entry that does.
-mark() {
-    date +%s.%6N >/root/mark
-}
 deploy_ok() { # deploy_ok: systemctl start sum-deploy@acme succeeds and v2 serves
     mark
     systemctl start sum-deploy@acme
     expect "sum-deploy@acme Result" success "$(systemctl show -P Result sum-deploy@acme)"
     serves v2
-}
-# this_deploy [journalctl args]: the journal of sum-deploy@acme since the last mark.
-this_deploy() {
-    journalctl -u sum-deploy@acme --since "@$(cat /root/mark)" --no-pager -o cat "$@"
 }
 rolls_back() { # rolls_back REF: a deploy of REF fails after the swap and rolls back (exit 4)
     sed -i "s|^ref = .*|ref = \"$1\"|" /etc/sum/sites/acme.toml
@@ -64,85 +54,14 @@ rolls_back() { # rolls_back REF: a deploy of REF fails after the swap and rolls 
     if systemctl start sum-deploy@acme; then echo "the deploy of $1 succeeded"; return 1; fi
     expect "exit status of the deploy of $1" 4 "$(systemctl show -P ExecMainStatus sum-deploy@acme)"
 }
-running() { # running: sum-deploy@acme (a oneshot: "activating" while it runs) has not ended
-    case "$(systemctl show -P ActiveState sum-deploy@acme)" in
-    activating | active | deactivating) return 0 ;;
-    esac
-    return 1
-}
-wait_for_step() { # wait_for_step TEXT: until the running deploy logged TEXT
-    _end=$(( $(date +%s) + 120 ))
-    until this_deploy | grep -qF "$1"; do
-        [ "$(date +%s)" -lt "$_end" ] || { echo "the deploy never logged: $1"; return 1; }
-        running || { echo "the deploy ended before: $1"; this_deploy | tail -n 20; return 1; }
-        sleep 0.1
-    done
-}
-wait_for_end() { # wait_for_end: until sum-deploy@acme is no longer running
-    _end=$(( $(date +%s) + 300 ))
-    while running; do
-        [ "$(date +%s)" -lt "$_end" ] || { echo "the deploy still runs after 300s"; return 1; }
-        sleep 0.2
-    done
-}
 '
 
-# The request loop, inside the container: GET https://acme.localhost/
-# through Caddy, one request at a time, until /root/load.stop appears. It is
-# bounded (30000 requests, 15 minutes) and stops by itself.
-LOAD_SCRIPT='#!/bin/bash
-if [ "$1" = --summary ]; then # --summary LOG: "requests failed slowest"
-    exec awk "{ n++; if (\$1 != \"200\") f++; if (\$2 > m) m = \$2 }
-              END { printf \"%d %d %.3f\", n, f, m }" "$2"
-fi
-out=$1
-CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
-end=$(( $(date +%s) + 900 ))
-n=0
-: >"$out"
-while [ ! -e /root/load.stop ] && [ "$n" -lt 30000 ] && [ "$(date +%s)" -lt "$end" ]; do
-    curl -s -o /dev/null --max-time 30 --cacert "$CA" --resolve acme.localhost:443:127.0.0.1 \
-        -w "%{http_code} %{time_total}\n" https://acme.localhost/ >>"$out" || true
-    n=$((n + 1))
-    sleep 0.05
-done
-'
-
-SUMMARY=()
 # Failed requests a fault may have and still pass. Not 0: once in about
 # 10,000 requests over six runs, one new connection failed (curl: 000 in
 # 0.04 s) during the typo fault, whose steps reload Caddy and deploy; its
 # cause is not found yet. Every failure is still counted and printed per
 # fault; a site that goes down fails many more.
 TOLERATED=1
-
-# load_start NAME: starts the request loop as a transient unit.
-load_start() {
-    ct "rm -f /root/load.stop
-        systemd-run --quiet --collect --unit=e2e-load-$1 /bin/bash /root/load.sh /root/load-$1.log
-        for _ in \$(seq 100); do [ -s /root/load-$1.log ] && exit 0; sleep 0.1; done
-        echo 'the request loop answered nothing in 10 s'; exit 1" </dev/null
-}
-
-# load_stop NAME MAX_FAILED: stops the loop, prints and records its figures,
-# and fails the run when more than MAX_FAILED requests failed ("-" only
-# reports: a fault that takes the front door away, like stopping Caddy).
-load_stop() {
-    local name=$1 max=$2 figures n failed
-    figures=$(ct "touch /root/load.stop
-        while systemctl is-active -q e2e-load-$name; do sleep 0.1; done
-        bash /root/load.sh --summary /root/load-$name.log" </dev/null)
-    read -r n failed slowest <<<"$figures"
-    SUMMARY+=("$(printf '%-28s %6s requests %4s failed  slowest %6ss' "$name" "$n" "$failed" "$slowest")")
-    info "requests during '$name': $n sent, $failed failed, slowest ${slowest}s"
-    if [ "$n" -lt 1 ]; then
-        e2e_fail "requests during '$name'" "at least one request" "none"
-    fi
-    if [ "$max" != - ] && [ "$failed" -gt "$max" ]; then
-        e2e_fail "requests during '$name'" "at most $max failed" "$failed failed of $n; the codes seen:
-$(ct "cut -d' ' -f1 /root/load-$name.log | sort | uniq -c" </dev/null)"
-    fi
-}
 
 step "host tools"
 e2e_host_deps
@@ -156,14 +75,12 @@ cp "$deb" "$E2E_STAGE/"
 wheelhouse=$(bash tests/wheelhouse.sh)
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
-printf '%s' "$LOAD_SCRIPT" >"$E2E_STAGE/load.sh"
 debname=$(basename "$deb")
 
 step "a deployed site: acme v2 through systemd and Caddy"
 E2E_UNITS=(sum-deploy@acme.service sum-gunicorn@acme.socket sum-gunicorn@acme.service caddy.service)
 check "the package installs and acme deploys" "
     apt-get install -y -q -o Dpkg::Use-Pty=0 /root/in/$debname >/dev/null
-    cp /root/in/load.sh /root/load.sh
 "'
     # A writable copy: a fault below commits to it.
     cp -a /root/in/acme-repo /root/acme-repo
@@ -182,7 +99,7 @@ check "a successful deploy logs nothing at priority err" '
     expect "journalctl -p err of the deploy" "" "$(this_deploy -p err)"'
 
 step "fault: a typo in the site file, reloaded, then fixed"
-load_start typo
+e2e_load_start typo
 check "the typo reloaded keeps acme's units; check and status say why; fixed, the next deploy works" '
     cp /etc/sum/sites/acme.toml /root/acme.toml.good
     sed -i "s|^domain *= *\"acme.localhost\"|domain = acme.localhost|" /etc/sum/sites/acme.toml
@@ -206,10 +123,10 @@ check "the typo reloaded keeps acme's units; check and status say why; fixed, th
     systemctl daemon-reload
     sumctl check
     deploy_ok'
-load_stop typo "$TOLERATED"
+e2e_load_stop typo "$TOLERATED"
 
 step "fault: the site file deleted, then restored"
-load_start deleted
+e2e_load_start deleted
 check "deleted: the units are no longer generated; restored: the next deploy repairs the socket and works" '
     mv /etc/sum/sites/acme.toml /root/acme.toml.moved
     systemctl daemon-reload
@@ -220,10 +137,10 @@ check "deleted: the units are no longer generated; restored: the next deploy rep
     deploy_ok
     contains "the deploy" "socket: sum-gunicorn@acme.socket is active but systemd holds no listening socket" "$(this_deploy)"
     contains "the deploy" "restarted it" "$(this_deploy)"'
-load_stop deleted "$TOLERATED"
+e2e_load_stop deleted "$TOLERATED"
 
 step "fault: two sites claim one host"
-load_start clash
+e2e_load_start clash
 check "a second site file claiming acme.localhost takes nothing from acme" '
     cp /etc/sum/sites/acme.toml /etc/sum/sites/thief.toml
     systemctl daemon-reload
@@ -238,10 +155,10 @@ check "a second site file claiming acme.localhost takes nothing from acme" '
     rm /etc/sum/sites/thief.toml
     systemctl daemon-reload
     deploy_ok'
-load_stop clash "$TOLERATED"
+e2e_load_stop clash "$TOLERATED"
 
 step "fault: systemctl daemon-reload in the middle of a deploy"
-load_start reload-mid-deploy
+e2e_load_start reload-mid-deploy
 check "a daemon-reload during the checks changes nothing: the deploy goes on and succeeds" '
     mark
     systemctl start --no-block sum-deploy@acme
@@ -250,10 +167,10 @@ check "a daemon-reload during the checks changes nothing: the deploy goes on and
     wait_for_end
     expect "sum-deploy@acme Result" success "$(systemctl show -P Result sum-deploy@acme)"
     serves v2'
-load_stop reload-mid-deploy "$TOLERATED"
+e2e_load_stop reload-mid-deploy "$TOLERATED"
 
 step "fault: the deploy's own unit stopped during its slowest step"
-load_start stop-deploy
+e2e_load_start stop-deploy
 check "systemctl stop sum-deploy@acme while pip builds a new venv: the site serves, the next deploy works" '
     # New requirements (a comment): a new venv, the slowest step of a deploy.
     cd /root/acme-repo
@@ -277,10 +194,10 @@ check "systemctl stop sum-deploy@acme while pip builds a new venv: the site serv
     contains "the next deploy" "built venvs/" "$(this_deploy)"
     sed -i "s|^ref = .*|ref = \"main\"|" /etc/sum/sites/acme.toml
     deploy_ok'
-load_stop stop-deploy "$TOLERATED"
+e2e_load_stop stop-deploy "$TOLERATED"
 
 step "fault: the package upgraded (apt install again) in the middle of a deploy"
-load_start upgrade-mid-deploy
+e2e_load_start upgrade-mid-deploy
 check "apt-get install --reinstall during the deploy: it goes on and succeeds" "
     mark
     systemctl start --no-block sum-deploy@acme
@@ -290,14 +207,14 @@ check "apt-get install --reinstall during the deploy: it goes on and succeeds" "
     expect 'sum-deploy@acme Result' success \"\$(systemctl show -P Result sum-deploy@acme)\"
     serves v2
     deploy_ok"
-load_stop upgrade-mid-deploy "$TOLERATED"
+e2e_load_stop upgrade-mid-deploy "$TOLERATED"
 check "an upgrade gives a deployed site without a last good copy one (from a version that kept none)" "
     rm /etc/sum/last-good/acme.toml
     apt-get install --reinstall -y -q -o Dpkg::Use-Pty=0 /root/in/$debname >/dev/null
     cmp /etc/sum/sites/acme.toml /etc/sum/last-good/acme.toml"
 
 step "fault: Caddy stopped, then started"
-load_start caddy-stopped
+e2e_load_start caddy-stopped
 check "Caddy stopped for 3 s and started: it serves acme again, the next deploy works" '
     systemctl stop caddy
     sleep 3
@@ -306,18 +223,18 @@ check "Caddy stopped for 3 s and started: it serves acme again, the next deploy 
     serves v2
     deploy_ok'
 # While Caddy is stopped nothing answers at all: reported, not limited.
-load_stop caddy-stopped -
+e2e_load_stop caddy-stopped -
 
 step "fault: the socket unit restarted by hand"
-load_start socket-restart
+e2e_load_start socket-restart
 check "systemctl restart sum-gunicorn@acme.socket: acme serves, the next deploy works" '
     systemctl restart sum-gunicorn@acme.socket
     serves v2
     deploy_ok'
-load_stop socket-restart "$TOLERATED"
+e2e_load_stop socket-restart "$TOLERATED"
 
 step "fault: releases whose own answers are bad"
-load_start bad-releases
+e2e_load_start bad-releases
 check "v4 (health 503 unhealthy) rolls back; v2 serves" '
     rolls_back v4
     contains "the deploy" "/health/ answered 503: {\"status\": \"unhealthy\"" "$(this_deploy)"
@@ -336,7 +253,7 @@ check "v7 (health 500 from the database state) rolls back naming Django's except
     sed -i "s|^ref = .*|ref = \"main\"|" /etc/sum/sites/acme.toml
     systemctl reset-failed sum-deploy@acme
     deploy_ok'
-load_stop bad-releases "$TOLERATED"
+e2e_load_stop bad-releases "$TOLERATED"
 
 step "fault: a reboot, with a typo in the site file"
 check "the typo is in place before the reboot" '
@@ -357,13 +274,13 @@ check "after the reboot: acme serves, its timer is listed, its Caddy snippet is 
     test -f /run/sum/caddy/acme.caddy || { echo "no Caddy snippet for acme"; exit 1; }
     expect "the site own Redis after the reboot" active "$(systemctl is-active redis-server@sum-acme.service)"
     contains "sumctl status" "LAST GOOD COPY" "$(sumctl status acme)"'
-load_start after-reboot
+e2e_load_start after-reboot
 check "fixed after the reboot: the next deploy works" '
     sed -i "s|^domain = acme.localhost|domain = \"acme.localhost\"|" /etc/sum/sites/acme.toml
     sumctl check
     systemctl daemon-reload
     deploy_ok'
-load_stop after-reboot "$TOLERATED"
+e2e_load_stop after-reboot "$TOLERATED"
 
 step "the requests sent during each fault (GET https://acme.localhost/ through Caddy)"
-printf '    %s\n' "${SUMMARY[@]}"
+printf '    %s\n' "${E2E_LOAD_SUMMARY[@]}"

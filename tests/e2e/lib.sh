@@ -666,3 +666,101 @@ e2e_on_exit() {
     [ "$E2E_FAILED" = 0 ] || rc=1
     exit "$rc"
 }
+
+# ---------------------------------------------------------------------------
+# Requests during a fault, and a deploy watched while it runs
+# ---------------------------------------------------------------------------
+
+# The request loop, inside the container: GET https://HOST/ through Caddy,
+# one request at a time, until OUT.stop appears. It is bounded
+# (30000 requests, 15 minutes) and stops by itself.
+E2E_LOAD_SCRIPT='#!/bin/bash
+if [ "$1" = --summary ]; then # --summary LOG: "requests failed slowest"
+    exec awk "{ n++; if (\$1 != \"200\") f++; if (\$2 > m) m = \$2 }
+              END { printf \"%d %d %.3f\", n, f, m }" "$2"
+fi
+out=$1 host=$2
+CA=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt
+end=$(( $(date +%s) + 900 ))
+n=0
+: >"$out"
+while [ ! -e "$out.stop" ] && [ "$n" -lt 30000 ] && [ "$(date +%s)" -lt "$end" ]; do
+    curl -s -o /dev/null --max-time 30 --cacert "$CA" --resolve "$host:443:127.0.0.1" \
+        -w "%{http_code} %{time_total}\n" "https://$host/" >>"$out" || true
+    n=$((n + 1))
+    sleep 0.05
+done
+'
+
+# The figures of every loop stopped so far, one line each.
+E2E_LOAD_SUMMARY=()
+
+# e2e_load_start NAME [HOST]: starts the request loop against HOST
+# (acme.localhost) as a transient unit. Loops with other names may run
+# beside it; e2e_load_stop stops them one by one.
+e2e_load_start() {
+    local name=$1 host=${2:-acme.localhost}
+    [ -f "$E2E_STAGE/load.sh" ] || printf '%s' "$E2E_LOAD_SCRIPT" >"$E2E_STAGE/load.sh"
+    ct "rm -f /root/load-$name.log.stop
+        systemd-run --quiet --collect --unit=e2e-load-$name /bin/bash /root/in/load.sh /root/load-$name.log $host
+        for _ in \$(seq 100); do [ -s /root/load-$name.log ] && exit 0; sleep 0.1; done
+        echo 'the request loop answered nothing in 10 s'; exit 1" </dev/null
+}
+
+# e2e_load_stop NAME MAX_FAILED: stops the loop, prints and records its
+# figures, and fails the run when more than MAX_FAILED requests failed
+# ("-" only reports: a fault that takes the front door away, like stopping
+# Caddy).
+e2e_load_stop() {
+    local name=$1 max=$2 figures n failed slowest
+    figures=$(ct "touch /root/load-$name.log.stop
+        while systemctl is-active -q e2e-load-$name; do sleep 0.1; done
+        bash /root/in/load.sh --summary /root/load-$name.log" </dev/null)
+    read -r n failed slowest <<<"$figures"
+    E2E_LOAD_SUMMARY+=("$(printf '%-28s %6s requests %4s failed  slowest %6ss' "$name" "$n" "$failed" "$slowest")")
+    info "requests during '$name': $n sent, $failed failed, slowest ${slowest}s"
+    if [ "$n" -lt 1 ]; then
+        e2e_fail "requests during '$name'" "at least one request" "none"
+    fi
+    if [ "$max" != - ] && [ "$failed" -gt "$max" ]; then
+        e2e_fail "requests during '$name'" "at most $max failed" "$failed failed of $n; the codes seen:
+$(ct "cut -d' ' -f1 /root/load-$name.log | sort | uniq -c" </dev/null)"
+    fi
+}
+
+# For check scripts that watch a deploy: add it to E2E_PRELUDE. The site
+# is $SITE (acme unless the check sets it).
+E2E_DEPLOY_HELPERS='
+# mark: the time after which this_deploy reads. A successful oneshot unit
+# is unloaded, so its InvocationID is gone by the time a check reads it.
+# Not a cursor: with a filter that the entry at the cursor does not match,
+# journalctl 252 --after-cursor skips the first entry that does.
+mark() {
+    date +%s.%6N >/root/mark
+}
+# this_deploy [journalctl args]: the journal of sum-deploy@$SITE since the last mark.
+this_deploy() {
+    journalctl -u "sum-deploy@${SITE:-acme}" --since "@$(cat /root/mark)" --no-pager -o cat "$@"
+}
+running() { # running: sum-deploy@$SITE (a oneshot: "activating" while it runs) has not ended
+    case "$(systemctl show -P ActiveState "sum-deploy@${SITE:-acme}")" in
+    activating | active | deactivating) return 0 ;;
+    esac
+    return 1
+}
+wait_for_step() { # wait_for_step TEXT: until the running deploy logged TEXT
+    _end=$(( $(date +%s) + 120 ))
+    until this_deploy | grep -qF "$1"; do
+        [ "$(date +%s)" -lt "$_end" ] || { echo "the deploy never logged: $1"; return 1; }
+        running || { echo "the deploy ended before: $1"; this_deploy | tail -n 20; return 1; }
+        sleep 0.1
+    done
+}
+wait_for_end() { # wait_for_end: until sum-deploy@$SITE is no longer running
+    _end=$(( $(date +%s) + 300 ))
+    while running; do
+        [ "$(date +%s)" -lt "$_end" ] || { echo "the deploy still runs after 300s"; return 1; }
+        sleep 0.2
+    done
+}
+'
