@@ -305,8 +305,36 @@ fn stream(stdout: &mut impl Read, gz: &mut DumpWriter) -> std::io::Result<Stream
     }
 }
 
+/// The majors of the server and of pg_dump when pg_dump refused to dump
+/// a server newer than itself ("aborting because of server version
+/// mismatch", with a line `server version: 17.6 (…); pg_dump version:
+/// 15.14 (…)`, before it in PostgreSQL 14, after it as a detail in 15+).
+pub fn newer_server(stderr: &str) -> Option<(u32, u32)> {
+    if !stderr.contains("server version mismatch") {
+        return None;
+    }
+    let major = |after: &str| -> Option<u32> {
+        let at = stderr.find(after)? + after.len();
+        let digits: String = stderr[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some((major("server version: ")?, major("pg_dump version: ")?))
+}
+
 /// pg_dump succeeded, reported no error and wrote its completion trailer.
 fn check_pg_dump(status: ExitStatus, stderr: &str, tail: &Tail) -> Result<(), BackupError> {
+    if let Some((server, client)) = newer_server(stderr) {
+        return Err(err(format!(
+            "the database server is PostgreSQL {server}, newer than this host's pg_dump \
+             ({client}), and pg_dump never dumps a newer server: install \
+             postgresql-client-{server} (Debian's own from the release that has it, or \
+             apt.postgresql.org's), and Debian's pg_dump picks the newest client installed; \
+             then take the backup again (docs/packaging.md, \"Debian 12 and Debian 13\")"
+        )));
+    }
     if !status.success() {
         return Err(err(format!(
             "pg_dump failed ({status}): {}",
@@ -481,6 +509,43 @@ pub fn backups_dir(root: &Root, site: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_newer_server_is_named_with_both_majors() {
+        // PostgreSQL 15's pg_dump against a 17 server (the detail after).
+        let pg15 = "pg_dump: error: aborting because of server version mismatch\n\
+                    pg_dump: detail: server version: 17.6 (Debian 17.6-0+deb13u1); pg_dump version: 15.14 (Debian 15.14-0+deb12u1)\n";
+        assert_eq!(newer_server(pg15), Some((17, 15)));
+        // PostgreSQL 14's order: the versions first.
+        let pg14 = "pg_dump: error: server version: 15.6 (Ubuntu 15.6-1.pgdg22.04+1); pg_dump version: 14.7\n\
+                    pg_dump: error: aborting because of server version mismatch\n";
+        assert_eq!(newer_server(pg14), Some((15, 14)));
+        assert_eq!(
+            newer_server("pg_dump: error: connection to server failed"),
+            None
+        );
+        assert_eq!(newer_server(""), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn newer_server_reads_any_versions_and_never_panics(
+            server in 10u32..40, client in 9u32..39, minor in 0u32..30,
+            junk in "[ -~\n]{0,200}",
+        ) {
+            let text = format!(
+                "{junk}\npg_dump: error: aborting because of server version mismatch\n\
+                 pg_dump: detail: server version: {server}.{minor} (x); pg_dump version: {client}.{minor}\n"
+            );
+            let found = newer_server(&text);
+            // junk may itself say "server version: ": then the first wins,
+            // as in pg_dump's output only one such line exists.
+            if !junk.contains("server version: ") && !junk.contains("pg_dump version: ") {
+                proptest::prop_assert_eq!(found, Some((server, client)));
+            }
+            let _ = newer_server(&junk);
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
