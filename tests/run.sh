@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs on a fresh
 # Debian 12 machine (as root), then runs formatting, lints, unit, golden and
-# real-tool tests, builds the .deb, runs lintian on it, and the end-to-end
-# harness and the fault matrix, each in a throwaway systemd container, and
-# then the disaster drill (containers of its own, one after the other).
+# real-tool tests, builds the .deb, runs lintian on it (the host's, Debian
+# 12's, and Debian 13's), reads it as a signed apt repository, and then, in
+# throwaway systemd containers, two at a time: on Debian 13 the main run,
+# the fault matrix, the upgrade test and the disaster drill; on Debian 12
+# the main run. Beside the drill, the package is built again from nothing
+# and compared byte for byte (tests/repro.sh).
 #
 #   sudo bash tests/run.sh            # everything
 #   sudo bash tests/run.sh --no-e2e   # skip the systemd container
@@ -78,32 +81,64 @@ step "lintian"
 # packaging/lintian-overrides (shipped in the package) and docs/packaging.md.
 lintian --fail-on error,warning "$deb"
 
+step "lintian of Debian 13 (tests/lintian-release.sh: its lintian in a trixie chroot)"
+bash tests/lintian-release.sh trixie "$deb"
+
 step "the signed apt repository (packaging/build-repo, read by the host's apt)"
 bash tests/repo.sh "$deb"
 
 if [ "$e2e" = 1 ]; then
-    step "end-to-end in systemd containers: the main run and the fault matrix, side by side"
-    # Both containers install from one wheelhouse: downloaded once, first.
+    # Every container installs from one wheelhouse (Python 3.11 and 3.13),
+    # downloaded once, first; the upgrade test's next version is built
+    # before any container runs, so that no build competes with them.
+    step "the wheelhouse, and the next version for the upgrade test (tests/e2e/next-version.sh)"
     bash tests/wheelhouse.sh >/dev/null
+    next=$(bash tests/e2e/next-version.sh | tail -n 1)
+    echo "$next"
     mkdir -p target
-    bash tests/e2e/faults.sh --deb "$deb" >target/e2e-faults.log 2>&1 &
-    faults=$!
-    main_rc=0
-    bash tests/e2e/run.sh --deb "$deb" || main_rc=$?
-    faults_rc=0
-    wait "$faults" || faults_rc=$?
-    step "the fault matrix (tests/e2e/faults.sh), its output"
-    cat target/e2e-faults.log
-    # The disaster drill after both, alone: two cores are not split three
-    # ways. Its S3 server (s3s-fs) is built once and cached under target/.
-    step "the disaster drill (tests/e2e/drill.sh): host A backed up off-host, destroyed, recovered on host B"
-    drill_rc=0
-    bash tests/e2e/drill.sh --deb "$deb" || drill_rc=$?
-    if [ "$main_rc" != 0 ] || [ "$faults_rc" != 0 ] || [ "$drill_rc" != 0 ]; then
-        echo "e2e failed: tests/e2e/run.sh exited $main_rc, tests/e2e/faults.sh exited $faults_rc," \
-            "tests/e2e/drill.sh exited $drill_rc" >&2
+    rcs=()
+    # pair NAME1 CMD1 -- NAME2 CMD2: two e2e scripts side by side (two
+    # cores), the first one's output after the second's; records both exit
+    # statuses in rcs.
+    pair() {
+        local name1=$1 rc1=0 rc2=0 args1=() pid
+        shift
+        while [ "$1" != -- ]; do args1+=("$1"); shift; done
+        shift
+        local name2=$1
+        shift
+        "${args1[@]}" >"target/e2e-$name1.log" 2>&1 &
+        pid=$!
+        "$@" || rc2=$?
+        wait "$pid" || rc1=$?
+        step "$name1, its output"
+        cat "target/e2e-$name1.log"
+        rcs+=("$name1=$rc1" "$name2=$rc2")
+    }
+    step "Debian 13: the main run (tests/e2e/run.sh) beside the fault matrix (tests/e2e/faults.sh)"
+    pair faults-13 env E2E_SUITE=trixie bash tests/e2e/faults.sh --deb "$deb" \
+        -- main-13 env E2E_SUITE=trixie bash tests/e2e/run.sh --deb "$deb"
+    step "Debian 12: the main run (install, deploy, backup, restore), beside Debian 13's upgrade test (tests/e2e/upgrade.sh)"
+    pair upgrade-13 env E2E_SUITE=trixie bash tests/e2e/upgrade.sh --deb "$deb" --next "$next" \
+        -- main-12 env E2E_SUITE=bookworm bash tests/e2e/run.sh --deb "$deb"
+    # The disaster drill on Debian 13, beside the reproducible-build check
+    # (a build from nothing: the drill's containers mostly wait). Its S3
+    # server (s3s-fs) is built once and cached under target/.
+    step "the disaster drill (tests/e2e/drill.sh) on Debian 13: host A backed up off-host, destroyed, recovered on host B; beside tests/repro.sh"
+    pair repro bash tests/repro.sh "$deb" \
+        -- drill-13 env E2E_SUITE=trixie bash tests/e2e/drill.sh --deb "$deb"
+    failed=()
+    for r in "${rcs[@]}"; do
+        [ "${r#*=}" = 0 ] || failed+=("$r")
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "e2e failed (name=exit status): ${failed[*]}" >&2
         exit 1
     fi
+    echo "e2e: ${rcs[*]}"
+else
+    step "the package builds the same bytes twice (tests/repro.sh)"
+    bash tests/repro.sh "$deb"
 fi
 
 printf '\n==> all tests passed in %ss\n' "$(( $(date +%s) - start ))"

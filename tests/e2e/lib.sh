@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Library of the end-to-end harness (tests/e2e/run.sh): a cached Debian 12
-# image built with mmdebstrap, booted with systemd-nspawn in a private network
+# Library of the end-to-end harness (tests/e2e/run.sh): a cached Debian 13
+# or 12 image built with mmdebstrap, booted with systemd-nspawn in a private network
 # namespace, commands run inside with nsenter, and counted checks.
 #
 # Source it from bash running with `set -euo pipefail`. Functions return
@@ -32,12 +32,13 @@
 # the body of e2e_customize_root are all part of the key already).
 E2E_RECIPE_VERSION=1
 
-E2E_SUITE=${E2E_SUITE:-bookworm}
+# Debian 13, the current stable release, unless E2E_SUITE=bookworm (Debian 12).
+E2E_SUITE=${E2E_SUITE:-trixie}
 # What each supported release brings that the checks name (docs/packaging.md,
-# "Debian 12 and Debian 13"): the PostgreSQL cluster's unit and python3.
+# "Debian 12 and Debian 13"): the PostgreSQL cluster's unit.
 case "$E2E_SUITE" in
-bookworm) E2E_RELEASE="Debian 12"; E2E_PG_VERSION=15; E2E_PYTHON=3.11 ;;
-trixie) E2E_RELEASE="Debian 13"; E2E_PG_VERSION=17; E2E_PYTHON=3.13 ;;
+bookworm) E2E_RELEASE="Debian 12"; E2E_PG_VERSION=15 ;;
+trixie) E2E_RELEASE="Debian 13"; E2E_PG_VERSION=17 ;;
 *) echo "e2e: E2E_SUITE=$E2E_SUITE: only bookworm (Debian 12) and trixie (Debian 13) are supported" >&2
    exit 2 ;;
 esac
@@ -234,9 +235,10 @@ e2e_image() {
         return 1
     fi
     rm -rf --one-file-system "$tmp"
-    # Keep the three newest images (other branches may use other recipes).
+    # Keep the five newest images: CI uses three (Debian 13 and 12, and
+    # Debian 13 with the drill's packages); other branches may use others.
     find "$E2E_CACHE_DIR" -maxdepth 1 -name 'image-*.tar' -printf '%T@ %p\n' \
-        | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -f
+        | sort -rn | tail -n +6 | cut -d' ' -f2- | xargs -r rm -f
     exec 8>&-
     info "built in $(( $(date +%s) - started ))s: $image ($(du -h "$image" | cut -f1))" >&2
     echo "$image"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end: the real package in a real Debian 13 or 12 with systemd as PID 1
-# (E2E_SUITE=trixie or bookworm, the default).
+# (E2E_SUITE=trixie, the default, or bookworm).
 #
 #   sudo bash tests/e2e/run.sh [--deb PATH] [--keep]
 #
