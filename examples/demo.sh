@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The demo: builds the package, boots a throwaway Debian 12 container with
-# systemd as PID 1, installs the package there, creates the `acme` site,
+# The demo: builds the package and a signed apt repository of it, boots a
+# throwaway Debian 13 container (E2E_SUITE=bookworm: Debian 12) with systemd
+# as PID 1, installs the package there with apt install, creates the `acme` site,
 # deploys the example Django app with `systemctl start sum-deploy@acme`,
 # shows a failing deploy rolling back, and a verified backup. The container is kept for you to look around;
 # the last lines say how to enter it and how to remove it.
 #
 #   sudo bash examples/demo.sh
 #
-# Needs root on a Debian/Ubuntu machine with Rust (rustup); installs mmdebstrap,
+# Needs root on a Debian 12 machine with Rust (rustup); installs mmdebstrap,
 # systemd-container and cargo-deb when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,14 +35,23 @@ step "image (built once, then cached)"
 image=$(e2e_image)
 step "booting the container"
 e2e_boot "$image"
-cp "$deb" "$E2E_STAGE/sum-golden-path.deb"
+# The package as users get it: a signed apt repository (a throwaway key).
+bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb" >/dev/null
 # The container has no network: pip installs from this wheelhouse (the .env
 # says so with PIP_NO_INDEX and PIP_FIND_LINKS, as a private index would).
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 
-step "apt install ./sum-golden-path_*.deb"
-ct "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/in/sum-golden-path.deb >/dev/null"
+step "apt install sum-golden-path: the repository's key and source, as docs/packaging.md shows"
+show 'install -d -m 0755 /etc/apt/keyrings
+install -m 0644 /root/in/repo/sum-golden-path.gpg /etc/apt/keyrings/sum-golden-path.gpg
+printf "%s\n" "Types: deb" "URIs: file:/root/in/repo" "Suites: stable" "Components: main" \
+    "Signed-By: /etc/apt/keyrings/sum-golden-path.gpg" >/etc/apt/sources.list.d/sum-golden-path.sources
+cat /etc/apt/sources.list.d/sum-golden-path.sources'
+# The container has no network: Debian's own sources stay out of the update.
+ct "apt-get update -q -o Dir::Etc::SourceList=/dev/null >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dir::Etc::SourceList=/dev/null sum-golden-path >/dev/null"
+show 'apt-cache policy sum-golden-path'
 
 step "sumctl new acme: the site file, its own database and Redis, the .env"
 new_acme="sumctl new acme --domain acme.localhost --alias www.acme.localhost --git /root/in/acme-repo"
