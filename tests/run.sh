@@ -5,7 +5,7 @@
 # 12's, and Debian 13's), reads it as a signed apt repository, and then, in
 # throwaway systemd containers, two at a time: on Debian 13 the main run,
 # the fault matrix, the upgrade test and the disaster drill; on Debian 12
-# the main run. Beside the drill, the package is built again from nothing
+# the main run and the upgrade test. Beside the drill, the package is built again from nothing
 # and compared byte for byte (tests/repro.sh).
 #
 #   sudo bash tests/run.sh            # everything
@@ -97,23 +97,29 @@ if [ "$e2e" = 1 ]; then
     echo "$next"
     mkdir -p target
     rcs=()
-    # pair NAME1 CMD1 -- NAME2 CMD2: two e2e scripts side by side (two
-    # cores), the first one's output after the second's; records both exit
-    # statuses in rcs.
+    # pair NAME1 CMD1 -- NAME2 CMD2 [-- NAME3 CMD3 ...]: the first command
+    # in the background, the others one after the other beside it (two
+    # cores); the first one's output comes last. Records every exit status
+    # in rcs.
     pair() {
-        local name1=$1 rc1=0 rc2=0 args1=() pid
+        local name1=$1 rc1=0 args1=() pid name rc cmd
         shift
         while [ "$1" != -- ]; do args1+=("$1"); shift; done
         shift
-        local name2=$1
-        shift
         "${args1[@]}" >"target/e2e-$name1.log" 2>&1 &
         pid=$!
-        "$@" || rc2=$?
+        while [ $# -gt 0 ]; do
+            name=$1 cmd=() rc=0
+            shift
+            while [ $# -gt 0 ] && [ "$1" != -- ]; do cmd+=("$1"); shift; done
+            [ $# -gt 0 ] && shift
+            "${cmd[@]}" || rc=$?
+            rcs+=("$name=$rc")
+        done
         wait "$pid" || rc1=$?
         step "$name1, its output"
         cat "target/e2e-$name1.log"
-        rcs+=("$name1=$rc1" "$name2=$rc2")
+        rcs+=("$name1=$rc1")
     }
     step "Debian 13: the main run (tests/e2e/run.sh) beside the fault matrix (tests/e2e/faults.sh)"
     pair faults-13 env E2E_SUITE=trixie bash tests/e2e/faults.sh --deb "$deb" \
@@ -124,9 +130,10 @@ if [ "$e2e" = 1 ]; then
     # The disaster drill on Debian 13, beside the reproducible-build check
     # (a build from nothing: the drill's containers mostly wait). Its S3
     # server (s3s-fs) is built once and cached under target/.
-    step "the disaster drill (tests/e2e/drill.sh) on Debian 13: host A backed up off-host, destroyed, recovered on host B; beside tests/repro.sh"
+    step "the disaster drill (tests/e2e/drill.sh) on Debian 13, then Debian 12's upgrade test; beside tests/repro.sh"
     pair repro bash tests/repro.sh "$deb" \
-        -- drill-13 env E2E_SUITE=trixie bash tests/e2e/drill.sh --deb "$deb"
+        -- drill-13 env E2E_SUITE=trixie bash tests/e2e/drill.sh --deb "$deb" \
+        -- upgrade-12 env E2E_SUITE=bookworm bash tests/e2e/upgrade.sh --deb "$deb" --next "$next"
     failed=()
     for r in "${rcs[@]}"; do
         [ "${r#*=}" = 0 ] || failed+=("$r")
