@@ -36,18 +36,15 @@ image=$(e2e_image)
 step "booting the container"
 e2e_boot "$image"
 # The package as users get it: a signed apt repository (a throwaway key).
-bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb" >/dev/null
+e2e_build_repo "$deb"
 # The container has no network: pip installs from this wheelhouse (the .env
 # says so with PIP_NO_INDEX and PIP_FIND_LINKS, as a private index would).
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 
 step "apt install sum-golden-path: the repository's key and source, as docs/packaging.md shows"
-show 'install -d -m 0755 /etc/apt/keyrings
-install -m 0644 /root/in/repo/sum-golden-path.gpg /etc/apt/keyrings/sum-golden-path.gpg
-printf "%s\n" "Types: deb" "URIs: file:/root/in/repo" "Suites: stable" "Components: main" \
-    "Signed-By: /etc/apt/keyrings/sum-golden-path.gpg" >/etc/apt/sources.list.d/sum-golden-path.sources
-cat /etc/apt/sources.list.d/sum-golden-path.sources'
+show "$E2E_REPO_SETUP
+cat /etc/apt/sources.list.d/sum-golden-path.sources"
 # The container has no network: Debian's own sources stay out of the update.
 ct "apt-get update -q -o Dir::Etc::SourceList=/dev/null >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dir::Etc::SourceList=/dev/null sum-golden-path >/dev/null"

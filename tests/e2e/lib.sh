@@ -547,6 +547,31 @@ status_of() { # status_of COMMAND...: prints the exit status of COMMAND
 }
 '
 
+# The package's signed repository, as a user adds it (docs/packaging.md):
+# its key in /etc/apt/keyrings and a deb822 source with Signed-By. The
+# repository is $E2E_STAGE/repo (e2e_build_repo), seen at /root/in/repo.
+# Shown as it is by examples/demo.sh; add_repo in check scripts.
+E2E_REPO_SETUP='install -d -m 0755 /etc/apt/keyrings
+install -m 0644 /root/in/repo/sum-golden-path.gpg /etc/apt/keyrings/sum-golden-path.gpg
+printf "%s\n" "Types: deb" "URIs: file:/root/in/repo" "Suites: stable" "Components: main" \
+    "Signed-By: /etc/apt/keyrings/sum-golden-path.gpg" >/etc/apt/sources.list.d/sum-golden-path.sources'
+E2E_PRELUDE+="add_repo() {
+$E2E_REPO_SETUP
+}
+"'apt_ours() { # apt_ours ARGS...: apt-get -y from our repository alone (the container has no network)
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0 \
+        -o Dir::Etc::SourceList=/dev/null "$@"
+}
+'
+
+# e2e_build_repo DEB...: (re)builds the signed repository in the stage
+# (packaging/build-repo, with a throwaway key kept for the run); its output
+# is shown only when it fails.
+e2e_build_repo() {
+    bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$@" >"$E2E_DIR/build-repo.log" 2>&1 \
+        || { cat "$E2E_DIR/build-repo.log"; return 1; }
+}
+
 # e2e_check NAME SCRIPT: runs SCRIPT (bash, `set -e`, with the prelude)
 # inside the container. Passes when it exits 0; otherwise prints its output
 # (what was expected, what was seen), diagnostics, and ends the run.
@@ -744,11 +769,14 @@ mark() {
 this_deploy() {
     journalctl -u "sum-deploy@${SITE:-acme}" --since "@$(cat /root/mark)" --no-pager -o cat "$@"
 }
-running() { # running: sum-deploy@$SITE (a oneshot: "activating" while it runs) has not ended
-    case "$(systemctl show -P ActiveState "sum-deploy@${SITE:-acme}")" in
+unit_running() { # unit_running UNIT: a oneshot ("activating" while it runs) has not ended
+    case "$(systemctl show -P ActiveState "$1")" in
     activating | active | deactivating) return 0 ;;
     esac
     return 1
+}
+running() { # running: sum-deploy@$SITE has not ended
+    unit_running "sum-deploy@${SITE:-acme}"
 }
 wait_for_step() { # wait_for_step TEXT: until the running deploy logged TEXT
     _end=$(( $(date +%s) + 120 ))

@@ -102,11 +102,8 @@ e2e_envfile_checks
 
 # The stage is bound read-only at /root/in; the package keeps its file name.
 cp "$deb" "$E2E_STAGE/"
-# The package also as a signed apt repository, the way users install it
-# (packaging/build-repo, with a throwaway key made for this run).
-rm -rf "$E2E_STAGE/repo" "$E2E_STAGE/repo.test-gnupg"
-bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb" >/dev/null 2>&1 \
-    || bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$deb"
+# The package also as a signed apt repository, the way users install it.
+e2e_build_repo "$deb"
 # gunicorn for a running app: the container has no network, so its wheels
 # come from a wheelhouse downloaded here (its Python 3.11 or 3.13: tests/wheelhouse.sh has both).
 # The example app's wheels (gunicorn, Django, psycopg, redis), and its git
@@ -123,13 +120,10 @@ debname=$(basename "$deb")
 step "installing the package"
 E2E_UNITS=(caddy.service sum-sites.target)
 check "apt install sum-golden-path from the signed repository (its key in /etc/apt/keyrings, a deb822 source with Signed-By)" "
-    install -d -m 0755 /etc/apt/keyrings
-    install -m 0644 /root/in/repo/sum-golden-path.gpg /etc/apt/keyrings/sum-golden-path.gpg
-    printf '%s\n' 'Types: deb' 'URIs: file:/root/in/repo' 'Suites: stable' 'Components: main' \
-        'Signed-By: /etc/apt/keyrings/sum-golden-path.gpg' >/etc/apt/sources.list.d/sum-golden-path.sources
-    # The container has no network: Debian's own sources stay out of this update.
-    apt-get update -q -o Dir::Etc::SourceList=/dev/null
-    apt-get install -y -q -o Dpkg::Use-Pty=0 sum-golden-path
+    add_repo
+    # The container has no network: Debian's own sources stay out (apt_ours).
+    apt_ours update
+    apt_ours install sum-golden-path
     expect 'the installed version' '$(dpkg-deb -f "$deb" Version)' \"\$(dpkg-query -W -f='\${Version}' sum-golden-path)\"
     contains 'apt-cache policy' 'file:/root/in/repo stable/main' \"\$(apt-cache policy sum-golden-path)\""
 check "the package put the generator, sumctl and the caddy drop-in in place" '

@@ -63,17 +63,10 @@ both_serve() { # acme answers its health check from v2, bakery its page from $BA
     contains "acme health body" "\"release\": \"v2\"" "$(cat /root/resp.b)"
     serves bakery.localhost "${BAKERY:-v1}"
 }
-apt_q() { # apt-get, quiet, from our repository alone (the container has no network)
-    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0 \
-        -o Dir::Etc::SourceList=/dev/null "$@" >/root/apt.out 2>&1 \
-        || { cat /root/apt.out; return 1; }
+apt_q() { # apt_ours, its output shown only when it fails
+    apt_ours "$@" >/root/apt.out 2>&1 || { cat /root/apt.out; return 1; }
 }
-backup_running() { # sum-backup@acme (a oneshot: "activating" while it runs) has not ended
-    case "$(systemctl show -P ActiveState sum-backup@acme.service)" in
-    activating | active | deactivating) return 0 ;;
-    esac
-    return 1
-}
+backup_running() { unit_running sum-backup@acme.service; }
 installed() { dpkg-query -W -f="\${Version}" sum-golden-path 2>/dev/null; }
 main_pid() { systemctl show -P MainPID "$1"; }
 site_sql() { # site_sql SITE SQL: psql as the site own role (its DATABASE_URL)
@@ -93,11 +86,7 @@ E2E_UNITS=($E2E_PG_UNIT redis-server.service caddy.service)
 e2e_boot "$image"
 
 step "the repository with $old_version only, the sites' repositories and wheels"
-repo_build() { # repo_build DEB...: (re)builds the signed repository in the stage
-    bash packaging/build-repo --out "$E2E_STAGE/repo" --test-key "$@" >"$E2E_DIR/build-repo.log" 2>&1 \
-        || { cat "$E2E_DIR/build-repo.log"; return 1; }
-}
-repo_build "$deb"
+e2e_build_repo "$deb"
 wheelhouse=$(bash tests/wheelhouse.sh)
 cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
@@ -108,10 +97,7 @@ step "apt install sum-golden-path ($old_version), two sites deployed"
 E2E_UNITS=(sum-deploy@acme.service sum-deploy@bakery.service sum-gunicorn@acme.service
            sum-gunicorn@bakery.service caddy.service)
 check "apt install sum-golden-path from the signed repository installs $old_version" '
-    install -d -m 0755 /etc/apt/keyrings
-    install -m 0644 /root/in/repo/sum-golden-path.gpg /etc/apt/keyrings/sum-golden-path.gpg
-    printf "%s\n" "Types: deb" "URIs: file:/root/in/repo" "Suites: stable" "Components: main" \
-        "Signed-By: /etc/apt/keyrings/sum-golden-path.gpg" >/etc/apt/sources.list.d/sum-golden-path.sources
+    add_repo
     apt_q update
     apt_q install sum-golden-path
     expect "the installed version" "$OLD" "$(installed)"'
@@ -138,7 +124,7 @@ check "acme (v2) and bakery (v1) deploy and serve through Caddy" '
     lacks "sumctl status" "OLDER" "$(sumctl status)"'
 
 step "the repository gets $new_version; apt upgrade under load"
-repo_build "$deb" "$next"
+e2e_build_repo "$deb" "$next"
 e2e_load_start upgrade-acme acme.localhost
 e2e_load_start upgrade-bakery bakery.localhost
 check "apt update offers $new_version; apt upgrade installs it; both sites keep serving" '
@@ -184,8 +170,7 @@ step "a downgrade: apt install sum-golden-path=$old_version"
 e2e_load_start downgrade-acme acme.localhost
 e2e_load_start downgrade-bakery bakery.localhost
 check "apt-get refuses a silent downgrade and says how; --allow-downgrades installs $old_version and the sites keep serving" '
-    rc=0; DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dir::Etc::SourceList=/dev/null \
-        install "sum-golden-path=$OLD" >/root/apt.out 2>&1 || rc=$?
+    rc=0; apt_ours install "sum-golden-path=$OLD" >/root/apt.out 2>&1 || rc=$?
     [ "$rc" != 0 ] || { echo "apt-get -y downgraded without --allow-downgrades"; exit 1; }
     contains "apt-get without --allow-downgrades" "allow-downgrades" "$(cat /root/apt.out)"
     expect "still installed" "$NEW" "$(installed)"
