@@ -509,6 +509,9 @@ pub fn backups_dir(root: &Root, site: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
     #[test]
     fn a_newer_server_is_named_with_both_majors() {
         // PostgreSQL 15's pg_dump against a 17 server (the detail after).
@@ -526,7 +529,7 @@ mod tests {
         assert_eq!(newer_server(""), None);
     }
 
-    proptest::proptest! {
+    proptest! {
         #[test]
         fn newer_server_reads_any_versions_and_never_panics(
             server in 10u32..40, client in 9u32..39, minor in 0u32..30,
@@ -540,14 +543,11 @@ mod tests {
             // junk may itself say "server version: ": then the first wins,
             // as in pg_dump's output only one such line exists.
             if !junk.contains("server version: ") && !junk.contains("pg_dump version: ") {
-                proptest::prop_assert_eq!(found, Some((server, client)));
+                prop_assert_eq!(found, Some((server, client)));
             }
             let _ = newer_server(&junk);
         }
     }
-
-    use super::*;
-    use proptest::prelude::*;
 
     proptest! {
         #[test]
