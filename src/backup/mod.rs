@@ -16,6 +16,7 @@ pub mod contents;
 pub mod dump;
 pub mod hashio;
 pub mod media;
+pub mod metrics;
 pub mod offsite;
 pub mod offsite_fetch;
 pub mod ping;

@@ -10,7 +10,7 @@ use crate::backup::command;
 use crate::backup::restore::{restore, restore_media_only, Media, Request};
 use crate::backup::restore_media::Swapped;
 use crate::config::layout::Root;
-use crate::system::failure::{exit_code, Failure};
+use crate::system::failure::{exit_code, Exit, Failure};
 
 /// The `sum-restore` command. Exit codes as in SPEC §7.
 pub fn run(
@@ -21,8 +21,63 @@ pub fn run(
     out: &mut dyn Write,
     errw: &mut dyn Write,
 ) -> u8 {
+    let started = std::time::SystemTime::now();
     let result = restore_command(root, site_name, req, confirmed, out);
+    // A refused command (bad usage, the site busy) restored nothing and
+    // rehearsed nothing: only a run that started counts.
+    let ran = match &result {
+        Ok(()) => Some(true),
+        Err(f) if matches!(f.exit, Exit::Usage | Exit::Busy) => None,
+        Err(_) => Some(false),
+    };
+    if let Some(ok) = ran {
+        let kind = if req.into.is_some() {
+            "rehearsal"
+        } else {
+            "restore"
+        };
+        if let Err(e) = write_metrics(root, site_name, kind, ok, started) {
+            let _ = writeln!(errw, "sum-restore {site_name}: warning: {e}");
+        }
+    }
     exit_code(result, errw)
+}
+
+/// `sum-<site>-restore.prom` or `sum-<site>-rehearsal.prom` (a restore
+/// `--into` a scratch database): when the last one ended, whether it
+/// succeeded, how long it took (docs/monitoring.md).
+fn write_metrics(
+    root: &Root,
+    site: &str,
+    kind: &str,
+    ok: bool,
+    started: std::time::SystemTime,
+) -> Result<(), String> {
+    use crate::system::metrics::{self, Family};
+    let s = [("site", site)];
+    let now = crate::system::timefmt::now_unix();
+    let took = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let families = [
+        Family::gauge(
+            &format!("sum_{kind}_last_timestamp_seconds"),
+            "When the last one ended (Unix time).",
+        )
+        .sample(&s, now as f64),
+        Family::gauge(
+            &format!("sum_{kind}_last_success"),
+            "1 if the last one succeeded, 0 if it failed.",
+        )
+        .sample(&s, if ok { 1.0 } else { 0.0 }),
+        Family::gauge(
+            &format!("sum_{kind}_last_duration_seconds"),
+            "How long the last one took.",
+        )
+        .sample(&s, took),
+    ];
+    let dir = root.path(metrics::dir());
+    metrics::write(&dir, &metrics::file_name(site, kind), &families)
+        .map(|_| ())
+        .map_err(|e| format!("metrics not written: {e}"))
 }
 
 fn restore_command(

@@ -73,12 +73,38 @@ fn backup(
     }
     let context = format!("sum-backup {}", site.name);
     prepare_dir(&site, &dir, out).map_err(|f| f.context(&context))?;
-    take_backup(root, &site, &dir, args.accept_shrink, out, err)?;
+    let started = SystemTime::now();
+    let taken = take_backup(root, &site, &dir, args.accept_shrink, out, err);
     // Off-host first, so that local retention never removes a backup
     // before the copy had its chance; then retention, whatever the copy did.
-    let offsite = copy_offsite(root, &site, &dir, keep, out);
-    apply_retention(root, &site, &dir, keep, false, out, err)?;
-    offsite
+    let mut offsite_seconds = None;
+    let (offsite, retention) = match &taken {
+        Ok(()) => {
+            let copying = SystemTime::now();
+            let copied = copy_offsite(root, &site, &dir, keep, out);
+            offsite_seconds = copying.elapsed().ok().map(|d| d.as_secs_f64());
+            (
+                Some(copied),
+                apply_retention(root, &site, &dir, keep, false, out, err),
+            )
+        }
+        Err(_) => (None, Ok(())),
+    };
+    // The run's figures for Prometheus (docs/monitoring.md); a failure to
+    // write them is a warning.
+    let run = crate::backup::metrics::Run {
+        started,
+        ok: taken.is_ok(),
+        offsite_ok: (offsite.as_ref().map(Result::is_ok))
+            .filter(|_| crate::backup::offsite::target(&site).is_some()),
+        offsite_seconds,
+    };
+    if let Err(e) = crate::backup::metrics::write(root, &site, &dir, &run) {
+        let _ = writeln!(err, "{}", warning(&site, &e));
+    }
+    taken?;
+    retention?;
+    offsite.unwrap_or(Ok(()))
 }
 
 /// The persistent media directory wherever the live release's settings

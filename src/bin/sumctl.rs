@@ -102,6 +102,34 @@ enum Command {
         site: Option<String>,
         #[arg(long)]
         json: bool,
+        /// One line per problem; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+        #[arg(long)]
+        check: bool,
+        /// With --check: how long past its schedule's period a backup may be late
+        #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = grace)]
+        backup_grace: u64,
+    },
+    /// Send the alert about a site's unit (run by sum-alert@.service), or a test alert
+    Alert {
+        /// The unit that failed or recovered, e.g. sum-backup@acme.service;
+        /// with --test, a site
+        #[arg(value_name = "UNIT|SITE")]
+        what: String,
+        /// Send a test alert about SITE to every configured destination
+        #[arg(long)]
+        test: bool,
+        /// The run's result instead of asking systemd (e.g. exit-code, success)
+        #[arg(long, hide = true)]
+        result: Option<String>,
+        /// Run by ExecStopPost= of an app service: queue an alert unless
+        /// $SERVICE_RESULT is success
+        #[arg(long, conflicts_with = "test")]
+        stopped: bool,
+    },
+    /// Probe a site's health path through its socket and Caddy (run by sum-probe@.timer)
+    Probe {
+        #[arg(add = sites())]
+        site: String,
     },
     /// List a site's backups, newest first
     Backups {
@@ -157,6 +185,27 @@ fn sites() -> ArgValueCompleter {
     })
 }
 
+/// A duration such as `2h`, `90min` or `1d`, in seconds.
+fn grace(v: &str) -> Result<u64, String> {
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &v[digits.len()..] {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}`: use s, min, h or d, e.g. 2h"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("`{v}` is not a duration such as 2h, 90min or 1d"))
+}
+
 fn main() -> ExitCode {
     // `COMPLETE=bash sumctl` prints the shell's registration script; the
     // shell then asks `sumctl` itself for each completion (site names too).
@@ -191,9 +240,33 @@ fn main() -> ExitCode {
         | Command::Maintenance { .. }
         | Command::Remove { .. }) => site_life(&root, c, &mut out, &mut err),
         Command::CaddyRender => ctl::caddy_render(&root, &mut out, &mut err),
-        Command::Status { site, json } => {
-            ctl::status(&root, site.as_deref(), *json, &mut out, &mut err)
+        Command::Status {
+            site,
+            json,
+            check,
+            backup_grace,
+        } => {
+            let opts = ctl::status::Options {
+                json: *json,
+                check: *check,
+                backup_grace: *backup_grace,
+            };
+            ctl::status(&root, site.as_deref(), opts, &mut out, &mut err)
         }
+        Command::Alert {
+            what,
+            test,
+            result,
+            stopped,
+        } => {
+            let run = ctl::alert::Run {
+                result: result.clone(),
+                test: *test,
+                stopped: *stopped,
+            };
+            ctl::alert::alert(&root, what, &run, &mut out, &mut err)
+        }
+        Command::Probe { site } => ctl::probe::probe(&root, site, &mut out, &mut err),
         Command::Backups { site, json } => ctl::backups(&root, site, *json, &mut out, &mut err),
         Command::Rollback { site, to } => {
             sum::deploy::rollback::run(&root, site, to.as_deref(), None, &mut out, &mut err)

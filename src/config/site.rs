@@ -24,7 +24,7 @@ use std::time::Duration;
 use checker::Checker;
 use raw::RawSite;
 
-pub use rules::{check_host, check_rel_path, check_site_name, parse_duration};
+pub use rules::{check_host, check_rel_path, check_site_name, parse_duration, probe_every};
 
 /// Where site files live on a real system (tests point a root at a temp tree).
 pub const SITES_DIR: &str = "/etc/sum/sites";
@@ -110,6 +110,10 @@ pub struct Health {
     pub more_paths: Vec<String>,
     pub timeout: Duration,
     pub sitemap: bool,
+    /// How often `sum-probe@<site>.timer` probes the site; None: never.
+    pub probe_every: Option<Duration>,
+    /// Consecutive failed probes before an alert.
+    pub probe_alert_after: u32,
 }
 
 impl Health {

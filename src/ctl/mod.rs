@@ -2,6 +2,8 @@
 //! writes its report to the given streams and returns its exit code (SPEC
 //! §7), printing a failure once, so tests can run it in-process.
 
+pub mod alert;
+mod alert_send;
 pub mod backups;
 pub mod caddy;
 pub mod check;
@@ -12,11 +14,13 @@ pub mod new;
 mod new_db;
 mod new_files;
 mod new_redis;
+pub mod probe;
 pub mod releases;
 pub mod remove;
 pub mod render;
 pub mod run;
 pub mod status;
+pub mod status_check;
 
 pub use backups::backups;
 pub use caddy::caddy_render;

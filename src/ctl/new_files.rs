@@ -44,6 +44,8 @@ pub fn site_file_text(name: &str, domain: &str, git: &str, aliases: &[String]) -
          # path    = \"/health/\"        # a 2xx or a redirect passes (see sum-site.toml(5))\n\
          # paths   = [\"/health/\", \"/\"]  # instead of path: each checked, in order\n\
          # timeout = \"60s\"\n\
+         # probe_every = \"1min\"        # the health probe's timer (docs/monitoring.md); \"off\": none\n\
+         # probe_alert_after = 3        # failed probes in a row before an alert\n\
          \n\
          [backup]\n\
          # schedule = \"*-*-* 02:00:00 UTC\"\n\

@@ -87,6 +87,12 @@ fn remove(root: &Root, args: &RemoveSite, admin: &Admin) -> Result<Vec<String>, 
             lines.push(format!("removed {}", file.display()));
         }
     }
+    // Its metrics files go with its units, so that its series disappear
+    // from node_exporter at the next scrape.
+    let metrics_dir = root.path(crate::system::metrics::dir());
+    for file in crate::system::metrics::remove_site(&metrics_dir, name).map_err(io)? {
+        lines.push(format!("removed {}", metrics_dir.join(file).display()));
+    }
     if root.is_system() {
         systemctl(&["daemon-reload"])?;
         lines.push("systemctl daemon-reload: the site's units are gone".into());

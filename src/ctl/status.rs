@@ -10,39 +10,10 @@ use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::config::sites::{self, Loaded};
 use crate::ctl::common::json_out;
+use crate::ctl::status_check::{self, Limits, Problem, Severity};
 use crate::system::failure::{exit_code, Failure};
 
-#[derive(Debug, Serialize)]
-pub struct SiteStatus {
-    pub site: String,
-    pub domain: String,
-    /// The live release (the `app` symlink's target), if deployed.
-    pub live_release: Option<String>,
-    pub last_verified_backup: Option<String>,
-    pub last_backup_age_seconds: Option<u64>,
-    /// The last verified backup shrank and nobody accepted it
-    /// (docs/backups.md, "Shrunken backups").
-    pub last_backup_shrunk: bool,
-    pub backups: usize,
-    pub next_backup: Option<String>,
-    /// Unit name → ActiveState (only on a real system).
-    pub units: Vec<(String, String)>,
-    /// Running app units whose process started from an older definition
-    /// than the one systemd has loaded (after a package upgrade or a changed
-    /// site file): the next deploy or rollback restarts them on it.
-    pub units_on_older_definition: Vec<String>,
-    /// Set when the site file is rejected and the site runs on its last
-    /// good copy: that copy and the file's first error.
-    pub last_good_config: Option<LastGoodConfig>,
-    /// Set while the maintenance page is on: who set it and since when.
-    pub maintenance: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LastGoodConfig {
-    pub copy: String,
-    pub why: String,
-}
+pub use crate::ctl::status_check::{LastDeploy, LastGoodConfig, SiteStatus};
 
 pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let l = SiteLayout::new(&site.name);
@@ -54,6 +25,7 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
     let mut units = Vec::new();
     let mut units_on_older_definition = Vec::new();
     let mut next_backup = None;
+    let mut backup_period_seconds = None;
     if root.is_system() {
         let n = &site.name;
         let mut names = vec![
@@ -78,11 +50,19 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
             }
             units.push((u, state));
         }
-        next_backup = crate::system::systemd::property(
-            &format!("sum-backup@{n}.timer"),
-            "NextElapseUSecRealtime",
-        );
+        let timer = format!("sum-backup@{n}.timer");
+        next_backup = crate::system::systemd::property(&timer, "NextElapseUSecRealtime");
+        backup_period_seconds = timer_period(&timer);
     }
+    let mut domains = vec![site.domain.as_str()];
+    domains.extend(site.aliases.iter().map(String::as_str));
+    let (certificates, _) = crate::probe::certs::certificates(root, &domains);
+    let flag = root.path(&l.maintenance_flag);
+    let maintenance_since_unix = fs_err::metadata(&flag)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
     SiteStatus {
         site: site.name.clone(),
         domain: site.domain.clone(),
@@ -96,7 +76,35 @@ pub fn site_status(root: &Root, site: &Site) -> SiteStatus {
         units_on_older_definition,
         last_good_config: None,
         maintenance: crate::ctl::maintenance::flag_text(root, &site.name),
+        maintenance_since_unix,
+        last_deploy: last_deploy(&root.path(&l.state)),
+        backup_period_seconds,
+        certificates,
+        problems: Vec::new(),
     }
+}
+
+/// The last deploy or rollback that ran, from the site's history.
+fn last_deploy(state: &std::path::Path) -> Option<LastDeploy> {
+    let history = crate::site_state::history(state).ok()?;
+    history
+        .iter()
+        .rev()
+        .find(|r| r.outcome != "busy")
+        .map(|r| LastDeploy {
+            action: r.action.clone(),
+            outcome: r.outcome.clone(),
+            finished_utc: r.finished_utc.clone(),
+            release: r.release.clone(),
+        })
+}
+
+/// The time between the timer's last and next elapse: its schedule's
+/// period, as systemd computes it.
+fn timer_period(timer: &str) -> Option<u64> {
+    let last = crate::system::systemd::property_unix_time(timer, "LastTriggerUSec")?;
+    let next = crate::system::systemd::property_unix_time(timer, "NextElapseUSecRealtime")?;
+    next.checked_sub(last).filter(|p| *p > 0)
 }
 
 fn age(secs: u64) -> String {
@@ -107,28 +115,41 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// How `sumctl status` reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub json: bool,
+    /// `--check`: one line per problem and the monitoring-plugins exit codes.
+    pub check: bool,
+    /// Added to the backup schedule's period before a backup is stale.
+    pub backup_grace: u64,
+}
+
 /// `sumctl status`: one site, or every valid site.
 pub fn status(
     root: &Root,
     only: Option<&str>,
-    json: bool,
+    opts: Options,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let result = show_status(root, only, json, out, err);
+    if opts.check {
+        return check_status(root, only, opts, out);
+    }
+    let result = show_status(root, only, opts, out, err);
     exit_code(result, err)
 }
 
 fn show_status(
     root: &Root,
     only: Option<&str>,
-    json: bool,
+    opts: Options,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let loaded = sites::load_all(root).map_err(|e| Failure::failed(e.to_string()))?;
-    let statuses = chosen_statuses(root, &loaded, only)?;
-    if json {
+    let statuses = chosen_statuses(root, &loaded, only, opts)?;
+    if opts.json {
         json_out(&statuses, out);
     } else {
         for s in &statuses {
@@ -148,13 +169,89 @@ fn show_status(
     Ok(())
 }
 
+/// What `--check --json` prints.
+#[derive(Debug, Serialize)]
+struct CheckReport<'a> {
+    status: Severity,
+    exit_code: u8,
+    sites: usize,
+    problems: &'a [Problem],
+}
+
+/// `sumctl status --check`: every problem, one line each; the exit code is
+/// the worst one's, and 3 (UNKNOWN) when the status cannot be read.
+fn check_status(root: &Root, only: Option<&str>, opts: Options, out: &mut dyn Write) -> u8 {
+    let statuses = sites::load_all(root)
+        .map_err(|e| Failure::failed(e.to_string()))
+        .and_then(|loaded| {
+            let mut problems = rejected_files(&loaded, only);
+            let statuses = chosen_statuses(root, &loaded, only, opts)?;
+            problems.extend(statuses.iter().flat_map(|s| s.problems.clone()));
+            Ok((statuses.len(), problems))
+        });
+    let (sites, problems) = match statuses {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(out, "UNKNOWN: {}", e.message);
+            return Severity::Unknown.code();
+        }
+    };
+    let worst = status_check::worst(&problems);
+    if opts.json {
+        json_out(
+            &CheckReport {
+                status: worst,
+                exit_code: worst.code(),
+                sites,
+                problems: &problems,
+            },
+            out,
+        );
+    } else {
+        for line in status_check::lines(&problems, sites) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    worst.code()
+}
+
+/// Rejected site files with no last good copy: those sites do not run.
+fn rejected_files(loaded: &Loaded, only: Option<&str>) -> Vec<Problem> {
+    if only.is_some() {
+        return Vec::new();
+    }
+    loaded
+        .errors
+        .iter()
+        .filter_map(|e| e.0.first())
+        .filter_map(|first| {
+            let site = first.file.file_stem()?.to_string_lossy().into_owned();
+            (loaded.fallback(&site).is_none()).then(|| Problem {
+                message: format!(
+                    "the site file {} is rejected and the site does not run; `sumctl check` \
+                     says what to fix",
+                    first.file.display()
+                ),
+                site,
+                severity: Severity::Warning,
+                check: "site-file",
+            })
+        })
+        .collect()
+}
+
 /// The status of `only`, or of every valid site (exit 2 when `only` is not
 /// a valid site).
 fn chosen_statuses(
     root: &Root,
     loaded: &Loaded,
     only: Option<&str>,
+    opts: Options,
 ) -> Result<Vec<SiteStatus>, Failure> {
+    let limits = Limits {
+        now: crate::system::timefmt::now_unix(),
+        backup_grace: opts.backup_grace,
+    };
     let chosen: Vec<&Site> = loaded
         .sites
         .iter()
@@ -175,6 +272,7 @@ fn chosen_statuses(
                 copy: f.copy.display().to_string(),
                 why: f.why.clone(),
             });
+            st.problems = status_check::problems(&st, limits);
             st
         })
         .collect())
@@ -219,6 +317,10 @@ fn print_status(s: &SiteStatus, out: &mut dyn Write) {
     if let Some(n) = &s.next_backup {
         let _ = writeln!(out, "  next backup:   {n}");
     }
+    print_deploy_and_certificates(s, out);
+    for p in &s.problems {
+        let _ = writeln!(out, "  {}: {}", p.severity.word(), p.message);
+    }
     for (u, st) in &s.units {
         let older = if s.units_on_older_definition.contains(u) {
             " (runs on its OLDER unit)"
@@ -240,6 +342,30 @@ fn print_status(s: &SiteStatus, out: &mut dyn Write) {
                 "their units"
             },
             s.site
+        );
+    }
+}
+
+/// The last deploy and the certificates, for a person.
+fn print_deploy_and_certificates(s: &SiteStatus, out: &mut dyn Write) {
+    if let Some(d) = &s.last_deploy {
+        let _ = writeln!(
+            out,
+            "  last deploy:   {} {} ({})",
+            d.action, d.outcome, d.finished_utc
+        );
+    }
+    for c in &s.certificates {
+        let _ = writeln!(
+            out,
+            "  certificate:   {} until {}{}",
+            c.domain,
+            c.expires,
+            if c.internal {
+                " (Caddy's internal CA, renewed by Caddy)"
+            } else {
+                ""
+            }
         );
     }
 }

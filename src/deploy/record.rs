@@ -84,6 +84,83 @@ pub(super) fn close(ctx: &Ctx, log: &mut Log, rec: &mut Record, result: &Result<
             rec.action
         ));
     }
+    write_metrics(ctx, log, rec);
+}
+
+/// The deploy's figures for Prometheus (`system::metrics`), in
+/// `sum-<site>-deploy.prom`, from the history: deploys and rollbacks by
+/// outcome (counters: the history is never trimmed), the last one's time,
+/// success and duration, and the release that serves as an info metric.
+/// A failure to write is a warning.
+fn write_metrics(ctx: &Ctx, log: &mut Log, last: &Record) {
+    use crate::system::metrics::{self, Family};
+    let dir = ctx.root.path(metrics::dir());
+    if !dir.is_dir() {
+        return;
+    }
+    let site = ctx.site.name.as_str();
+    let history = site_state::history(&ctx.p(&ctx.l().state)).unwrap_or_default();
+    let mut counts: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    for r in &history {
+        *counts
+            .entry((r.action.as_str(), r.outcome.as_str()))
+            .or_default() += 1;
+    }
+    let mut total = Family::counter(
+        "sum_deploys_total",
+        "Deploys and rollbacks of the site, by action and outcome (ok, rolled-back, failed, prepared).",
+    );
+    for ((action, outcome), n) in &counts {
+        total = total.sample(
+            &[("site", site), ("action", action), ("outcome", outcome)],
+            *n as f64,
+        );
+    }
+    let s = [("site", site)];
+    let mut families = vec![
+        total,
+        Family::gauge(
+            "sum_deploy_last_timestamp_seconds",
+            "When the last deploy or rollback ended (Unix time).",
+        )
+        .sample(&s, timefmt::now_unix() as f64),
+        Family::gauge(
+            "sum_deploy_last_success",
+            "1 if the last deploy or rollback succeeded (a prepared --no-restart deploy too), 0 if it failed or rolled back.",
+        )
+        .sample(
+            &s,
+            if matches!(last.outcome.as_str(), "ok" | "prepared") {
+                1.0
+            } else {
+                0.0
+            },
+        ),
+        Family::gauge(
+            "sum_deploy_last_duration_seconds",
+            "How long the last deploy or rollback took (the sum of its steps).",
+        )
+        .sample(&s, last.steps.iter().map(|t| t.seconds).sum()),
+    ];
+    let live = crate::system::fsutil::link_name(&ctx.p(&ctx.l().app));
+    if let Some(release) = live {
+        let sha = site_state::load_release(&ctx.p(&ctx.l().state), &release)
+            .map(|r| r.sha)
+            .unwrap_or_default();
+        families.push(
+            Family::gauge(
+                "sum_release_info",
+                "The release that serves: always 1, the release and its git sha as labels.",
+            )
+            .sample(&[("site", site), ("release", &release), ("sha", &sha)], 1.0),
+        );
+    }
+    if let Err(e) = metrics::write(&dir, &metrics::file_name(site, "deploy"), &families) {
+        log.line(&format!(
+            "warning: could not write the metrics file in {}: {e}",
+            dir.display()
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +203,43 @@ mod tests {
         assert_eq!(history[0].git_ref.as_deref(), Some("v2"));
         // The previous release serves on this site file: its last good copy.
         assert!(fx.p(LAST_GOOD_DIR).join("acme.toml").is_file());
+    }
+
+    #[test]
+    fn with_node_exporter_s_directory_each_record_writes_the_deploy_metrics() {
+        let fx = Fixture::new();
+        fx.dirs();
+        // Without the directory: nothing.
+        let _ = closed(&fx, Ok(()));
+        let dir = fx.p("/var/lib/prometheus/node-exporter");
+        assert!(!dir.exists());
+        fs_err::create_dir_all(&dir).unwrap();
+        let _ = closed(&fx, Ok(()));
+        let rolled_back = StepFailure {
+            step: "smoke".into(),
+            failure: Failure::new(Exit::RolledBack, "smoke failed after the swap: 500"),
+        };
+        let _ = closed(&fx, Err(rolled_back));
+        let text = fs_err::read_to_string(dir.join("sum-acme-deploy.prom")).unwrap();
+        // Counted from the whole history, the run without metrics included.
+        assert!(
+            text.contains("sum_deploys_total{site=\"acme\",action=\"deploy\",outcome=\"ok\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sum_deploys_total{site=\"acme\",action=\"deploy\",outcome=\"rolled-back\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sum_deploy_last_success{site=\"acme\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sum_deploys_total counter\n"),
+            "{text}"
+        );
     }
 
     #[test]

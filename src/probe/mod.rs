@@ -3,6 +3,7 @@
 //! decides), the public HTTPS check (`public`), Redis `PING` (`redis`) and
 //! `DATABASE_URL` to a password-free PostgreSQL connection (`pgconn`).
 
+pub mod certs;
 pub mod pgconn;
 pub mod public;
 pub mod redis;

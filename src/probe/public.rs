@@ -95,6 +95,12 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Response, String> {
     })
 }
 
+/// One GET of `https://<domain><path>` through Caddy on this machine, no
+/// retry: the health probe's way in.
+pub fn get_once(site: &Site, path: &str) -> Result<Response, String> {
+    get(&agent(), &format!("https://{}{}", site.domain, path))
+}
+
 /// Polls each health path's public URL in turn, all within
 /// `health.timeout`, with the smoke check's rules
 /// ([`crate::probe::wait`]): until it passes, fails for good or the time

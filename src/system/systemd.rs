@@ -56,6 +56,24 @@ pub fn property(unit: &str, property: &str) -> Option<String> {
     (out.status.success() && !v.is_empty() && v != "n/a").then_some(v)
 }
 
+/// A time property of a unit as Unix seconds (`systemctl show
+/// --timestamp=unix`); None when unset.
+pub fn property_unix_time(unit: &str, property: &str) -> Option<u64> {
+    let out = Command::new("systemctl")
+        .args(["show", "--timestamp=unix", "-P", property, unit])
+        .output()
+        .ok()?;
+    parse_unix_timestamp(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `systemctl show --timestamp=unix` prints `@1733459200`; None for an
+/// empty, unset or zero value.
+pub fn parse_unix_timestamp(shown: &str) -> Option<u64> {
+    let v = shown.trim().strip_prefix('@')?;
+    let secs: u64 = v.split('.').next()?.parse().ok()?;
+    (secs > 0).then_some(secs)
+}
+
 /// Whether a unit is active (`systemctl is-active`).
 pub fn is_active(unit: &str) -> bool {
     Command::new("systemctl")
@@ -188,6 +206,15 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn unset_times_are_none() {
+        // What systemd 252 and 257 print for a timer that never elapsed.
+        for unset in ["", "\n", "n/a", "@0", "@", "Sun 2026-12-06 04:00:00 UTC"] {
+            assert_eq!(parse_unix_timestamp(unset), None, "{unset:?}");
+        }
+        assert_eq!(parse_unix_timestamp("@1733459200\n"), Some(1_733_459_200));
+    }
+
+    #[test]
     fn the_digest_is_read_from_a_real_environ_and_a_real_show() {
         // /proc/PID/environ of a gunicorn master under sum-gunicorn@acme.
         let environ =
@@ -279,6 +306,23 @@ mod tests {
         #[test]
         fn any_table_is_read_without_panicking(text in any::<String>(), path in any::<String>()) {
             let _ = listening_inodes(&text, &path);
+        }
+
+        /// Whatever `systemctl show --timestamp=unix` prints, the reader
+        /// answers; a value it prints is read back exactly.
+        #[test]
+        fn unix_timestamps_are_read_back_and_anything_else_is_none(
+            secs in 1u64..=u64::from(u32::MAX) * 4,
+            micros in proptest::option::of(0u32..1_000_000),
+            noise in any::<String>(),
+        ) {
+            let shown = match micros {
+                Some(m) => format!("@{secs}.{m:06}\n"),
+                None => format!("@{secs}\n"),
+            };
+            prop_assert_eq!(parse_unix_timestamp(&shown), Some(secs));
+            let _ = parse_unix_timestamp(&noise);
+            prop_assert_eq!(parse_unix_timestamp(&noise.replace('@', "")), None);
         }
     }
 }

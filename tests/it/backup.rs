@@ -904,3 +904,88 @@ fn media_are_archived_from_where_the_live_release_keeps_them() {
         "{names}"
     );
 }
+
+/// The value of one sample line `NAME{site="acme"} VALUE` in a metrics file.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{site=\"acme\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn each_run_writes_its_metrics_for_node_exporter_and_none_without_its_directory() {
+    let Some(pg) = Pg::start() else { return };
+    let site = site_with_data(&pg, "");
+    let dir = site.root.path().join("var/lib/prometheus/node-exporter");
+    // Without node_exporter's directory: a backup, and no metrics anywhere.
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!dir.exists());
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = dir.join("sum-acme-backup.prom");
+    let ok = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(metric(&ok, "sum_backup_last_success"), Some(1.0), "{ok}");
+    let attempt = metric(&ok, "sum_backup_last_attempt_timestamp_seconds").unwrap();
+    assert!(
+        attempt >= before.floor() && attempt <= before + 60.0,
+        "{ok}"
+    );
+    let newest = metric(&ok, "sum_backup_newest_verified_timestamp_seconds").unwrap();
+    assert!(newest >= before.floor() - 1.0, "{ok}");
+    let dumps: Vec<String> = site
+        .files()
+        .into_iter()
+        .filter(|f| f.ends_with(".sql.gz"))
+        .collect();
+    // Retention keeps one a day: the count is what is on disk.
+    assert_eq!(
+        metric(&ok, "sum_backup_verified_backups"),
+        Some(dumps.len() as f64),
+        "{ok}"
+    );
+    let newest_file = site.backups().join(dumps.last().unwrap());
+    assert_eq!(
+        metric(&ok, "sum_backup_newest_verified_size_bytes"),
+        Some(std::fs::metadata(&newest_file).unwrap().len() as f64),
+        "{ok}"
+    );
+    assert!(metric(&ok, "sum_backup_last_duration_seconds").unwrap() > 0.0);
+    // No off-host copy is configured: no off-host series.
+    assert!(!ok.contains("sum_backup_offsite"), "{ok}");
+    common::promtool_check_metrics(&file);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    // A failed run: last_success 0, the newest verified backup still named.
+    pg.stop();
+    let out = site.run(&["acme"]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        metric(&failed, "sum_backup_last_success"),
+        Some(0.0),
+        "{failed}"
+    );
+    assert_eq!(
+        metric(&failed, "sum_backup_newest_verified_timestamp_seconds"),
+        Some(newest),
+        "{failed}"
+    );
+    common::promtool_check_metrics(&file);
+    // Only the one file, no temporary left beside it.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["sum-acme-backup.prom"]);
+}

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod alert;
 mod app_database;
 mod backup;
 mod backup_shrink;
@@ -28,6 +29,7 @@ mod media_restore;
 mod offsite;
 mod package_docs;
 mod pgconn;
+mod probe;
 mod provision;
 mod real_tools;
 mod redis_preflight;

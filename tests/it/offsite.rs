@@ -119,11 +119,33 @@ fn each_verified_backup_is_copied_checked_and_recorded_off_host() {
         &format!("offsite = \"store:{}/backups\"", storage.path().display()),
     );
     storage.configure(&site, &["store"]);
+    let metrics = site.root.path().join("var/lib/prometheus/node-exporter");
+    std::fs::create_dir_all(&metrics).unwrap();
     let (code, out) = backup(&site);
     assert_eq!(code, Some(0), "{out}");
     let local = dumps(&site.files());
     assert_eq!(local.len(), 1, "{out}");
     let first = &local[0];
+    // The off-host copy's figures, beside the backup's.
+    let file = metrics.join("sum-acme-backup.prom");
+    let m = std::fs::read_to_string(&file).unwrap();
+    let taken = sum::backup::catalog::parse_backup_name("acme", first).unwrap();
+    for line in [
+        "sum_backup_offsite_last_success{site=\"acme\"} 1\n".to_string(),
+        "sum_backup_offsite_verified_backups{site=\"acme\"} 1\n".to_string(),
+        format!("sum_backup_offsite_newest_verified_timestamp_seconds{{site=\"acme\"}} {taken}\n"),
+    ] {
+        assert!(m.contains(&line), "{line} is not in:\n{m}");
+    }
+    assert!(
+        m.contains("sum_backup_offsite_last_duration_seconds{site=\"acme\"} "),
+        "{m}"
+    );
+    assert!(
+        m.contains("sum_backup_offsite_last_verified_timestamp_seconds{site=\"acme\"} "),
+        "{m}"
+    );
+    crate::common::promtool_check_metrics(&file);
     let target = format!("store:{}/backups/acme", storage.path().display());
     assert!(
         out.contains(&format!("off-host: copied 2 file(s) to {target}"))

@@ -445,10 +445,20 @@ fn remove_keeps_the_data_and_purge_deletes_what_new_made() {
     assert_eq!(common::snapshot(root.path()), before);
     drop(held);
 
+    // node_exporter's files: the site's go with it, another site's stay.
+    let metrics = root.path().join("var/lib/prometheus/node-exporter");
+    std::fs::create_dir_all(&metrics).unwrap();
+    for f in ["sum-acme-shop-backup.prom", "sum-acme-backup.prom"] {
+        std::fs::write(metrics.join(f), "sum_backup_last_success{site=\"x\"} 1\n").unwrap();
+    }
+
     // Without --purge: the site file goes, everything else stays and is named.
     let out = sumctl(root.path(), &pg, &["remove", "acme-shop"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let said = text(&out.stdout);
+    assert!(said.contains("sum-acme-shop-backup.prom"), "{said}");
+    assert!(!metrics.join("sum-acme-shop-backup.prom").exists());
+    assert!(metrics.join("sum-acme-backup.prom").exists());
     assert!(
         said.contains("Kept (nothing of the data was deleted)"),
         "{said}"

@@ -90,12 +90,16 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn refuses_without_the_flag() {
     let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let metrics = root.path().join("var/lib/prometheus/node-exporter");
+    std::fs::create_dir_all(&metrics).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sum-restore"))
         .args(["acme", "latest"])
         .env("SUM_ROOT", root.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Refused before it began: no restore to report.
+    assert_eq!(std::fs::read_dir(&metrics).unwrap().count(), 0);
     assert!(
         text(&out.stderr).contains("--i-know-this-will-overwrite"),
         "{}",
@@ -258,9 +262,17 @@ fn a_rehearsal_restores_into_another_database_only() {
 
     // No superuser answers (a server elsewhere) and the site's user has no
     // CREATEDB: the message says what to create.
+    let metrics = site.root.path().join("var/lib/prometheus/node-exporter");
+    std::fs::create_dir_all(&metrics).unwrap();
+    let rehearsal = metrics.join("sum-acme-rehearsal.prom");
     let nobody = [("PGHOST", "/nonexistent".to_string())];
     let out = site.restore_with_admin(&["acme", "latest", "--into", "rehearsal"], &nobody);
     assert_eq!(out.status.code(), Some(1));
+    let m = std::fs::read_to_string(&rehearsal).unwrap();
+    assert!(
+        m.contains("sum_rehearsal_last_success{site=\"acme\"} 0\n"),
+        "{m}"
+    );
     assert!(
         text(&out.stderr).contains("create rehearsal on the database server, owned by that user"),
         "{}",
@@ -289,6 +301,17 @@ fn a_rehearsal_restores_into_another_database_only() {
     );
     assert_eq!(state(&pg, "rehearsal"), backup_state);
     assert_eq!(state(&pg, "acme"), live, "the live database was touched");
+    let m = std::fs::read_to_string(&rehearsal).unwrap();
+    assert!(
+        m.contains("sum_rehearsal_last_success{site=\"acme\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("sum_rehearsal_last_duration_seconds{site=\"acme\"} "),
+        "{m}"
+    );
+    common::promtool_check_metrics(&rehearsal);
+    assert!(!metrics.join("sum-acme-restore.prom").exists());
     assert_eq!(
         site.count_files(),
         files,

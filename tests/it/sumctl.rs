@@ -364,3 +364,94 @@ fn maintenance_on_shows_in_status_and_off_clears_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!root.path().join("srv/sum/acme/maintenance").exists());
 }
+
+/// A verified backup of `acme` taken at `unix`, with its manifest.
+fn verified_backup(root: &Path, unix: u64) {
+    let dir = root.join("srv/sum/acme/backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("acme-{}.sql.gz", sum::system::timefmt::compact_utc(unix));
+    std::fs::write(dir.join(&name), b"12345").unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        format!("{{\"site\":\"acme\",\"file\":\"{name}\",\"size\":5,\"sha256\":\"x\",\"uncompressed_size\":1,\"database\":\"acme\",\"server_version\":\"15\",\"client_version\":\"15\",\"started_utc\":\"\",\"finished_utc\":\"\",\"release\":null,\"verified\":true}}"),
+    )
+    .unwrap();
+}
+
+/// `status --check`: CRITICAL (2) for a stale backup, OK (0) once a fresh
+/// one is there, WARNING (1) for a rolled-back deploy and an old
+/// maintenance flag, UNKNOWN (3) when it cannot tell; `--json` says the same.
+#[test]
+fn status_check_uses_the_monitoring_plugins_exit_codes() {
+    let root = common::root_with_sites(&[("acme.toml", common::MINIMAL)]);
+    let now = sum::system::timefmt::now_unix();
+    std::fs::create_dir_all(root.path().join("srv/sum/acme/releases/r1")).unwrap();
+    std::os::unix::fs::symlink("releases/r1", root.path().join("srv/sum/acme/app")).unwrap();
+
+    // Deployed, never backed up: a warning.
+    let out = sumctl(root.path(), &["status", "--check"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    assert!(s.starts_with("WARNING acme: no verified backup yet"), "{s}");
+
+    // The newest verified backup is 30 hours old: stale (24 h + 2 h grace).
+    verified_backup(root.path(), now - 30 * 3600);
+    let out = sumctl(root.path(), &["status", "--check"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{s}");
+    assert_eq!(s.lines().count(), 1, "{s}");
+    assert!(
+        s.starts_with("CRITICAL acme: the newest verified backup is 30h old"),
+        "{s}"
+    );
+    let out = sumctl(root.path(), &["status", "--check", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "CRITICAL");
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["problems"][0]["check"], "backup-stale");
+    assert_eq!(v["problems"][0]["site"], "acme");
+    // A longer grace accepts it; the plain --json carries the problem too.
+    let out = sumctl(root.path(), &["status", "--check", "--backup-grace", "8h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = sumctl(root.path(), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["problems"][0]["check"], "backup-stale");
+
+    // A fresh backup: all is well.
+    verified_backup(root.path(), now - 3600);
+    let out = sumctl(root.path(), &["status", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "OK: 1 site checked, no problems\n");
+
+    // A deploy that rolled back, and maintenance on for two days.
+    let state = root.path().join("srv/sum/acme/state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("history.jsonl"),
+        "{\"action\":\"deploy\",\"started_utc\":\"2026-12-01T00:00:00Z\",\"finished_utc\":\"2026-12-01T00:01:00Z\",\"who\":\"root\",\"outcome\":\"rolled-back\",\"exit_code\":4}\n",
+    )
+    .unwrap();
+    let flag = root.path().join("srv/sum/acme/maintenance");
+    std::fs::write(&flag, "set by ops\n").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&flag)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let out = sumctl(root.path(), &["status", "--check"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    assert!(s.contains("WARNING acme: the last deploy (2026-12-01T00:01:00Z) failed after the switch and was rolled back"), "{s}");
+    assert!(
+        s.contains("WARNING acme: maintenance has been on for 2d"),
+        "{s}"
+    );
+
+    // Cannot tell: UNKNOWN.
+    let out = sumctl(root.path(), &["status", "--check", "nosuch"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("UNKNOWN: no valid site `nosuch`"));
+}

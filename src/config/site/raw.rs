@@ -81,6 +81,8 @@ pub(super) struct RawHealth {
     pub(super) paths: S<Vec<Spanned<String>>>,
     pub(super) timeout: S<String>,
     pub(super) sitemap: S<bool>,
+    pub(super) probe_every: S<String>,
+    pub(super) probe_alert_after: S<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -66,6 +66,10 @@ pub(super) const DURATION: Rule = Rule {
     check: |v| parse_duration(v).map(|_| ()),
     allowed: "expected a duration from 1s to 1h such as \"60s\", \"2min\" or \"1m30s\"",
 };
+pub(super) const PROBE_EVERY: Rule = Rule {
+    check: |v| probe_every(v).map(|_| ()),
+    allowed: "expected \"off\" or a duration from 10s to 1h such as \"1min\" or \"30s\"",
+};
 pub(super) const SCHEDULE: Rule = Rule {
     check: calendar::validate,
     allowed: "expected a systemd OnCalendar= expression such as \"*-*-* 02:00:00 UTC\" (see systemd.time(7))",
@@ -88,6 +92,18 @@ pub(super) const PING_URL: Rule = Rule {
     check: check_ping_url,
     allowed: "expected an http:// or https:// URL without spaces",
 };
+
+/// `[health] probe_every`: None for "off", else a duration of 10 s to 1 h.
+pub fn probe_every(v: &str) -> Result<Option<Duration>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    let d = parse_duration(v)?;
+    if d < Duration::from_secs(10) {
+        return Err("is shorter than 10s".into());
+    }
+    Ok(Some(d))
+}
 
 /// The rule for site names (the file stem), shared with `sumctl new`.
 pub fn check_site_name(name: &str) -> Result<(), String> {

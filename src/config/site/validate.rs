@@ -200,6 +200,14 @@ fn health(c: &mut Checker, h: RawHealth) -> Health {
         more_paths,
         timeout: parse_duration(&timeout_text).unwrap_or(Duration::from_secs(60)),
         sitemap: Checker::flag(h.sitemap, true),
+        probe_every: probe_every(&c.string(
+            h.probe_every,
+            "health.probe_every",
+            || "1min".into(),
+            &PROBE_EVERY,
+        ))
+        .unwrap_or(Some(Duration::from_secs(60))),
+        probe_alert_after: c.number(h.probe_alert_after, "health.probe_alert_after", 3, 1, 1000),
     }
 }
 

@@ -151,3 +151,34 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// `promtool check metrics` on a metrics file: promtool from PATH, or the
+/// one `bash tests/promtool.sh --install` unpacks into target/promtool.
+/// Panics with promtool's words when it finds a problem; required in CI.
+pub fn promtool_check_metrics(file: &Path) -> bool {
+    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/promtool/usr/bin/promtool");
+    let promtool = if unpacked.exists() {
+        unpacked
+    } else if require_tool("promtool") {
+        PathBuf::from("promtool")
+    } else {
+        return false;
+    };
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics {}:\n{said}\n{}",
+        file.display(),
+        std::fs::read_to_string(file).unwrap_or_default()
+    );
+    true
+}
