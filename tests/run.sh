@@ -4,8 +4,9 @@
 # real-tool tests, builds the .deb, runs lintian on it (the host's, Debian
 # 12's, and Debian 13's), reads it as a signed apt repository, and then, in
 # throwaway systemd containers, two at a time: on Debian 13 the main run,
-# the fault matrix, the upgrade test and the disaster drill; on Debian 12
-# the main run and the upgrade test. Beside the drill, the package is built again from nothing
+# the fault matrix, the upgrade test, the disaster drill and the monitoring
+# test; on Debian 12 the main run, the upgrade test and the monitoring test.
+# Beside the drill, the package is built again from nothing
 # and compared byte for byte (tests/repro.sh).
 #
 #   sudo bash tests/run.sh            # everything
@@ -58,6 +59,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo is missing: install Rust with rustup (https://rustup.rs) first" >&2
     exit 2
 fi
+# promtool (tests/promtool.sh): unpacked from Debian's prometheus package
+# into target/promtool, so that no Prometheus daemon is installed or started.
+bash tests/promtool.sh --install
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install --locked cargo-deb
@@ -71,6 +75,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test"
 CI=${CI:-1} cargo test --locked
+
+step "the example alerting rules (tests/promtool.sh: promtool check rules and test rules)"
+bash tests/promtool.sh
 
 step "building the package"
 deb=$(bash packaging/build-deb | tail -n 1)
@@ -124,16 +131,18 @@ if [ "$e2e" = 1 ]; then
     step "Debian 13: the main run (tests/e2e/run.sh) beside the fault matrix (tests/e2e/faults.sh)"
     pair faults-13 env E2E_SUITE=trixie bash tests/e2e/faults.sh --deb "$deb" \
         -- main-13 env E2E_SUITE=trixie bash tests/e2e/run.sh --deb "$deb"
-    step "Debian 12: the main run (install, deploy, backup, restore), beside Debian 13's upgrade test (tests/e2e/upgrade.sh)"
-    pair upgrade-13 env E2E_SUITE=trixie bash tests/e2e/upgrade.sh --deb "$deb" --next "$next" \
-        -- main-12 env E2E_SUITE=bookworm bash tests/e2e/run.sh --deb "$deb"
+    step "Debian 12: the monitoring test (tests/e2e/monitor.sh), beside the main run (install, deploy, backup, restore) and then Debian 13's upgrade test (tests/e2e/upgrade.sh)"
+    pair monitor-12 env E2E_SUITE=bookworm bash tests/e2e/monitor.sh --deb "$deb" \
+        -- main-12 env E2E_SUITE=bookworm bash tests/e2e/run.sh --deb "$deb" \
+        -- upgrade-13 env E2E_SUITE=trixie bash tests/e2e/upgrade.sh --deb "$deb" --next "$next"
     # The disaster drill on Debian 13, beside the reproducible-build check
     # (a build from nothing: the drill's containers mostly wait). Its S3
     # server (s3s-fs) is built once and cached under target/.
-    step "the disaster drill (tests/e2e/drill.sh) on Debian 13, then Debian 12's upgrade test; beside tests/repro.sh"
+    step "the disaster drill (tests/e2e/drill.sh) on Debian 13, then Debian 12's upgrade test and Debian 13's monitoring test; beside tests/repro.sh"
     pair repro bash tests/repro.sh "$deb" \
         -- drill-13 env E2E_SUITE=trixie bash tests/e2e/drill.sh --deb "$deb" \
-        -- upgrade-12 env E2E_SUITE=bookworm bash tests/e2e/upgrade.sh --deb "$deb" --next "$next"
+        -- upgrade-12 env E2E_SUITE=bookworm bash tests/e2e/upgrade.sh --deb "$deb" --next "$next" \
+        -- monitor-13 env E2E_SUITE=trixie bash tests/e2e/monitor.sh --deb "$deb"
     failed=()
     for r in "${rcs[@]}"; do
         [ "${r#*=}" = 0 ] || failed+=("$r")
