@@ -40,6 +40,28 @@ pub struct Manifest {
     /// backup (`crate::backup::shrink`).
     #[serde(default)]
     pub shrunk: Option<Shrunk>,
+    /// The SHA-256 of each part of the file, which a restore checks before
+    /// loading the part; None in manifests written before they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartHashes>,
+}
+
+/// The file hashed in parts of `size` bytes (the last one shorter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartHashes {
+    pub size: u64,
+    /// The SHA-256 of the whole file these parts are of: parts count only
+    /// for the file the manifest names (a manifest edited by hand to name
+    /// another file keeps the old parts, and they are not used).
+    pub file_sha256: String,
+    pub sha256: Vec<String>,
+}
+
+impl Manifest {
+    /// The part hashes, when they are of the file this manifest names.
+    pub fn parts(&self) -> Option<&PartHashes> {
+        self.parts.as_ref().filter(|p| p.file_sha256 == self.sha256)
+    }
 }
 
 impl Manifest {

@@ -3,8 +3,9 @@
 //! A plain-SQL `pg_dump` (no owner or ACL statements) is streamed through
 //! gzip in this process into a mode-0600 `.partial` file. It counts as a
 //! backup only after every check passed: pg_dump's exit status and stderr,
-//! the dump's completion trailer, and a full re-read of the gzip stream
-//! against the size and sha256 written. Then: fsync, the manifest written
+//! the dump's completion trailer, the gzip stream decoded in step as it was
+//! written (`instep`), and after the fsync a re-read of the file from the
+//! storage against the size and sha256 written. Then the manifest written
 //! (with the tables and rows counted from the stream, and whether they
 //! shrank against the previous backup), the rename to the final name (the
 //! commit point), the directory fsynced. A failed or killed run leaves no
@@ -22,9 +23,10 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::backup::catalog::{self, backup_name, parse_backup_name, Manifest};
+use crate::backup::catalog::{self, backup_name, parse_backup_name, Manifest, PartHashes};
 use crate::backup::contents::Counter;
-use crate::backup::hashio::Hashing;
+use crate::backup::hashio::{Hashing, PART_SIZE};
+use crate::backup::instep::{Sink, Tail, Written};
 use crate::config::layout::{Root, SiteLayout};
 use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
@@ -33,9 +35,6 @@ use crate::system::timefmt;
 /// gzip level: measured in benches/backup.sh as the best speed for a size
 /// within 10% of `gzip -6` on SQL dumps.
 pub const GZIP_LEVEL: u32 = 3;
-
-/// The last line pg_dump writes to a complete plain-format dump.
-const TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
 
 /// A failed backup: what went wrong, in words an operator can act on.
 #[derive(Debug)]
@@ -144,20 +143,6 @@ pub fn take(
     Ok(manifest)
 }
 
-/// Keeps the last bytes of a stream, to find pg_dump's trailer.
-struct Tail(Vec<u8>);
-
-impl Tail {
-    fn push(&mut self, data: &[u8]) {
-        self.0.extend_from_slice(data);
-        let excess = self.0.len().saturating_sub(256);
-        self.0.drain(..excess);
-    }
-    fn has_trailer(&self) -> bool {
-        self.0.windows(TRAILER.len()).any(|w| w == TRAILER)
-    }
-}
-
 /// What streaming pg_dump's output saw: the start (for the versions in its
 /// header), the end (for the trailer), the byte count, and the tables and
 /// rows.
@@ -180,8 +165,9 @@ impl Streamed {
     }
 }
 
-/// The gzip stream into the partial file, hashed as it is written.
-type DumpWriter = GzEncoder<Hashing<std::io::BufWriter<File>>>;
+/// The gzip stream into the partial file, hashed and decoded as it is
+/// written.
+type DumpWriter = GzEncoder<Sink>;
 
 /// Dumps the database into `partial` and checks everything about it; the
 /// manifest of the result.
@@ -197,10 +183,7 @@ fn write_verified(
     let mut child = spawn_pg_dump(conn, src.run_as)?;
     let mut stdout = child.stdout.take().expect("piped");
     let stderr_reader = read_stderr(&mut child);
-    let mut gz = GzEncoder::new(
-        Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file)),
-        Compression::new(GZIP_LEVEL),
-    );
+    let mut gz = GzEncoder::new(Sink::new(file), Compression::new(GZIP_LEVEL));
     let streamed = match stream(&mut stdout, &mut gz) {
         Ok(s) => s,
         Err(e) => {
@@ -214,8 +197,8 @@ fn write_verified(
         .map_err(|e| err(format!("failed to wait for pg_dump: {e}")))?;
     let stderr = stderr_reader.join().unwrap_or_default();
     check_pg_dump(status, &stderr, &streamed.tail)?;
-    let (sha256, size) = finish_partial(gz, partial)?;
-    check_reread(partial, size, &sha256, streamed.uncompressed)?;
+    let written = finish_partial(gz, partial)?;
+    let (sha256, size, parts) = check_written(written, partial, streamed.uncompressed)?;
     let finished = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -223,7 +206,6 @@ fn write_verified(
         site: site.name.clone(),
         file: name.to_string(),
         size,
-        sha256,
         uncompressed_size: streamed.uncompressed,
         database: conn.dbname().unwrap_or("").to_string(),
         contents: Some(streamed.counter.finish()),
@@ -235,6 +217,12 @@ fn write_verified(
         media: None,
         verified: true,
         shrunk: None,
+        parts: Some(PartHashes {
+            size: PART_SIZE,
+            file_sha256: sha256.clone(),
+            sha256: parts,
+        }),
+        sha256,
     })
 }
 
@@ -290,7 +278,7 @@ fn read_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
 fn stream(stdout: &mut impl Read, gz: &mut DumpWriter) -> std::io::Result<Streamed> {
     let mut seen = Streamed {
         head: Vec::with_capacity(2048),
-        tail: Tail(Vec::with_capacity(512)),
+        tail: Tail::default(),
         uncompressed: 0,
         counter: Counter::new(),
     };
@@ -358,40 +346,53 @@ fn check_pg_dump(status: ExitStatus, stderr: &str, tail: &Tail) -> Result<(), Ba
     Ok(())
 }
 
-/// Ends the gzip stream, flushes and fsyncs the file: the sha256 and size
-/// of what was written.
-fn finish_partial(gz: DumpWriter, partial: &Path) -> Result<(String, u64), BackupError> {
+/// Ends the gzip stream, flushes and fsyncs the file: what was written.
+fn finish_partial(gz: DumpWriter, partial: &Path) -> Result<Written, BackupError> {
     let write_failed =
         |e: std::io::Error| err(format!("failed to write {}: {e}", partial.display()));
-    let mut sink = gz.finish().map_err(write_failed)?;
-    sink.flush().map_err(write_failed)?;
-    let (sha256, size, buffered) = sink.finish();
-    let file = buffered
-        .into_inner()
-        .map_err(|e| write_failed(e.into_error()))?;
-    file.sync_all()
+    let written = gz.finish().and_then(Sink::finish).map_err(write_failed)?;
+    written
+        .file
+        .sync_all()
         .map_err(|e| err(format!("failed to fsync {}: {e}", partial.display())))?;
-    Ok((sha256, size))
+    Ok(written)
 }
 
-/// A full re-read of the file gives what was written.
-fn check_reread(
+/// The stream decoded in step gave every byte pg_dump wrote and its
+/// trailer, and the file read back from the storage is what was written:
+/// its sha256, size and part hashes.
+fn check_written(
+    written: Written,
     partial: &Path,
-    size: u64,
-    sha256: &str,
     uncompressed: u64,
-) -> Result<(), BackupError> {
-    let check = verify_file(partial)?;
-    if check.size != size || check.sha256 != sha256 || check.uncompressed_size != uncompressed {
+) -> Result<(String, u64, Vec<String>), BackupError> {
+    let decoded = written
+        .checker
+        .finish()
+        .map_err(|e| err(format!("{}: {e}", partial.display())))?;
+    if decoded.uncompressed != uncompressed || !decoded.trailer {
         return Err(err(format!(
-            "re-reading {} gave size {} sha256 {} ({} bytes uncompressed), but {size} {sha256} ({uncompressed}) were written",
+            "decoding {} as it was written gave {} bytes{}, but pg_dump wrote {uncompressed}",
             partial.display(),
-            check.size,
-            check.sha256,
-            check.uncompressed_size
+            decoded.uncompressed,
+            if decoded.trailer {
+                ""
+            } else {
+                " without pg_dump's completion trailer"
+            }
         )));
     }
-    Ok(())
+    let (size, sha256) = crate::backup::instep::reread(&written.file, partial)
+        .map_err(|e| err(format!("failed to read back {}: {e}", partial.display())))?;
+    if size != written.size || sha256 != written.sha256 {
+        return Err(err(format!(
+            "reading {} back from the disk gave size {size} sha256 {sha256}, but {} {} were written",
+            partial.display(),
+            written.size,
+            written.sha256
+        )));
+    }
+    Ok((written.sha256, written.size, written.parts))
 }
 
 /// What a full re-read of a backup file found.
@@ -407,7 +408,7 @@ pub struct FileCheck {
 pub fn verify_file(path: &Path) -> Result<FileCheck, BackupError> {
     let file = fs_err::File::open(path).map_err(|e| err(e.to_string()))?;
     let mut hashing = Hashing::new(BufReader::with_capacity(1 << 20, file));
-    let mut tail = Tail(Vec::new());
+    let mut tail = Tail::default();
     let mut uncompressed = 0u64;
     {
         let mut gz = MultiGzDecoder::new(&mut hashing);

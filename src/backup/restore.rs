@@ -1,19 +1,18 @@
 //! `sum-restore <site> FILE|latest --i-know-this-will-overwrite [--into DB]`
 //! (SPEC §8): a restore that cannot half-happen.
 //!
-//! The file is verified completely before anything is touched; the live
-//! database gets a safety backup first; the site's app units are stopped and
-//! Caddy answers "maintenance" meanwhile; and the load runs as the site's
-//! database user in one transaction that first drops everything that user
-//! owns, so nothing of a newer schema survives and a failed load rolls back
-//! to exactly what was there.
+//! The file is checked before anything is touched (a backup whose manifest
+//! hashes it in parts: its size, gzip header and end, first and last parts;
+//! any other file: completely); the live database gets a safety backup
+//! first; the site's app units are stopped and Caddy answers "maintenance"
+//! meanwhile; and the load (`load`) runs as the site's database user in one
+//! transaction that first drops everything that user owns and commits only
+//! when every byte of the file matched, so nothing of a newer schema
+//! survives and a failed load rolls back to exactly what was there.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::SystemTime;
-
-use flate2::read::MultiGzDecoder;
 
 use crate::backup::catalog::{self, Manifest};
 use crate::backup::dump::{self, DumpSource};
@@ -112,11 +111,25 @@ pub fn resolve(
     Ok(path)
 }
 
-/// Verifies the file completely and, when it has a manifest, against it.
-pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
-    let check = dump::verify_file(path).map_err(|e| err(format!("refusing to restore: {e}")))?;
-    let Some(m) = read_manifest(path)? else {
-        return Ok(None);
+/// Checks the file before anything is touched: against its manifest's
+/// part hashes where it has them (the rest is checked as it loads), or
+/// completely, and against its manifest when it has one. The manifest, and
+/// what was checked, for the log.
+pub fn verify(path: &Path) -> Result<(Option<Manifest>, String), RestoreError> {
+    let refuse = |e: String| err(format!("refusing to restore: {e}"));
+    let manifest = read_manifest(path)?;
+    if let Some((m, parts)) = manifest.as_ref().and_then(|m| Some((m, m.parts()?))) {
+        crate::backup::load::precheck(path, m, parts).map_err(|e| refuse(e.0))?;
+        let what = format!(
+            "size, gzip header and end, and the first and last of {} parts against its \
+             manifest; every part is checked again as it loads, before the COMMIT",
+            parts.sha256.len()
+        );
+        return Ok((manifest, what));
+    }
+    let check = dump::verify_file(path).map_err(|e| refuse(e.to_string()))?;
+    let Some(m) = manifest else {
+        return Ok((None, "gzip and trailer; it has no manifest".to_string()));
     };
     if m.size != check.size || m.sha256 != check.sha256 {
         return Err(err(format!(
@@ -128,7 +141,7 @@ pub fn verify(path: &Path) -> Result<Option<Manifest>, RestoreError> {
             m.sha256
         )));
     }
-    Ok(Some(m))
+    Ok((Some(m), "gzip, trailer and manifest".to_string()))
 }
 
 /// The manifest beside a backup, if it has one.
@@ -146,71 +159,23 @@ fn read_manifest(path: &Path) -> Result<Option<Manifest>, RestoreError> {
 }
 
 /// Loads a dump into the database of `conn` in one transaction, after
-/// dropping everything the connecting user owns there.
-pub fn load(path: &Path, conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<(), RestoreError> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new("psql");
-    cmd.args([
-        "-X",
-        "-q",
-        "--no-password",
-        "--single-transaction",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ]);
-    // The password goes into psql's environment, not its command line.
-    conn.apply(&mut cmd)
-        .args(["-f", "-"])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some((uid, gid)) = run_as {
-        cmd.uid(uid).gid(gid).current_dir("/");
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| err(format!("failed to run psql: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    // Lossily: psql quotes the dump's text, which need not be UTF-8.
-    let errors = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        String::from_utf8_lossy(&b).into_owned()
-    });
-    let feed = (|| -> std::io::Result<()> {
-        // Inside the transaction psql opens: the newer schema goes first.
-        stdin.write_all(b"DROP OWNED BY CURRENT_USER;\n")?;
-        let file = fs_err::File::open(path)?;
-        let mut gz = MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
-        std::io::copy(&mut gz, &mut stdin)?;
-        Ok(())
-    })();
-    drop(stdin);
-    let status = child
-        .wait()
-        .map_err(|e| err(format!("failed to wait for psql: {e}")))?;
-    let errors = errors.join().unwrap_or_default();
-    if !status.success() || feed.is_err() {
-        let why = errors
-            .lines()
-            .find(|l| l.contains("ERROR") || l.contains("error"))
-            .map_or_else(
-                || crate::system::text::last_lines(&errors, 5, 500),
-                |l| crate::system::text::excerpt(l, 500),
-            );
-        let why = if why.is_empty() {
-            feed.err()
-                .map_or_else(|| status.to_string(), |e| e.to_string())
-        } else {
-            why
-        };
-        return Err(err(format!(
+/// dropping everything the connecting user owns there (`load`).
+pub fn load(
+    path: &Path,
+    manifest: Option<&Manifest>,
+    conn: &PgConn,
+    run_as: Option<(u32, u32)>,
+) -> Result<(), RestoreError> {
+    use crate::backup::load::LoadError;
+    crate::backup::load::load(path, manifest, conn, run_as).map_err(|e| match e {
+        LoadError::Failed(why) => err(format!(
             "the load failed and was rolled back; the database is as it was: {why}"
-        )));
-    }
-    Ok(())
+        )),
+        LoadError::Mismatch(why) => err(format!(
+            "the backup stopped matching as it loaded, so the load was rolled back and the \
+             database is as it was: {why}"
+        )),
+    })
 }
 
 /// Checks that the site answers again over its socket (every health path)
@@ -272,17 +237,8 @@ pub fn restore(
 ) -> Result<Report, RestoreError> {
     let dir = dump::backups_dir(root, &site.name);
     let path = source(root, site, &dir, req, log)?;
-    let manifest = verify(&path)?;
-    let _ = writeln!(
-        log,
-        "verified {} ({})",
-        path.display(),
-        if manifest.is_some() {
-            "gzip, trailer and manifest"
-        } else {
-            "gzip and trailer; it has no manifest"
-        }
-    );
+    let (manifest, checked) = verify(&path)?;
+    let _ = writeln!(log, "verified {} ({checked})", path.display());
     // From off-host, the media come from the mirror, not an archive.
     let mirror = req.media != Media::No && req.what.starts_with("offsite:");
     let archive = match req.media {
@@ -291,7 +247,7 @@ pub fn restore(
         _ => Some(restore_media::checked_archive(&path, manifest.as_ref(), log).map_err(merr)?),
     };
     if let Some(db) = req.into {
-        let report = rehearse(&path, conn, db, run_as, log)?;
+        let report = rehearse(&path, manifest.as_ref(), conn, db, run_as, log)?;
         if archive.is_some() {
             let _ = writeln!(
                 log,
@@ -328,6 +284,7 @@ pub fn restore(
     let swapped = behind_maintenance_flag(&flag, || {
         let loaded = Loaded {
             path: &path,
+            manifest: manifest.as_ref(),
             conn,
             run_as,
             safety_path: &safety_path,
@@ -382,6 +339,7 @@ pub fn restore_media_only(
 /// and the site alone.
 fn rehearse(
     path: &Path,
+    manifest: Option<&Manifest>,
     conn: &PgConn,
     db: &str,
     run_as: Option<(u32, u32)>,
@@ -395,7 +353,7 @@ fn rehearse(
     if let Some(created) = crate::backup::scratch::ensure_database(conn, db, run_as).map_err(err)? {
         let _ = writeln!(log, "{created}");
     }
-    load(path, &conn.with_dbname(db), run_as)?;
+    load(path, manifest, &conn.with_dbname(db), run_as)?;
     let _ = writeln!(log, "restored into {db}; the live database was not touched");
     Ok(Report {
         restored: path.to_path_buf(),
@@ -451,6 +409,7 @@ fn behind_maintenance_flag<T>(flag: &Path, f: impl FnOnce() -> T) -> T {
 /// The dump to load into the live database, and where the safety backup is.
 struct Loaded<'a> {
     path: &'a Path,
+    manifest: Option<&'a Manifest>,
     conn: &'a PgConn,
     run_as: Option<(u32, u32)>,
     safety_path: &'a Path,
@@ -480,7 +439,7 @@ fn replace(
         .stop_running(site)
         .map_err(|e| as_it_was(format!("failed to stop the site's app units: {e}")))?;
     let _ = writeln!(log, "stopped the site's app units");
-    let loaded = db.map_or(Ok(()), |l| load(l.path, l.conn, l.run_as));
+    let loaded = db.map_or(Ok(()), |l| load(l.path, l.manifest, l.conn, l.run_as));
     let swapped = match media {
         Some(staged) if loaded.is_ok() => Some(staged.swap()),
         _ => None,

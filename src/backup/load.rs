@@ -1,0 +1,345 @@
+//! Loading a dump into a database in one transaction that commits only
+//! when every byte loaded was checked (docs/backups.md, "Restore").
+//!
+//! psql reads `BEGIN`, `DROP OWNED BY CURRENT_USER` and then the dump as
+//! this process decodes it; `COMMIT` follows only after the whole file
+//! matched: its SHA-256 and size against the manifest, the gzip stream to
+//! its end (CRC-32 and length), the length of the dump and pg_dump's
+//! completion trailer. Where the manifest hashes the file in parts, each
+//! part is checked before any byte of it is decoded, so psql never reads a
+//! byte that differs from what pg_dump wrote. A failed check closes psql's
+//! input without a `COMMIT`: the server rolls the transaction back and the
+//! database is as it was.
+//!
+//! [`precheck`] is the fast look before anything is touched: the size, the
+//! gzip header and end, and the first and last parts.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
+
+use crate::backup::catalog::{Manifest, PartHashes};
+use crate::backup::hashio::{hex, sha256_hex};
+use crate::backup::instep::Tail;
+use crate::probe::pgconn::PgConn;
+
+/// A failed check of the file: where its data stopped matching.
+#[derive(Debug)]
+pub struct Mismatch(pub String);
+
+/// The size, the gzip header and end, and the first and last parts of
+/// `path` match `m`, which hashes the file in parts.
+pub fn precheck(path: &Path, m: &Manifest, parts: &PartHashes) -> Result<(), Mismatch> {
+    let name = path.display();
+    let mut f = fs_err::File::open(path).map_err(|e| Mismatch(e.to_string()))?;
+    let size = f.metadata().map_err(|e| Mismatch(e.to_string()))?.len();
+    if size != m.size {
+        return Err(Mismatch(format!(
+            "{name} is {size} bytes, but its manifest says {}",
+            m.size
+        )));
+    }
+    let count = usize::try_from(size.div_ceil(parts.size.max(1))).unwrap_or(usize::MAX);
+    if parts.size == 0 || count != parts.sha256.len() || size < 18 {
+        return Err(Mismatch(format!(
+            "the manifest of {name} does not describe a file of {size} bytes in parts of {} \
+             ({} part hashes)",
+            parts.size,
+            parts.sha256.len()
+        )));
+    }
+    let mut head = [0u8; 3];
+    read_at(&mut f, 0, &mut head)?;
+    if head != [0x1f, 0x8b, 0x08] {
+        return Err(Mismatch(format!(
+            "{name} does not start with a gzip header"
+        )));
+    }
+    let mut end = [0u8; 4];
+    read_at(&mut f, size - 4, &mut end)?;
+    if u32::from_le_bytes(end) != m.uncompressed_size as u32 {
+        return Err(Mismatch(format!(
+            "the gzip stream of {name} ends with a length of {} bytes (modulo 2^32), but its \
+             manifest says {}",
+            u32::from_le_bytes(end),
+            m.uncompressed_size
+        )));
+    }
+    for i in [0, count - 1] {
+        let start = i as u64 * parts.size;
+        let mut part = vec![0u8; usize::try_from((size - start).min(parts.size)).unwrap_or(0)];
+        read_at(&mut f, start, &mut part)?;
+        if sha256_hex(&part) != parts.sha256[i] {
+            return Err(Mismatch(part_mismatch(path, i, parts, size)));
+        }
+    }
+    Ok(())
+}
+
+fn read_at(f: &mut fs_err::File, at: u64, buf: &mut [u8]) -> Result<(), Mismatch> {
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| f.read_exact(buf))
+        .map_err(|e| Mismatch(e.to_string()))
+}
+
+/// Where the data stopped matching: the part, its bytes, the file.
+fn part_mismatch(path: &Path, i: usize, parts: &PartHashes, size: u64) -> String {
+    let start = i as u64 * parts.size;
+    let end = (start + parts.size).min(size);
+    format!(
+        "bytes {start} to {end} (part {} of {}) of {} do not match its manifest",
+        i + 1,
+        parts.sha256.len(),
+        path.display()
+    )
+}
+
+/// Reads a backup file, checking each part against the manifest before
+/// handing any of its bytes on, and hashing the whole.
+struct Checked<'a> {
+    file: fs_err::File,
+    path: &'a Path,
+    size: u64,
+    parts: Option<&'a PartHashes>,
+    part: Vec<u8>,
+    at: usize,
+    index: usize,
+    whole: Sha256,
+    read: u64,
+    /// The part that did not match, once one did not.
+    mismatch: Option<String>,
+}
+
+impl Checked<'_> {
+    fn next_part(&mut self) -> std::io::Result<()> {
+        let want = self.parts.map_or(1 << 20, |p| p.size as usize);
+        self.part.resize(want, 0);
+        let mut filled = 0;
+        while filled < want {
+            match self.file.read(&mut self.part[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        self.part.truncate(filled);
+        self.at = 0;
+        if filled == 0 {
+            return Ok(());
+        }
+        self.whole.update(&self.part);
+        self.read += filled as u64;
+        if let Some(p) = self.parts {
+            let i = self.index;
+            if p.sha256.get(i).map(String::as_str) != Some(sha256_hex(&self.part).as_str()) {
+                let what = part_mismatch(self.path, i, p, self.size.max(self.read));
+                self.mismatch = Some(what.clone());
+                self.part.clear();
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+            }
+        }
+        self.index += 1;
+        Ok(())
+    }
+}
+
+impl Read for Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.part.len() {
+            self.next_part()?;
+        }
+        let n = buf.len().min(self.part.len() - self.at);
+        buf[..n].copy_from_slice(&self.part[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// How the load ended on our side: the dump fed completely, a check of
+/// the file that failed, or psql that stopped reading.
+enum Fed {
+    All { uncompressed: u64, trailer: bool },
+    Mismatch(String),
+    Psql(std::io::Error),
+}
+
+/// Decodes the checked file into psql's input.
+fn feed(reader: &mut Checked, to: &mut impl Write) -> Fed {
+    let mut gz = MultiGzDecoder::new(reader);
+    let mut tail = Tail::default();
+    let mut uncompressed = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Fed::Mismatch(e.to_string()),
+        };
+        if let Err(e) = to.write_all(&buf[..n]) {
+            return Fed::Psql(e);
+        }
+        tail.push(&buf[..n]);
+        uncompressed += n as u64;
+    }
+    Fed::All {
+        uncompressed,
+        trailer: tail.has_trailer(),
+    }
+}
+
+/// Why a load failed, in the words of the restore's error.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file stopped matching: nothing was committed.
+    Mismatch(String),
+    /// psql or the database refused: nothing was committed.
+    Failed(String),
+}
+
+/// Everything psql was fed matched: the whole file and its manifest, the
+/// length of the dump and its trailer.
+fn judge(fed: Fed, reader: Checked, manifest: Option<&Manifest>) -> Result<(), LoadError> {
+    let name = reader.path.display();
+    let (uncompressed, trailer) = match fed {
+        Fed::All {
+            uncompressed,
+            trailer,
+        } => (uncompressed, trailer),
+        Fed::Mismatch(e) => {
+            return Err(LoadError::Mismatch(reader.mismatch.unwrap_or_else(|| {
+                format!(
+                    "the gzip stream of {name} stopped decoding within its first {} bytes: {e}",
+                    reader.read
+                )
+            })))
+        }
+        Fed::Psql(e) => return Err(LoadError::Failed(format!("psql stopped reading: {e}"))),
+    };
+    let mismatch = |what: String| Err(LoadError::Mismatch(what));
+    let mut rest = [0u8; 1];
+    let mut file = reader.file;
+    if file
+        .read(&mut rest)
+        .map_err(|e| LoadError::Failed(e.to_string()))?
+        > 0
+    {
+        return mismatch(format!(
+            "{name} has bytes after its gzip stream, from byte {}",
+            reader.read
+        ));
+    }
+    if !trailer {
+        return mismatch(format!(
+            "{name} does not end with pg_dump's completion trailer; the dump is truncated"
+        ));
+    }
+    let Some(m) = manifest else { return Ok(()) };
+    let sha256 = hex(&reader.whole.finalize());
+    // The length of the dump is checked where the manifest was written
+    // with its parts, never edited: older manifests and hand-made ones are
+    // checked as before, by the size and SHA-256 of the file.
+    let length_differs = m.parts().is_some() && uncompressed != m.uncompressed_size;
+    if reader.read != m.size || sha256 != m.sha256 || length_differs {
+        return mismatch(format!(
+            "{name} does not match its manifest (size {} vs {}, sha256 {sha256} vs {}, \
+             {uncompressed} vs {} bytes uncompressed)",
+            reader.read, m.size, m.sha256, m.uncompressed_size
+        ));
+    }
+    Ok(())
+}
+
+/// Loads the dump at `path` into the database of `conn` in one
+/// transaction, after dropping everything the connecting user owns there;
+/// commits only when the file matched `manifest` (or, without one, its own
+/// gzip stream and trailer) to its last byte.
+pub fn load(
+    path: &Path,
+    manifest: Option<&Manifest>,
+    conn: &PgConn,
+    run_as: Option<(u32, u32)>,
+) -> Result<(), LoadError> {
+    let file = fs_err::File::open(path).map_err(|e| LoadError::Failed(e.to_string()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = Checked {
+        file,
+        path,
+        size,
+        parts: manifest.and_then(Manifest::parts),
+        part: Vec::new(),
+        at: 0,
+        index: 0,
+        whole: Sha256::new(),
+        read: 0,
+        mismatch: None,
+    };
+    let mut child = spawn_psql(conn, run_as)?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let errors = read_stderr(&mut child);
+    // The transaction is ours, not psql's: COMMIT only when all matched.
+    let fed = match stdin.write_all(b"BEGIN;\nDROP OWNED BY CURRENT_USER;\n") {
+        Ok(()) => feed(&mut reader, &mut stdin),
+        Err(e) => Fed::Psql(e),
+    };
+    let verdict = judge(fed, reader, manifest);
+    let committed = verdict.is_ok() && stdin.write_all(b"\nCOMMIT;\n").is_ok();
+    // Without a COMMIT, psql ends with the transaction open and the server
+    // rolls it back when psql disconnects.
+    drop(stdin);
+    let status = child
+        .wait()
+        .map_err(|e| LoadError::Failed(format!("failed to wait for psql: {e}")))?;
+    let errors = errors.join().unwrap_or_default();
+    match verdict {
+        Ok(()) if status.success() && committed => Ok(()),
+        Err(LoadError::Mismatch(e)) => Err(LoadError::Mismatch(e)),
+        Ok(()) => Err(LoadError::Failed(
+            psql_error(&errors).unwrap_or_else(|| format!("psql failed ({status})")),
+        )),
+        Err(LoadError::Failed(e)) => Err(LoadError::Failed(psql_error(&errors).unwrap_or(e))),
+    }
+}
+
+/// psql as the site's account when given, reading SQL on its input and
+/// stopping at the first error.
+fn spawn_psql(conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<Child, LoadError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]);
+    // The password goes into psql's environment, not its command line.
+    conn.apply(&mut cmd)
+        .args(["-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid).current_dir("/");
+    }
+    cmd.spawn()
+        .map_err(|e| LoadError::Failed(format!("failed to run psql: {e}")))
+}
+
+fn read_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("piped");
+    // Lossily: psql quotes the dump's text, which need not be UTF-8.
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        String::from_utf8_lossy(&b).into_owned()
+    })
+}
+
+/// The first error psql printed, or its last lines.
+fn psql_error(errors: &str) -> Option<String> {
+    let why = errors
+        .lines()
+        .find(|l| l.contains("ERROR") || l.contains("error"))
+        .map_or_else(
+            || crate::system::text::last_lines(errors, 5, 500),
+            |l| crate::system::text::excerpt(l, 500),
+        );
+    (!why.is_empty()).then_some(why)
+}
