@@ -318,3 +318,69 @@ fn a_rehearsal_restores_into_another_database_only() {
         "a rehearsal takes no safety backup"
     );
 }
+
+#[test]
+fn a_file_damaged_past_the_quick_check_is_rolled_back_where_it_stopped_matching() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    // Enough rows that the file spans several 1 MiB parts: hex digests
+    // compress to little better than half.
+    pg.sql(
+        "acme",
+        "SET ROLE acme; INSERT INTO notes (title, body) \
+         SELECT md5(i::text) || md5((i * 7)::text), decode(md5(i::text), 'hex') \
+         FROM generate_series(3001, 120000) i;",
+    );
+    let backup = site.backup();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.backups().join(format!("{backup}.json"))).unwrap(),
+    )
+    .unwrap();
+    let src = std::fs::read(site.backups().join(&backup)).unwrap();
+    let parts = &manifest["parts"];
+    assert_eq!(parts["size"], 1 << 20, "{manifest}");
+    assert_eq!(parts["file_sha256"], manifest["sha256"], "{manifest}");
+    let count = parts["sha256"].as_array().unwrap().len();
+    assert_eq!(count, src.len().div_ceil(1 << 20), "{manifest}");
+    assert!(count >= 4, "the dump spans only {count} parts");
+
+    pg.sql(
+        "acme",
+        "SET ROLE acme; CREATE TABLE newer (x int); DELETE FROM notes WHERE id > 100;",
+    );
+    let live = state(&pg, "acme");
+    // A byte near the end of the last part but one, and one in the second
+    // part: neither is in the parts the quick check reads.
+    for part in [count - 1, 2] {
+        let mut damaged = src.clone();
+        let at = part * (1 << 20) - 100;
+        damaged[at] ^= 0x55;
+        std::fs::write(site.backups().join(&backup), &damaged).unwrap();
+        let out = site.restore(&["acme", &backup, "--i-know-this-will-overwrite"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let err = text(&out.stderr);
+        let start = (part - 1) << 20;
+        let end = part << 20;
+        assert!(
+            err.contains(&format!("bytes {start} to {end} (part {part} of {count})"))
+                && err.contains("rolled back")
+                && err.contains("the database is as it was"),
+            "{err}"
+        );
+        assert_eq!(
+            state(&pg, "acme"),
+            live,
+            "the damaged load changed the database"
+        );
+    }
+
+    // The same file undamaged loads, to the backup's state.
+    std::fs::write(site.backups().join(&backup), &src).unwrap();
+    let out = site.restore(&["acme", &backup, "--i-know-this-will-overwrite"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_ne!(state(&pg, "acme"), live);
+    assert_eq!(
+        pg.sql("acme", "SELECT count(*) FROM notes").trim(),
+        "120000"
+    );
+}
