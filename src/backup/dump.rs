@@ -32,9 +32,10 @@ use crate::config::site::Site;
 use crate::probe::pgconn::PgConn;
 use crate::system::timefmt;
 
-/// gzip level: measured in benches/backup.sh as the best speed for a size
-/// within 10% of `gzip -6` on SQL dumps.
-pub const GZIP_LEVEL: u32 = 3;
+/// gzip level: measured in benches/backup.sh (docs/benchmarks.md,
+/// "Compression level") as the fastest whose size stays within 10% of
+/// `gzip -6` on SQL dumps; level 1 is zlib-rs's quick strategy, 40% larger.
+pub const GZIP_LEVEL: u32 = 2;
 
 /// A failed backup: what went wrong, in words an operator can act on.
 #[derive(Debug)]

@@ -98,7 +98,7 @@ fn part_mismatch(path: &Path, i: usize, parts: &PartHashes, size: u64) -> String
 }
 
 /// Reads a backup file, checking each part against the manifest before
-/// handing any of its bytes on, and hashing the whole.
+/// handing any of its bytes on; without parts, hashing the whole.
 struct Checked<'a> {
     file: fs_err::File,
     path: &'a Path,
@@ -107,7 +107,9 @@ struct Checked<'a> {
     part: Vec<u8>,
     at: usize,
     index: usize,
-    whole: Sha256,
+    /// The SHA-256 of the whole file, where there are no parts to check:
+    /// with them, every part matching is the whole matching.
+    whole: Option<Sha256>,
     read: u64,
     /// The part that did not match, once one did not.
     mismatch: Option<String>,
@@ -129,7 +131,9 @@ impl Checked<'_> {
         if filled == 0 {
             return Ok(());
         }
-        self.whole.update(&self.part);
+        if let Some(whole) = &mut self.whole {
+            whole.update(&self.part);
+        }
         self.read += filled as u64;
         if let Some(p) = self.parts {
             let i = self.index;
@@ -236,12 +240,15 @@ fn judge(fed: Fed, reader: Checked, manifest: Option<&Manifest>) -> Result<(), L
         ));
     }
     let Some(m) = manifest else { return Ok(()) };
-    let sha256 = hex(&reader.whole.finalize());
+    let sha256 = reader
+        .whole
+        .map_or_else(|| m.sha256.clone(), |w| hex(&w.finalize()));
     // The length of the dump is checked where the manifest was written
     // with its parts, never edited: older manifests and hand-made ones are
     // checked as before, by the size and SHA-256 of the file.
     let length_differs = m.parts().is_some() && uncompressed != m.uncompressed_size;
-    if reader.read != m.size || sha256 != m.sha256 || length_differs {
+    let unchecked = reader.parts.is_some_and(|p| reader.index != p.sha256.len());
+    if reader.read != m.size || sha256 != m.sha256 || length_differs || unchecked {
         return mismatch(format!(
             "{name} does not match its manifest (size {} vs {}, sha256 {sha256} vs {}, \
              {uncompressed} vs {} bytes uncompressed)",
@@ -271,7 +278,10 @@ pub fn load(
         part: Vec::new(),
         at: 0,
         index: 0,
-        whole: Sha256::new(),
+        whole: manifest
+            .and_then(Manifest::parts)
+            .is_none()
+            .then(Sha256::new),
         read: 0,
         mismatch: None,
     };
