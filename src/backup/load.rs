@@ -287,6 +287,12 @@ pub fn load(
     };
     let mut child = spawn_psql(conn, run_as)?;
     let mut stdin = child.stdin.take().expect("piped");
+    // A deeper pipe (1 MiB, the default limit for any user) keeps psql fed
+    // while a part is read and checked; where it is refused, 64 KiB do.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&stdin),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    );
     let errors = read_stderr(&mut child);
     // The transaction is ours, not psql's: COMMIT only when all matched.
     let fed = match stdin.write_all(b"BEGIN;\nDROP OWNED BY CURRENT_USER;\n") {
