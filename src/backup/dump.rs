@@ -183,6 +183,12 @@ fn write_verified(
     let file = create_partial(partial)?;
     let mut child = spawn_pg_dump(conn, src.run_as)?;
     let mut stdout = child.stdout.take().expect("piped");
+    // A deeper pipe (1 MiB, the default limit for any user) lets pg_dump
+    // and the server go on while a piece is compressed; else 64 KiB.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&stdout),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
+    );
     let stderr_reader = read_stderr(&mut child);
     let mut gz = GzEncoder::new(Sink::new(file), Compression::new(GZIP_LEVEL));
     let streamed = match stream(&mut stdout, &mut gz) {

@@ -115,7 +115,25 @@ struct Checked<'a> {
     mismatch: Option<String>,
 }
 
-impl Checked<'_> {
+impl<'a> Checked<'a> {
+    fn open(path: &'a Path, manifest: Option<&'a Manifest>) -> Result<Checked<'a>, LoadError> {
+        let file = fs_err::File::open(path).map_err(|e| LoadError::Failed(e.to_string()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let parts = manifest.and_then(Manifest::parts);
+        Ok(Checked {
+            file,
+            path,
+            size,
+            parts,
+            part: Vec::new(),
+            at: 0,
+            index: 0,
+            whole: parts.is_none().then(Sha256::new),
+            read: 0,
+            mismatch: None,
+        })
+    }
+
     fn next_part(&mut self) -> std::io::Result<()> {
         let want = self.parts.map_or(1 << 20, |p| p.size as usize);
         self.part.resize(want, 0);
@@ -268,23 +286,7 @@ pub fn load(
     conn: &PgConn,
     run_as: Option<(u32, u32)>,
 ) -> Result<(), LoadError> {
-    let file = fs_err::File::open(path).map_err(|e| LoadError::Failed(e.to_string()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = Checked {
-        file,
-        path,
-        size,
-        parts: manifest.and_then(Manifest::parts),
-        part: Vec::new(),
-        at: 0,
-        index: 0,
-        whole: manifest
-            .and_then(Manifest::parts)
-            .is_none()
-            .then(Sha256::new),
-        read: 0,
-        mismatch: None,
-    };
+    let mut reader = Checked::open(path, manifest)?;
     let mut child = spawn_psql(conn, run_as)?;
     let mut stdin = child.stdin.take().expect("piped");
     // A deeper pipe (1 MiB, the default limit for any user) keeps psql fed
@@ -358,4 +360,149 @@ fn psql_error(errors: &str) -> Option<String> {
             |l| crate::system::text::excerpt(l, 500),
         );
     (!why.is_empty()).then_some(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::instep::TRAILER;
+    use flate2::write::GzEncoder;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+
+    /// A dump ending with pg_dump's trailer, as a gzip file hashed in parts
+    /// of `part` bytes, and its manifest.
+    fn backup(body: &[u8], part: u64) -> (tempfile::TempDir, PathBuf, Vec<u8>, Manifest) {
+        let dump = [body, b"\n", TRAILER, b"\n\n"].concat();
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::new(2));
+        gz.write_all(&dump).unwrap();
+        let file = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme-20260101T000000Z.sql.gz");
+        std::fs::write(&path, &file).unwrap();
+        let sha256 = sha256_hex(&file);
+        let parts = PartHashes {
+            size: part,
+            file_sha256: sha256.clone(),
+            sha256: file.chunks(part as usize).map(sha256_hex).collect(),
+        };
+        let m = Manifest {
+            site: "acme".into(),
+            file: "acme-20260101T000000Z.sql.gz".into(),
+            size: file.len() as u64,
+            sha256,
+            uncompressed_size: dump.len() as u64,
+            database: "acme".into(),
+            contents: None,
+            server_version: String::new(),
+            client_version: String::new(),
+            started_utc: String::new(),
+            finished_utc: String::new(),
+            release: None,
+            media: None,
+            verified: true,
+            shrunk: None,
+            parts: Some(parts),
+        };
+        (dir, path, dump, m)
+    }
+
+    /// What psql would have read, and the verdict.
+    fn load_into_vec(path: &Path, m: &Manifest) -> (Vec<u8>, Result<(), LoadError>) {
+        let mut reader = Checked::open(path, Some(m)).unwrap();
+        let mut psql = Vec::new();
+        let fed = feed(&mut reader, &mut psql);
+        (psql, judge(fed, reader, Some(m)))
+    }
+
+    fn flip(path: &Path, at: usize, by: u8) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at] ^= by;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn an_intact_file_reaches_psql_whole(
+            body in proptest::collection::vec(any::<u8>(), 0..12_000),
+            part in 64u64..4096,
+        ) {
+            let (_dir, path, dump, m) = backup(&body, part);
+            prop_assert!(precheck(&path, &m, m.parts().unwrap()).is_ok());
+            let (psql, verdict) = load_into_vec(&path, &m);
+            prop_assert!(verdict.is_ok(), "{verdict:?}");
+            prop_assert_eq!(psql, dump);
+        }
+
+        #[test]
+        fn a_flipped_byte_is_named_by_its_part_and_psql_read_only_checked_bytes(
+            body in proptest::collection::vec(any::<u8>(), 1..12_000),
+            part in 64u64..4096,
+            at in any::<prop::sample::Index>(),
+            by in 1u8..=255,
+        ) {
+            let (_dir, path, dump, m) = backup(&body, part);
+            let at = at.index(m.size as usize);
+            flip(&path, at, by);
+            let (psql, verdict) = load_into_vec(&path, &m);
+            let count = m.parts().unwrap().sha256.len();
+            let which = format!("(part {} of {count})", at / part as usize + 1);
+            match verdict {
+                Err(LoadError::Mismatch(why)) => prop_assert!(why.contains(&which), "{why}"),
+                other => prop_assert!(false, "{other:?}"),
+            }
+            // Only bytes of parts that matched were decoded: what psql read
+            // is the start of the dump, never a damaged byte.
+            prop_assert_eq!(&psql[..], &dump[..psql.len()]);
+        }
+    }
+
+    #[test]
+    fn the_precheck_reads_the_ends_and_leaves_the_middle_to_the_load() {
+        let body: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+            .collect();
+        let (_dir, path, _dump, m) = backup(&body, 1000);
+        let parts = m.parts().unwrap().clone();
+        let n = parts.sha256.len();
+        assert!(n > 4, "{n} parts");
+        let intact = std::fs::read(&path).unwrap();
+        let check = |m: &Manifest| precheck(&path, m, &parts).map_err(|e| e.0);
+
+        flip(&path, m.size as usize / 2, 0x55);
+        assert!(check(&m).is_ok(), "a middle part is the load's to check");
+        std::fs::write(&path, &intact).unwrap();
+        flip(&path, m.size as usize - 20, 0x55);
+        let e = check(&m).unwrap_err();
+        assert!(e.contains(&format!("(part {n} of {n})")), "{e}");
+        flip(&path, 0, 0x01);
+        // The last part is checked after the header; the header first.
+        assert!(check(&m)
+            .unwrap_err()
+            .contains("does not start with a gzip header"));
+        std::fs::write(&path, &intact).unwrap();
+
+        let longer = Manifest {
+            uncompressed_size: m.uncompressed_size + 1,
+            ..m.clone()
+        };
+        assert!(check(&longer)
+            .unwrap_err()
+            .contains("ends with a length of"));
+        let bigger = Manifest {
+            size: m.size + 1,
+            ..m.clone()
+        };
+        assert!(check(&bigger)
+            .unwrap_err()
+            .contains("but its manifest says"));
+        let short = PartHashes {
+            sha256: parts.sha256[1..].to_vec(),
+            ..parts.clone()
+        };
+        let e = precheck(&path, &m, &short).unwrap_err().0;
+        assert!(e.contains(&format!("({} part hashes)", n - 1)), "{e}");
+    }
 }
