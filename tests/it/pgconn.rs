@@ -500,10 +500,12 @@ fn psql_of_a_restore_gets_the_password_from_its_environment_not_its_command_line
             "rehearsal",
         ],
     );
+    // The load's psql reads the dump on its input (`-f -`); sum-restore
+    // opens and commits the transaction itself.
     let seen = catch_child(
         &run,
         "psql",
-        "--single-transaction",
+        "-f -",
         &pg,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql'
            AND usename = 'acme' AND datname = 'rehearsal' AND client_addr IS NOT NULL
