@@ -108,6 +108,15 @@ pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hex SHA-256 and the size of the file at `path`, read to its end.
+pub fn hash_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    let file = fs_err::File::open(path)?;
+    let mut hashing = Hashing::new(std::io::BufReader::with_capacity(1 << 20, file));
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    let (sha256, size, _) = hashing.finish();
+    Ok((sha256, size))
+}
+
 /// The hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))

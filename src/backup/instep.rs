@@ -12,15 +12,13 @@
 //! ones computed while writing. Nothing is decompressed twice.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
-
-use crate::backup::hashio::{hex, Parts};
+use crate::backup::hashio::{Hashing, Parts};
 
 /// The last line pg_dump writes to a complete plain-format dump.
 pub const TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
@@ -133,12 +131,11 @@ impl Drop for Checker {
     }
 }
 
-/// Where the compressed stream goes: the file, the hashes, the checker.
+/// Where the compressed stream goes: the file (hashed whole and counted
+/// on the way), the part hashes, the checker.
 pub struct Sink {
-    file: BufWriter<File>,
-    whole: Sha256,
+    file: Hashing<BufWriter<File>>,
     parts: Parts,
-    size: u64,
     checker: Checker,
 }
 
@@ -155,19 +152,18 @@ pub struct Written {
 impl Sink {
     pub fn new(file: File) -> Sink {
         Sink {
-            file: BufWriter::with_capacity(1 << 20, file),
-            whole: Sha256::new(),
+            file: Hashing::new(BufWriter::with_capacity(1 << 20, file)),
             parts: Parts::new(),
-            size: 0,
             checker: Checker::start(),
         }
     }
 
     pub fn finish(self) -> std::io::Result<Written> {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let (sha256, size, buffered) = self.file.finish();
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
         Ok(Written {
-            size: self.size,
-            sha256: hex(&self.whole.finalize()),
+            size,
+            sha256,
             parts: self.parts.finish(),
             file,
             checker: self.checker,
@@ -179,10 +175,8 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         let done = &buf[..n];
-        self.whole.update(done);
         self.parts.update(done);
         self.checker.send(done);
-        self.size += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -201,19 +195,8 @@ pub fn reread(file: &File, path: &Path) -> std::io::Result<(u64, String)> {
         0,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     );
-    let mut f = fs_err::File::open(path)?;
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex(&hash.finalize())))
+    let (sha256, size) = crate::backup::hashio::hash_file(path)?;
+    Ok((size, sha256))
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ fn check(archive: &Archive) -> Result<(), MediaError> {
             want.size
         )));
     }
-    let sha256 = sha256_of(path).map_err(|e| refuse(e.to_string()))?;
+    let (sha256, _) = crate::backup::hashio::hash_file(path).map_err(|e| refuse(e.to_string()))?;
     if sha256 != want.sha256 {
         return Err(refuse(format!(
             "{} does not match its manifest: sha256 {sha256}, but the manifest records {}",
@@ -152,14 +152,6 @@ fn check(archive: &Archive) -> Result<(), MediaError> {
         )));
     }
     Ok(())
-}
-
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let file = fs_err::File::open(path)?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut hashing = crate::backup::hashio::Hashing::new(reader);
-    std::io::copy(&mut hashing, &mut std::io::sink())?;
-    Ok(hashing.finish().0)
 }
 
 /// The entries of an archive so far: their paths (relative, without `.`),
