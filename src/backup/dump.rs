@@ -183,13 +183,9 @@ fn write_verified(
     let file = create_partial(partial)?;
     let mut child = spawn_pg_dump(conn, src.run_as)?;
     let mut stdout = child.stdout.take().expect("piped");
-    // A deeper pipe (1 MiB, the default limit for any user) lets pg_dump
-    // and the server go on while a piece is compressed; else 64 KiB.
-    let _ = nix::fcntl::fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&stdout),
-        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
-    );
-    let stderr_reader = read_stderr(&mut child);
+    // pg_dump and the server go on while a piece is compressed.
+    crate::system::pipes::deepen(&stdout);
+    let stderr_reader = crate::system::pipes::read_stderr(&mut child);
     let mut gz = GzEncoder::new(Sink::new(file), Compression::new(GZIP_LEVEL));
     let streamed = match stream(&mut stdout, &mut gz) {
         Ok(s) => s,
@@ -269,18 +265,6 @@ fn spawn_pg_dump(conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<Child, Bac
     })
 }
 
-/// Reads the child's stderr to the end on a thread of its own.
-fn read_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let mut stderr_pipe = child.stderr.take().expect("piped");
-    // Bytes, decoded lossily: pg_dump quotes names in the server's encoding,
-    // and read_to_string would drop everything on one invalid byte.
-    std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr_pipe.read_to_end(&mut b);
-        String::from_utf8_lossy(&b).into_owned()
-    })
-}
-
 /// Copies pg_dump's output into the gzip stream, noting what it saw.
 fn stream(stdout: &mut impl Read, gz: &mut DumpWriter) -> std::io::Result<Streamed> {
     let mut seen = Streamed {
@@ -333,7 +317,7 @@ fn check_pg_dump(status: ExitStatus, stderr: &str, tail: &Tail) -> Result<(), Ba
     if !status.success() {
         return Err(err(format!(
             "pg_dump failed ({status}): {}",
-            first_error(stderr).unwrap_or_else(|| "no message".to_string())
+            crate::system::text::first_error(stderr).unwrap_or_else(|| "no message".to_string())
         )));
     }
     if stderr.to_ascii_lowercase().contains("error") {
@@ -348,26 +332,6 @@ fn check_pg_dump(status: ExitStatus, stderr: &str, tail: &Tail) -> Result<(), Ba
         ));
     }
     Ok(())
-}
-
-/// pg_dump's first error with the lines that continue it, on one line:
-/// libpq says what failed on the error's line and adds its hint on the next
-/// (`connection to server … failed: Connection refused` and then
-/// `\tIs the server running …`). The last line alone, when none says error.
-fn first_error(stderr: &str) -> Option<String> {
-    let one_line = |text: &str| crate::system::text::excerpt(&text.replace('\t', " "), 500);
-    let mut lines = stderr.lines();
-    let Some(first) = lines.find(|l| l.to_ascii_lowercase().contains("error:")) else {
-        let last = stderr.lines().rfind(|l| !l.trim().is_empty())?;
-        return Some(one_line(last));
-    };
-    let continued =
-        lines.take_while(|l| l.starts_with(|c: char| c.is_whitespace()) && !l.trim().is_empty());
-    let joined: Vec<&str> = std::iter::once(first)
-        .chain(continued)
-        .map(str::trim)
-        .collect();
-    Some(one_line(&joined.join(" ")))
 }
 
 /// Ends the gzip stream, flushes and fsyncs the file: what was written.
@@ -552,34 +516,6 @@ mod tests {
             None
         );
         assert_eq!(newer_server(""), None);
-    }
-
-    #[test]
-    fn the_first_error_keeps_libpqs_hint_and_drops_nothing_before_it() {
-        let refused = "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused\n\
-                       \tIs the server running on that host and accepting TCP/IP connections?\n";
-        assert_eq!(
-            first_error(refused).unwrap(),
-            "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused \
-             Is the server running on that host and accepting TCP/IP connections?"
-        );
-        let two = "pg_dump: warning: x\npg_dump: error: query failed: ERROR:  permission denied for table t\n\
-                   pg_dump: detail: Query was: LOCK TABLE public.t IN ACCESS SHARE MODE\n";
-        assert_eq!(
-            first_error(two).unwrap(),
-            "pg_dump: error: query failed: ERROR:  permission denied for table t"
-        );
-        assert_eq!(first_error("killed\n\n").unwrap(), "killed");
-        assert_eq!(first_error(""), None);
-    }
-
-    proptest! {
-        #[test]
-        fn first_error_never_panics_and_stays_on_one_line(text in "[ -~\t\n\u{e9}]{0,600}") {
-            if let Some(e) = first_error(&text) {
-                prop_assert!(!e.contains('\n') && !e.contains('\t'), "{e:?}");
-            }
-        }
     }
 
     proptest! {

@@ -289,13 +289,9 @@ pub fn load(
     let mut reader = Checked::open(path, manifest)?;
     let mut child = spawn_psql(conn, run_as)?;
     let mut stdin = child.stdin.take().expect("piped");
-    // A deeper pipe (1 MiB, the default limit for any user) keeps psql fed
-    // while a part is read and checked; where it is refused, 64 KiB do.
-    let _ = nix::fcntl::fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&stdin),
-        nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20),
-    );
-    let errors = read_stderr(&mut child);
+    // psql stays fed while a part is read and checked.
+    crate::system::pipes::deepen(&stdin);
+    let errors = crate::system::pipes::read_stderr(&mut child);
     // The transaction is ours, not psql's: COMMIT only when all matched.
     let fed = match stdin.write_all(b"BEGIN;\nDROP OWNED BY CURRENT_USER;\n") {
         Ok(()) => feed(&mut reader, &mut stdin),
@@ -314,9 +310,12 @@ pub fn load(
         Ok(()) if status.success() && committed => Ok(()),
         Err(LoadError::Mismatch(e)) => Err(LoadError::Mismatch(e)),
         Ok(()) => Err(LoadError::Failed(
-            psql_error(&errors).unwrap_or_else(|| format!("psql failed ({status})")),
+            crate::system::text::first_error(&errors)
+                .unwrap_or_else(|| format!("psql failed ({status})")),
         )),
-        Err(LoadError::Failed(e)) => Err(LoadError::Failed(psql_error(&errors).unwrap_or(e))),
+        Err(LoadError::Failed(e)) => Err(LoadError::Failed(
+            crate::system::text::first_error(&errors).unwrap_or(e),
+        )),
     }
 }
 
@@ -338,28 +337,6 @@ fn spawn_psql(conn: &PgConn, run_as: Option<(u32, u32)>) -> Result<Child, LoadEr
     }
     cmd.spawn()
         .map_err(|e| LoadError::Failed(format!("failed to run psql: {e}")))
-}
-
-fn read_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let mut stderr = child.stderr.take().expect("piped");
-    // Lossily: psql quotes the dump's text, which need not be UTF-8.
-    std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        String::from_utf8_lossy(&b).into_owned()
-    })
-}
-
-/// The first error psql printed, or its last lines.
-fn psql_error(errors: &str) -> Option<String> {
-    let why = errors
-        .lines()
-        .find(|l| l.contains("ERROR") || l.contains("error"))
-        .map_or_else(
-            || crate::system::text::last_lines(errors, 5, 500),
-            |l| crate::system::text::excerpt(l, 500),
-        );
-    (!why.is_empty()).then_some(why)
 }
 
 #[cfg(test)]

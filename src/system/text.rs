@@ -70,6 +70,27 @@ pub fn summary(items: &[String], ends: usize) -> String {
     )
 }
 
+/// The first error a tool printed (pg_dump, psql: a line with `error:` in
+/// any case) with the indented lines that continue it, on one line: libpq
+/// says what failed on the error's line and adds its hint on the next
+/// (`connection to server … failed: Connection refused`, then `\tIs the
+/// server running …`). The last line alone when none says error.
+pub fn first_error(stderr: &str) -> Option<String> {
+    let one_line = |text: &str| excerpt(&text.replace('\t', " "), 500);
+    let mut lines = stderr.lines();
+    let Some(first) = lines.find(|l| l.to_ascii_lowercase().contains("error:")) else {
+        let last = stderr.lines().rfind(|l| !l.trim().is_empty())?;
+        return Some(one_line(last));
+    };
+    let continued =
+        lines.take_while(|l| l.starts_with(|c: char| c.is_whitespace()) && !l.trim().is_empty());
+    let joined: Vec<&str> = std::iter::once(first)
+        .chain(continued)
+        .map(str::trim)
+        .collect();
+    Some(one_line(&joined.join(" ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +153,34 @@ mod tests {
             let s = String::from_utf8_lossy(&b);
             let _ = excerpt(&s, 200);
             let _ = short_sha(&s);
+        }
+    }
+
+    #[test]
+    fn the_first_error_keeps_libpqs_hint_and_drops_nothing_before_it() {
+        let refused = "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused\n\
+                       \tIs the server running on that host and accepting TCP/IP connections?\n";
+        assert_eq!(
+            first_error(refused).unwrap(),
+            "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused \
+             Is the server running on that host and accepting TCP/IP connections?"
+        );
+        let two = "pg_dump: warning: x\npg_dump: error: query failed: ERROR:  permission denied for table t\n\
+                   pg_dump: detail: Query was: LOCK TABLE public.t IN ACCESS SHARE MODE\n";
+        assert_eq!(
+            first_error(two).unwrap(),
+            "pg_dump: error: query failed: ERROR:  permission denied for table t"
+        );
+        assert_eq!(first_error("killed\n\n").unwrap(), "killed");
+        assert_eq!(first_error(""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn first_error_never_panics_and_stays_on_one_line(text in "[ -~\t\n\u{e9}]{0,600}") {
+            if let Some(e) = first_error(&text) {
+                prop_assert!(!e.contains('\n') && !e.contains('\t'), "{e:?}");
+            }
         }
     }
 }
