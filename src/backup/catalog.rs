@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::contents::Contents;
+use crate::backup::hashio::PART_SIZE;
 use crate::backup::media::MediaInfo;
 use crate::backup::shrink::{Baseline, Shrunk};
 use crate::system::timefmt;
@@ -58,9 +59,13 @@ pub struct PartHashes {
 }
 
 impl Manifest {
-    /// The part hashes, when they are of the file this manifest names.
+    /// The part hashes, when they are of the file this manifest names and
+    /// their size is one a restore can hold in memory (a damaged or edited
+    /// manifest with parts of terabytes falls back to the full check).
     pub fn parts(&self) -> Option<&PartHashes> {
-        self.parts.as_ref().filter(|p| p.file_sha256 == self.sha256)
+        self.parts
+            .as_ref()
+            .filter(|p| p.file_sha256 == self.sha256 && (1..=PART_SIZE).contains(&p.size))
     }
 }
 
@@ -220,6 +225,38 @@ mod tests {
             }),
             ..Listed::default()
         }
+    }
+
+    #[test]
+    fn parts_count_only_for_this_file_and_a_size_a_restore_can_hold() {
+        let parts = |size: u64, of: &str| PartHashes {
+            size,
+            file_sha256: of.into(),
+            sha256: vec!["00".into()],
+        };
+        let m = |p: PartHashes| Manifest {
+            site: "acme".into(),
+            file: "acme-20240101T000000Z.sql.gz".into(),
+            size: 10,
+            sha256: "aa".into(),
+            uncompressed_size: 20,
+            database: "acme".into(),
+            contents: None,
+            server_version: String::new(),
+            client_version: String::new(),
+            started_utc: String::new(),
+            finished_utc: String::new(),
+            release: None,
+            media: None,
+            verified: true,
+            shrunk: None,
+            parts: Some(p),
+        };
+        assert!(m(parts(PART_SIZE, "aa")).parts().is_some());
+        assert!(m(parts(64, "aa")).parts().is_some());
+        assert!(m(parts(PART_SIZE, "bb")).parts().is_none());
+        assert!(m(parts(0, "aa")).parts().is_none());
+        assert!(m(parts(1 << 40, "aa")).parts().is_none());
     }
 
     #[test]

@@ -258,19 +258,24 @@ fn judge(fed: Fed, reader: Checked, manifest: Option<&Manifest>) -> Result<(), L
         ));
     }
     let Some(m) = manifest else { return Ok(()) };
-    let sha256 = reader
-        .whole
-        .map_or_else(|| m.sha256.clone(), |w| hex(&w.finalize()));
-    // The length of the dump is checked where the manifest was written
-    // with its parts, never edited: older manifests and hand-made ones are
-    // checked as before, by the size and SHA-256 of the file.
-    let length_differs = m.parts().is_some() && uncompressed != m.uncompressed_size;
-    let unchecked = reader.parts.is_some_and(|p| reader.index != p.sha256.len());
-    if reader.read != m.size || sha256 != m.sha256 || length_differs || unchecked {
+    let sha256 = reader.whole.map(|w| hex(&w.finalize()));
+    let differs = match reader.parts {
+        // Checked in parts: every part matched, which is the whole file
+        // matching, and the dump must be as long as pg_dump wrote it.
+        Some(p) => reader.index != p.sha256.len() || uncompressed != m.uncompressed_size,
+        // Older manifests and hand-made ones: the SHA-256 of the whole
+        // file, hashed as it loaded, as before.
+        None => sha256.as_deref() != Some(m.sha256.as_str()),
+    };
+    if reader.read != m.size || differs {
         return mismatch(format!(
-            "{name} does not match its manifest (size {} vs {}, sha256 {sha256} vs {}, \
+            "{name} does not match its manifest (size {} vs {}, sha256 {} vs {}, \
              {uncompressed} vs {} bytes uncompressed)",
-            reader.read, m.size, m.sha256, m.uncompressed_size
+            reader.read,
+            m.size,
+            sha256.as_deref().unwrap_or("checked in parts"),
+            m.sha256,
+            m.uncompressed_size
         ));
     }
     Ok(())
@@ -465,16 +470,17 @@ mod tests {
             uncompressed_size: m.uncompressed_size + 1,
             ..m.clone()
         };
-        assert!(check(&longer)
-            .unwrap_err()
-            .contains("ends with a length of"));
         let bigger = Manifest {
             size: m.size + 1,
             ..m.clone()
         };
-        assert!(check(&bigger)
-            .unwrap_err()
-            .contains("but its manifest says"));
+        for (wrong, says) in [
+            (longer, "ends with a length of"),
+            (bigger, "but its manifest says"),
+        ] {
+            let e = check(&wrong).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
         let short = PartHashes {
             sha256: parts.sha256[1..].to_vec(),
             ..parts.clone()
