@@ -384,3 +384,90 @@ fn a_file_damaged_past_the_quick_check_is_rolled_back_where_it_stopped_matching(
         "120000"
     );
 }
+
+/// Polls until `count_sql` (as the superuser) gives a count that is not 0.
+fn wait_until(pg: &Pg, what: &str, count_sql: &str) {
+    let t = std::time::Instant::now();
+    while pg.sql("postgres", count_sql).trim() == "0" {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_restore_killed_while_it_loads_commits_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    // More than the pipe into psql holds, so that the restore is still
+    // writing the dump when it is killed.
+    pg.sql(
+        "acme",
+        "SET ROLE acme; INSERT INTO notes (title, body) \
+         SELECT md5(i::text) || md5((i * 7)::text), decode(md5(i::text), 'hex') \
+         FROM generate_series(3001, 120000) i;",
+    );
+    site.backup();
+    pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme");
+    pg.sql(
+        "rehearsal",
+        "SET ROLE acme; CREATE TABLE old (id int); INSERT INTO old VALUES (1);",
+    );
+    // The load's `DROP OWNED BY CURRENT_USER` waits for this lock.
+    let mut blocker = Command::new("psql")
+        .args(["-X", "-q", "-d", "rehearsal", "-c"])
+        .arg("BEGIN; LOCK TABLE old IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);")
+        .envs(pg.admin_env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        &pg,
+        "the blocking lock",
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE d.datname = 'rehearsal' AND l.mode = 'AccessExclusiveLock' AND l.granted
+           AND l.locktype = 'relation'",
+    );
+    let mut run = Command::new(env!("CARGO_BIN_EXE_sum-restore"))
+        .args(["acme", "latest", "--into", "rehearsal"])
+        .env("SUM_ROOT", site.root.path())
+        .envs(pg.admin_env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let loading = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'acme'
+                     AND datname = 'rehearsal' AND wait_event_type = 'Lock'";
+    wait_until(&pg, "the load waiting on the lock", loading);
+
+    // Killed half-way (SIGKILL: nothing of it runs after), then the lock
+    // goes: psql reads what was sent up to the kill and finds no COMMIT.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE 'BEGIN; LOCK TABLE%'",
+    );
+    let _ = blocker.wait();
+    wait_until(
+        &pg,
+        "the load's session to end",
+        "SELECT (count(*) = 0)::int FROM pg_stat_activity \
+         WHERE usename = 'acme' AND datname = 'rehearsal'",
+    );
+    assert_eq!(
+        pg.sql(
+            "rehearsal",
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+             WHERE schemaname = 'public'"
+        )
+        .trim(),
+        "old",
+        "the killed load committed"
+    );
+    assert_eq!(pg.sql("rehearsal", "SELECT count(*) FROM old").trim(), "1");
+}
