@@ -78,9 +78,6 @@ fn remove(root: &Root, args: &RemoveSite, admin: &Admin) -> Result<Vec<String>, 
     let _lock = site_lock(root, &l, name)?;
     let io = |e: std::io::Error| Failure::failed(e.to_string());
     let mut lines = Vec::new();
-    if root.is_system() {
-        lines.push(stop_units(name)?);
-    }
     for file in [&site_file, &last_good] {
         if file.exists() {
             fs_err::remove_file(file).map_err(io)?;
@@ -94,8 +91,11 @@ fn remove(root: &Root, args: &RemoveSite, admin: &Admin) -> Result<Vec<String>, 
         lines.push(format!("removed {}", metrics_dir.join(file).display()));
     }
     if root.is_system() {
+        // Reloaded before the stop: until systemd forgets the site's units,
+        // sum-sites.target upholds its socket and starts it again.
         systemctl(&["daemon-reload"])?;
         lines.push("systemctl daemon-reload: the site's units are gone".into());
+        lines.push(stop_units(name)?);
         if systemctl(&["is-active", "--quiet", "caddy.service"]).is_ok() {
             systemctl(&["reload", "caddy.service"])?;
             lines.push("systemctl reload caddy: its hosts are no longer served".into());
@@ -145,13 +145,16 @@ fn site_lock(root: &Root, l: &SiteLayout, name: &str) -> Result<Option<lock::Sit
     }
 }
 
-/// Stops every unit of the site that systemd has loaded: gunicorn's socket
-/// and service, celery, beat, the backup timer. A glob matches only loaded
-/// units, so units the site never had (celery off) are no error. The
+/// Stops every unit of the site that systemd still has in memory after the
+/// reload (their files are gone, but a running unit stays loaded until it
+/// stops): gunicorn's socket and service, celery, beat, the timers. A glob
+/// matches only loaded units, so units the site never had (celery off) are
+/// no error. Then forgets any that had failed, so none is left listed. The
 /// site's lock is held, so no deploy, backup or restore is among them.
 fn stop_units(name: &str) -> Result<String, Failure> {
     let pattern = format!("sum-*@{name}.*");
     systemctl(&["stop", "--quiet", &pattern])?;
+    systemctl(&["reset-failed", "--quiet", &pattern])?;
     Ok(format!("stopped the units {pattern}"))
 }
 

@@ -837,6 +837,8 @@ check "sumctl remove keeps the data; --purge deletes what sumctl new made" '
     contains "sumctl remove" "Kept (nothing of the data was deleted)" "$out"
     expect "bakery gunicorn socket" not-found "$(systemctl show -P LoadState sum-gunicorn@bakery.socket)"
     expect "bakery gunicorn" inactive "$(systemctl is-active sum-gunicorn@bakery.service)"
+    # Nothing of it left in systemd: no socket still listening, no failed timer.
+    expect "units of bakery still listed" "" "$(systemctl list-units --all --no-legend --plain "sum-*@bakery.*")"
     test ! -e /run/sum/caddy/bakery.caddy || { echo "bakery still has a Caddy snippet"; exit 1; }
     test -f /srv/sum/bakery/.env || { echo "the .env of bakery is gone"; exit 1; }
     expect "the role and database of bakery" 1 "$(runuser -u postgres -- psql -XAtc "SELECT count(*) FROM pg_database WHERE datname = '\''bakery'\''")"
