@@ -112,6 +112,11 @@ fn history_table(records: &[Record], out: &mut dyn Write) {
         if let Some(failure) = failure_line(r) {
             let _ = writeln!(out, "{failure}");
         }
+        // The way back from this deploy's migrations (docs/deploy.md,
+        // "Rolling back"): named here so nobody digs through --json for it.
+        if let Some(backup) = &r.backup {
+            let _ = writeln!(out, "    backup before its migrations: {backup}");
+        }
     }
 }
 

@@ -310,11 +310,10 @@ fn record(action: &str, started: &str, outcome: &str, code: u8, release: Option<
 fn three_records(root: &Path) {
     let st = state_dir(root);
     std::fs::create_dir_all(&st).unwrap();
-    site_state::append(
-        &st,
-        &record("deploy", "2026-11-03T02:00:00Z", "ok", 0, Some(R_C)),
-    )
-    .unwrap();
+    let mut migrated = record("deploy", "2026-11-03T02:00:00Z", "ok", 0, Some(R_C));
+    migrated.migrations_applied = vec!["notes.0002".to_string()];
+    migrated.backup = Some("/srv/sum/acme/backups/acme-20261103T020005Z.sql.gz".to_string());
+    site_state::append(&st, &migrated).unwrap();
     let mut failed = record("deploy", "2026-11-04T02:00:00Z", "failed", 1, Some(R_D));
     failed.failed_step = Some("venv".to_string());
     failed.error = Some(
@@ -415,7 +414,12 @@ fn history_newest_first_with_failures_and_limit() {
         ],
         "{s}"
     );
-    assert_eq!(lines.len(), 6, "{s}");
+    assert_eq!(
+        lines[6],
+        "    backup before its migrations: /srv/sum/acme/backups/acme-20261103T020005Z.sql.gz",
+        "the pre-migrate backup under its deploy: {s}"
+    );
+    assert_eq!(lines.len(), 7, "{s}");
 
     let out = sumctl(root.path(), &["history", "acme", "-n", "1"]);
     assert_eq!(out.status.code(), Some(0));
