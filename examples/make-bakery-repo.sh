@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a git repository of the bakery example site with three tagged
+# Builds a git repository of the bakery example site with five tagged
 # versions:
 #
 #   v1  the site as it is in examples/bakery
@@ -9,6 +9,7 @@
 #       `manage.py heartbeat` process writing a row per second
 #   v4  v3 with the database in DB_NAME, DB_USER, DB_PASSWORD,
 #       DB_HOST, DB_PORT (and DB_SSLMODE), not DATABASE_URL     branch real-app
+#   v5  v2 plus a migration (a column Image.alt)                branch alt-text
 #
 #   bash examples/make-bakery-repo.sh DEST
 #
@@ -169,7 +170,37 @@ text = text.replace(
 open(path, "w").write(text)
 PY2
 commit v4 "bakery v4: the database in DB_* variables, no DATABASE_URL"
+
+# v5, from v2 on a branch of its own: a migration (a column added to
+# gallery_image), so that a deploy takes a pre-migrate backup worth
+# restoring: the way back in docs/vps-golden-path.md, "Rollback".
+git checkout -q -b alt-text v2
+release v5
+python3 - <<'PY3'
+path = "gallery/models.py"
+text = open(path).read()
+old = "    created = models.DateTimeField(auto_now_add=True)\n"
+assert text.count(old) == 1
+text = text.replace(old, old + '    alt = models.CharField(max_length=255, blank=True, default="")\n')
+open(path, "w").write(text)
+PY3
+cat >gallery/migrations/0002_image_alt.py <<'PY'
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("gallery", "0001_initial")]
+
+    operations = [
+        migrations.AddField(
+            model_name="image",
+            name="alt",
+            field=models.CharField(blank=True, default="", max_length=255),
+        ),
+    ]
+PY
+commit v5 "bakery v5: v2 plus a migration (Image.alt)"
 git checkout -q main
 
 git gc -q
-echo "$dest: v1 v2 (main) v3 v4 (real-app)"
+echo "$dest: v1 v2 (main) v3 v4 (real-app) v5 (alt-text)"
