@@ -43,9 +43,11 @@ done
 deb=$(realpath "$deb")
 
 cd "$(dirname "$0")/../.."
-E2E_EXTRA_PACKAGES=(rclone openssh-server)
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
+# rclone and an SSH server (the SFTP remote), in the image the monitoring
+# test and the runbook share.
+E2E_EXTRA_PACKAGES=("${E2E_FULL_PACKAGES[@]}")
 [ "$(id -u)" -eq 0 ] || { echo "e2e: run as root (systemd-nspawn needs it)" >&2; exit 2; }
 check() { e2e_check "$@"; }
 

@@ -66,6 +66,11 @@ E2E_PACKAGES=(
 # Opt-in, for a script that needs more in its image (tests/e2e/drill.sh:
 # rclone and the storage servers). Empty by default, and then the image and
 # its cache key are exactly those of the list above.
+# The scripts that need more all take this one list, so that they share one
+# image per release: the drill (rclone, an SSH server for SFTP), the
+# monitoring test (prometheus-node-exporter) and the runbook (sudo, ufw,
+# and SSH for the deploy user's login).
+E2E_FULL_PACKAGES=(rclone openssh-server prometheus-node-exporter sudo ufw)
 E2E_EXTRA_PACKAGES=(${E2E_EXTRA_PACKAGES[@]+"${E2E_EXTRA_PACKAGES[@]}"})
 
 # Opt-in: "HOST_DIR:CONTAINER_DIR", bound read-write into the container
@@ -235,8 +240,8 @@ e2e_image() {
         return 1
     fi
     rm -rf --one-file-system "$tmp"
-    # Keep the five newest images: CI uses three (Debian 13 and 12, and
-    # Debian 13 with the drill's packages); other branches may use others.
+    # Keep the five newest images: CI uses four (Debian 13 and 12, each
+    # plain and with E2E_FULL_PACKAGES); other branches may use others.
     find "$E2E_CACHE_DIR" -maxdepth 1 -name 'image-*.tar' -printf '%T@ %p\n' \
         | sort -rn | tail -n +6 | cut -d' ' -f2- | xargs -r rm -f
     exec 8>&-

@@ -30,7 +30,8 @@ cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 E2E_KEEP=$keep
 [ "$(id -u)" -eq 0 ] || { echo "e2e: run as root (systemd-nspawn needs it)" >&2; exit 2; }
-E2E_EXTRA_PACKAGES=(prometheus-node-exporter)
+# prometheus-node-exporter, in the image the drill and the runbook share.
+E2E_EXTRA_PACKAGES=("${E2E_FULL_PACKAGES[@]}")
 e2e_install_traps
 check() { e2e_check "$@"; }
 
