@@ -4,8 +4,9 @@
 # real-tool tests, builds the .deb, runs lintian on it (the host's, Debian
 # 12's, and Debian 13's), reads it as a signed apt repository, and then, in
 # throwaway systemd containers, two at a time: on Debian 13 the main run,
-# the fault matrix, the upgrade test, the disaster drill and the monitoring
-# test; on Debian 12 the main run, the upgrade test and the monitoring test.
+# the fault matrix, the upgrade test, the disaster drill, the monitoring
+# test and the runbook (docs/vps-golden-path.md, executed); on Debian 12 the
+# main run, the upgrade test, the monitoring test and the runbook.
 # Beside the drill, the package is built again from nothing
 # and compared byte for byte (tests/repro.sh).
 #
@@ -79,6 +80,9 @@ CI=${CI:-1} cargo test --locked
 step "the example alerting rules (tests/promtool.sh: promtool check rules and test rules)"
 bash tests/promtool.sh
 
+step "the runbook's command blocks are all marked and cover every chapter (tests/e2e/runbook.sh --list)"
+bash tests/e2e/runbook.sh --list >/dev/null
+
 step "building the package"
 deb=$(bash packaging/build-deb | tail -n 1)
 echo "$deb"
@@ -138,11 +142,13 @@ if [ "$e2e" = 1 ]; then
     # The disaster drill on Debian 13, beside the reproducible-build check
     # (a build from nothing: the drill's containers mostly wait). Its S3
     # server (s3s-fs) is built once and cached under target/.
-    step "the disaster drill (tests/e2e/drill.sh) on Debian 13, then Debian 12's upgrade test and Debian 13's monitoring test; beside tests/repro.sh"
+    step "the disaster drill (tests/e2e/drill.sh) on Debian 13, then Debian 12's upgrade test, Debian 13's monitoring test and the runbook on Debian 13 and 12 (tests/e2e/runbook.sh); beside tests/repro.sh"
     pair repro bash tests/repro.sh "$deb" \
         -- drill-13 env E2E_SUITE=trixie bash tests/e2e/drill.sh --deb "$deb" \
         -- upgrade-12 env E2E_SUITE=bookworm bash tests/e2e/upgrade.sh --deb "$deb" --next "$next" \
-        -- monitor-13 env E2E_SUITE=trixie bash tests/e2e/monitor.sh --deb "$deb"
+        -- monitor-13 env E2E_SUITE=trixie bash tests/e2e/monitor.sh --deb "$deb" \
+        -- runbook-13 env E2E_SUITE=trixie bash tests/e2e/runbook.sh --deb "$deb" \
+        -- runbook-12 env E2E_SUITE=bookworm bash tests/e2e/runbook.sh --deb "$deb"
     failed=()
     for r in "${rcs[@]}"; do
         [ "${r#*=}" = 0 ] || failed+=("$r")
