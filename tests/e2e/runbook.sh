@@ -9,7 +9,9 @@
 # The runbook marks its blocks (see its introduction): `sh runbook` runs as
 # root on the VPS, `sh runbook laptop` as the user `laptop` in the same
 # container (the operator's computer, reaching the VPS over SSH at
-# 127.0.0.1), `sh runbook vars` is the operator's values, and
+# 127.0.0.1), `sh runbook storage` as the user `box` (the off-host
+# storage, an SSH server the test starts on port 2222), `sh runbook vars`
+# is the operator's values, and
 # `sh runbook skip: REASON` is listed as not executed. Any other `sh`
 # block fails the run, so no command can hide from the test. The test
 # changes only the values the runbook's table names, and prints them.
@@ -46,9 +48,10 @@ runbook_blocks() {
                 kind = ""; reason = ""
                 if (info == "sh runbook") kind = "root"
                 else if (info == "sh runbook laptop") kind = "laptop"
+                else if (info == "sh runbook storage") kind = "storage"
                 else if (info == "sh runbook vars") kind = "vars"
                 else if (info ~ /^sh runbook skip: ./) { kind = "skip"; reason = substr(info, 18) }
-                else fail("a sh block the test would not run: mark it `sh runbook`, `sh runbook laptop` or `sh runbook skip: REASON`")
+                else fail("a sh block the test would not run: mark it `sh runbook`, `sh runbook laptop`, `sh runbook storage` or `sh runbook skip: REASON`")
                 printf "%s\t%s\t%d\t%s\n", kind, chapter, NR, reason > (file ".meta")
                 printf "" > (file ".sh")
                 inblock = 1
@@ -126,10 +129,29 @@ DOMAIN=$DOMAIN
 APP_GIT=/root/in/bakery-repo
 WHEELHOUSE=/srv/wheels
 SUM_APT=file:///root/in/repo
-DEPLOY_KEY=\$(cat /home/laptop/.ssh/id_ed25519.pub 2>/dev/null || true)
 SERVER=127.0.0.1
+OFFSITE_HOST=127.0.0.1
+OFFSITE_PORT=2222
+OFFSITE_USER=box
+ALERT_WEBHOOK=http://127.0.0.1:8099/hook
 # Caddy's local CA signs *.localhost where a public CA signs the real name.
 CURL_CA_BUNDLE=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+
+# The webhook receiver: every POST's JSON body, one line each, in
+# /root/alerts.jsonl.
+cat >"$E2E_STAGE/receiver.py" <<'PY'
+import http.server, json
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open("/root/alerts.jsonl", "a") as f:
+            f.write(json.dumps(json.loads(body)) + "\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 8099), Hook).serve_forever()
+PY
 
 step "the test's stand-ins"
 ct "set -e
@@ -140,19 +162,54 @@ ct "set -e
     # The wheelhouse.
     cp -r /root/in/wheels /srv/wheels && chmod -R a+rX /srv/wheels
     # The operator's laptop.
-    useradd --create-home --shell /bin/bash laptop" </dev/null
-info "apt without Debian's sources, $DOMAIN in /etc/hosts, /srv/wheels, the user laptop"
+    useradd --create-home --shell /bin/bash laptop
+    # The off-host storage: an SSH server of its own on port 2222 that lets
+    # in the user box only, with a key (chapter 9 authorizes the VPS's).
+    # UsePAM as Debian's own sshd_config has it: without PAM, sshd refuses
+    # an account whose password is locked, as useradd leaves it.
+    useradd --create-home --shell /bin/bash box
+    printf '%s\n' 'Port 2222' 'ListenAddress 127.0.0.1' 'HostKey /etc/ssh/ssh_host_ed25519_key' \
+        'AllowUsers box' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' \
+        'PidFile none' 'Subsystem sftp internal-sftp' \
+        'UsePAM yes' >/etc/ssh/storage-box.conf
+    /usr/sbin/sshd -t -f /etc/ssh/storage-box.conf
+    systemd-run --quiet --unit=storage-box /usr/sbin/sshd -D -f /etc/ssh/storage-box.conf
+    # The chat: a webhook receiver.
+    systemd-run --quiet --unit=webhook-receiver python3 /root/in/receiver.py
+    for i in \$(seq 50); do
+        ss -tlnH | grep -q '127.0.0.1:2222 ' && ss -tlnH | grep -q '127.0.0.1:8099 ' && break
+        sleep 0.2
+    done
+    ss -tlnH | grep '127.0.0.1:2222 '
+    ss -tlnH | grep '127.0.0.1:8099 '" </dev/null
+info "apt without Debian's sources, $DOMAIN in /etc/hosts, /srv/wheels, the users laptop and box,"
+info "an SSH server for box on 127.0.0.1:2222 (the storage), a webhook receiver on 127.0.0.1:8099"
 printf '%s\n' "$OVERRIDES" | sed 's/^/    /'
 
-# run_block N KIND: runs block N as root or as laptop, with the values.
+# The values for every account, with the keys the runbook has made so far
+# written in (DEPLOY_KEY: the laptop's, OFFSITE_KEY: the VPS's for the
+# storage), as the operator copies them from one machine to the other.
+values() {
+    ct 'set -e
+        { cat /root/runbook.vars.base
+          if k=$(cat /home/laptop/.ssh/id_ed25519.pub 2>/dev/null); then printf "DEPLOY_KEY=%q\n" "$k"; fi
+          if k=$(cat /etc/sum/rclone-sftp.key.pub 2>/dev/null); then printf "OFFSITE_KEY=%q\n" "$k"; fi
+        } >/root/runbook.vars
+        chmod 0600 /root/runbook.vars
+        for u in laptop box; do install -m 0600 -o $u -g $u /root/runbook.vars /home/$u/runbook.vars; done' </dev/null
+}
+
+# run_block FILE KIND: runs the block as root, laptop or box, with the values.
 run_block() {
     local file=$1 kind=$2 rc=0
+    values
     case "$kind" in
     root)
         ct_timeout 900 'set -a; . /root/runbook.vars; set +a; exec bash -eu -s' \
             <"$file" >"$E2E_DIR/block.out" 2>&1 || rc=$? ;;
-    laptop)
-        ct_timeout 900 'exec runuser -l laptop -s /bin/bash -c "set -a; . ~/runbook.vars; set +a; exec bash -eu -s"' \
+    laptop | storage)
+        [ "$kind" = laptop ] && user=laptop || user=box
+        ct_timeout 900 "exec runuser -l $user -s /bin/bash -c 'set -a; . ~/runbook.vars; set +a; exec bash -eu -s'" \
             <"$file" >"$E2E_DIR/block.out" 2>&1 || rc=$? ;;
     esac
     return "$rc"
@@ -172,9 +229,7 @@ for meta in "$blocks"/*.meta; do
         continue ;;
     vars)
         { cat "$file"; printf '%s\n' "$OVERRIDES"; } >"$E2E_DIR/runbook.vars"
-        ct 'install -m 0600 /dev/stdin /root/runbook.vars
-            install -m 0600 -o laptop -g laptop /root/runbook.vars /home/laptop/runbook.vars' \
-            <"$E2E_DIR/runbook.vars"
+        ct 'install -m 0600 /dev/stdin /root/runbook.vars.base' <"$E2E_DIR/runbook.vars"
         E2E_PASSED=$((E2E_PASSED + 1))
         printf '  ok    %s\n' "$name"
         continue ;;
@@ -193,6 +248,14 @@ It printed:
 $(cat "$E2E_DIR/block.out")"
     fi
 done
+
+step "what the stand-ins saw"
+e2e_check "the storage box holds the site's off-host backups, which outlive its removal" '
+    find /home/box/bakery-backups -type f | sort
+    find /home/box/bakery-backups -type f -name "bakery-*.sql.gz" | grep -q .'
+e2e_check "the webhook receiver got the test alert of chapter 11" '
+    cat /root/alerts.jsonl
+    test "$(grep -c "\"event\": \"test\"" /root/alerts.jsonl)" = 1'
 
 step "not executed (${#skipped[@]} blocks; each says why in the runbook)"
 for s in "${skipped[@]}"; do info "$s"; done
