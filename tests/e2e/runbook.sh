@@ -187,12 +187,12 @@ info "an SSH server for box on 127.0.0.1:2222 (the storage), a webhook receiver 
 printf '%s\n' "$OVERRIDES" | sed 's/^/    /'
 
 # The values for every account, with the keys the runbook has made so far
-# written in (DEPLOY_KEY: the laptop's, OFFSITE_KEY: the VPS's for the
+# written in (LAPTOP_KEY: the laptop's, OFFSITE_KEY: the VPS's for the
 # storage), as the operator copies them from one machine to the other.
 values() {
     ct 'set -e
         { cat /root/runbook.vars.base
-          if k=$(cat /home/laptop/.ssh/id_ed25519.pub 2>/dev/null); then printf "DEPLOY_KEY=%q\n" "$k"; fi
+          if k=$(cat /home/laptop/.ssh/id_ed25519.pub 2>/dev/null); then printf "LAPTOP_KEY=%q\n" "$k"; fi
           if k=$(cat /etc/sum/rclone-sftp.key.pub 2>/dev/null); then printf "OFFSITE_KEY=%q\n" "$k"; fi
         } >/root/runbook.vars
         chmod 0600 /root/runbook.vars
