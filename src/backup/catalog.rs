@@ -190,6 +190,32 @@ pub fn baseline(listed: &[Listed]) -> Option<Baseline<'_>> {
         })
 }
 
+/// A verified manifest of site `acme` for tests: the file, its size, its
+/// SHA-256 and its uncompressed size; everything else empty.
+#[cfg(test)]
+impl Manifest {
+    pub(crate) fn for_test(file: &str, size: u64, sha256: &str, uncompressed_size: u64) -> Self {
+        Manifest {
+            site: "acme".into(),
+            file: file.into(),
+            size,
+            sha256: sha256.into(),
+            uncompressed_size,
+            database: "acme".into(),
+            contents: None,
+            server_version: String::new(),
+            client_version: String::new(),
+            started_utc: String::new(),
+            finished_utc: String::new(),
+            release: None,
+            media: None,
+            verified: true,
+            shrunk: None,
+            parts: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,22 +261,8 @@ mod tests {
             sha256: vec!["00".into()],
         };
         let m = |p: PartHashes| Manifest {
-            site: "acme".into(),
-            file: "acme-20240101T000000Z.sql.gz".into(),
-            size: 10,
-            sha256: "aa".into(),
-            uncompressed_size: 20,
-            database: "acme".into(),
-            contents: None,
-            server_version: String::new(),
-            client_version: String::new(),
-            started_utc: String::new(),
-            finished_utc: String::new(),
-            release: None,
-            media: None,
-            verified: true,
-            shrunk: None,
             parts: Some(p),
+            ..Manifest::for_test("acme-20240101T000000Z.sql.gz", 10, "aa", 20)
         };
         assert!(m(parts(PART_SIZE, "aa")).parts().is_some());
         assert!(m(parts(64, "aa")).parts().is_some());

@@ -369,22 +369,13 @@ mod tests {
             sha256: file.chunks(part as usize).map(sha256_hex).collect(),
         };
         let m = Manifest {
-            site: "acme".into(),
-            file: "acme-20260101T000000Z.sql.gz".into(),
-            size: file.len() as u64,
-            sha256,
-            uncompressed_size: dump.len() as u64,
-            database: "acme".into(),
-            contents: None,
-            server_version: String::new(),
-            client_version: String::new(),
-            started_utc: String::new(),
-            finished_utc: String::new(),
-            release: None,
-            media: None,
-            verified: true,
-            shrunk: None,
             parts: Some(parts),
+            ..Manifest::for_test(
+                "acme-20260101T000000Z.sql.gz",
+                file.len() as u64,
+                &sha256,
+                dump.len() as u64,
+            )
         };
         (dir, path, dump, m)
     }
