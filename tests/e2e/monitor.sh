@@ -90,21 +90,7 @@ cp -r "$wheelhouse" "$E2E_STAGE/wheels"
 bash examples/make-repo.sh "$E2E_STAGE/acme-repo" >/dev/null
 debname=$(basename "$deb")
 # The receiver: every POST's body, one line each, in /root/alerts.jsonl.
-cat >"$E2E_STAGE/receiver.py" <<'PY'
-import http.server, json, sys
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        assert self.headers["Content-Type"] == "application/json"
-        for name in ("/root/alerts.jsonl", "/root/all-alerts.jsonl"):
-            with open(name, "a") as f:
-                f.write(json.dumps(json.loads(body)) + "\n")
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", 8099), Hook).serve_forever()
-PY
+cp tests/e2e/receiver.py "$E2E_STAGE/receiver.py"
 
 step "acme deployed, node_exporter and a webhook receiver running"
 E2E_UNITS+=(sum-deploy@acme.service sum-gunicorn@acme.socket sum-gunicorn@acme.service)

@@ -137,21 +137,8 @@ ALERT_WEBHOOK=http://127.0.0.1:8099/hook
 # Caddy's local CA signs *.localhost where a public CA signs the real name.
 CURL_CA_BUNDLE=/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 
-# The webhook receiver: every POST's JSON body, one line each, in
-# /root/alerts.jsonl.
-cat >"$E2E_STAGE/receiver.py" <<'PY'
-import http.server, json
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with open("/root/alerts.jsonl", "a") as f:
-            f.write(json.dumps(json.loads(body)) + "\n")
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", 8099), Hook).serve_forever()
-PY
+# The webhook receiver (its JSON bodies in /root/alerts.jsonl).
+cp tests/e2e/receiver.py "$E2E_STAGE/receiver.py"
 
 step "the test's stand-ins"
 ct "set -e
