@@ -704,7 +704,8 @@ e2e_on_exit() {
 # ---------------------------------------------------------------------------
 
 # The request loop, inside the container: GET https://HOST/ through Caddy,
-# one request at a time, until OUT.stop appears. It is bounded
+# one request at a time, until OUT.stop appears. Each line of OUT is the
+# status (000: no answer), the time, and curl's exit code and message. It is bounded
 # (30000 requests, 15 minutes) and stops by itself.
 E2E_LOAD_SCRIPT='#!/bin/bash
 if [ "$1" = --summary ]; then # --summary LOG: "requests failed slowest"
@@ -718,7 +719,7 @@ n=0
 : >"$out"
 while [ ! -e "$out.stop" ] && [ "$n" -lt 30000 ] && [ "$(date +%s)" -lt "$end" ]; do
     curl -s -o /dev/null --max-time 30 --cacert "$CA" --resolve "$host:443:127.0.0.1" \
-        -w "%{http_code} %{time_total}\n" "https://$host/" >>"$out" || true
+        -w "%{http_code} %{time_total} %{exitcode} %{errormsg}\n" "https://$host/" >>"$out" || true
     n=$((n + 1))
     sleep 0.05
 done
@@ -756,7 +757,9 @@ e2e_load_stop() {
     fi
     if [ "$max" != - ] && [ "$failed" -gt "$max" ]; then
         e2e_fail "requests during '$name'" "at most $max failed" "$failed failed of $n; the codes seen:
-$(ct "cut -d' ' -f1 /root/load-$name.log | sort | uniq -c" </dev/null)"
+$(ct "cut -d' ' -f1 /root/load-$name.log | sort | uniq -c" </dev/null)
+the failed ones (status, time, curl's exit code and message):
+$(ct "grep -v '^200 ' /root/load-$name.log | head -n 10" </dev/null)"
     fi
 }
 

@@ -69,6 +69,9 @@ apt_q() { # apt_ours, its output shown only when it fails
 backup_running() { unit_running sum-backup@acme.service; }
 installed() { dpkg-query -W -f="\${Version}" sum-golden-path 2>/dev/null; }
 main_pid() { systemctl show -P MainPID "$1"; }
+caddy_loads() { # caddy_loads MESSAGE: how many times Caddy logged MESSAGE
+    journalctl -q -u caddy.service -o cat | grep -c "\"msg\":\"$1\"" || true
+}
 site_sql() { # site_sql SITE SQL: psql as the site own role (its DATABASE_URL)
     psql -X -q -At -v ON_ERROR_STOP=1 "$(sed -n "s/^DATABASE_URL=//p" "/srv/sum/$1/.env")" -c "$2"
 }
@@ -130,10 +133,18 @@ e2e_load_start upgrade-bakery bakery.localhost
 check "apt update offers $new_version; apt upgrade installs it; both sites keep serving" '
     for s in acme bakery; do main_pid sum-gunicorn@$s.service >/root/pid-$s; done
     lacks "the unit before" "PrivateIPC=yes" "$(systemctl cat sum-gunicorn@acme.service)"
+    reloads=$(caddy_loads "stopped previous server") unchanged=$(caddy_loads "config is unchanged")
+    # At least the install, which replaced the default configuration.
+    [ "$reloads" -ge 1 ] || { echo "Caddy logged no replaced configuration since its start"; exit 1; }
     apt_q update
     contains "apt-cache policy" "Candidate: $NEW" "$(apt-cache policy sum-golden-path)"
     apt_q upgrade
     expect "the installed version" "$NEW" "$(installed)"
+    # The same snippets: Caddy compares and does not reload (a reload can
+    # reset a connection opened in the same instant).
+    expect "Caddy configurations replaced during the upgrade" "$reloads" "$(caddy_loads "stopped previous server")"
+    expect "Caddy reloads skipped as unchanged during the upgrade" "$((unchanged + 1))" "$(caddy_loads "config is unchanged")"
+    lacks "the postinst flag after the upgrade" "reload-if-changed" "$(ls /run/sum/caddy)"
     both_serve'
 e2e_load_stop upgrade-acme "$ZERO"
 e2e_load_stop upgrade-bakery "$ZERO"
