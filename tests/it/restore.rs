@@ -319,18 +319,22 @@ fn a_rehearsal_restores_into_another_database_only() {
     );
 }
 
-#[test]
-fn a_file_damaged_past_the_quick_check_is_rolled_back_where_it_stopped_matching() {
-    let Some(pg) = Pg::start() else { return };
-    let site = setup(&pg);
-    // Enough rows that the file spans several 1 MiB parts: hex digests
-    // compress to little better than half.
+/// Rows up to id 120000, so that a backup spans several 1 MiB parts (hex
+/// digests compress to little better than half).
+fn fill_several_parts(pg: &Pg) {
     pg.sql(
         "acme",
         "SET ROLE acme; INSERT INTO notes (title, body) \
          SELECT md5(i::text) || md5((i * 7)::text), decode(md5(i::text), 'hex') \
          FROM generate_series(3001, 120000) i;",
     );
+}
+
+#[test]
+fn a_file_damaged_past_the_quick_check_is_rolled_back_where_it_stopped_matching() {
+    let Some(pg) = Pg::start() else { return };
+    let site = setup(&pg);
+    fill_several_parts(&pg);
     let backup = site.backup();
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(site.backups().join(format!("{backup}.json"))).unwrap(),
@@ -403,12 +407,7 @@ fn a_restore_killed_while_it_loads_commits_nothing() {
     let site = setup(&pg);
     // More than the pipe into psql holds, so that the restore is still
     // writing the dump when it is killed.
-    pg.sql(
-        "acme",
-        "SET ROLE acme; INSERT INTO notes (title, body) \
-         SELECT md5(i::text) || md5((i * 7)::text), decode(md5(i::text), 'hex') \
-         FROM generate_series(3001, 120000) i;",
-    );
+    fill_several_parts(&pg);
     site.backup();
     pg.sql("postgres", "CREATE DATABASE rehearsal OWNER acme");
     pg.sql(
