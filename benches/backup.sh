@@ -25,7 +25,9 @@
 #            by the site's user each time, dropped afterwards)
 #            and the floor: psql --single-transaction -f FILE.sql, the same
 #                dump decompressed beforehand (what the server can load);
-#            after one untimed warm-up load
+#            after one untimed warm-up load; and for each restore the CPU
+#            time of the load's backend, as the server logs it
+#            (log_statement_stats), beside the wall time
 #   context  gzip -1/-3/-6 of the floor's plain file
 #
 # and prints ratios against the baseline with the targets and PASS/MISS. It is
@@ -450,7 +452,7 @@ if ((SMALL_SCALE > 0)); then
 fi
 
 # --- restores ---------------------------------------------------------------
-sr_t=() gr_t=() pr_t=()
+sr_t=() gr_t=() pr_t=() sr_c=() gr_c=() pr_c=()
 n=0
 # The floor loads the same dump, decompressed beforehand (and in the page
 # cache for every run alike).
@@ -462,6 +464,20 @@ su_sql postgres "CREATE DATABASE warmup OWNER $DB_USER" >/dev/null
 psql -X --single-transaction -v ON_ERROR_STOP=1 -q --dbname="$(url_of warmup)" -f "$out/restore.sql" >/dev/null
 su_sql postgres "DROP DATABASE warmup" >/dev/null
 su_sql postgres "CHECKPOINT" >/dev/null
+# From here on the server logs each statement's resource use (getrusage of
+# its backend), so that each restore's server-side CPU can be read back:
+# what the load costs the server, whichever client feeds it.
+su_sql postgres "ALTER SYSTEM SET log_statement_stats = on" >/dev/null
+su_sql postgres "ALTER SYSTEM SET log_line_prefix = '%m [%p] db=%d '" >/dev/null
+su_sql postgres "SELECT pg_reload_conf()" >/dev/null
+backend_cpu() { # DB: CPU seconds (user + system) of the backends' statements in DB
+    awk -v db=" db=$1 " '
+        /^[0-9][0-9][0-9][0-9]-/ { mine = index($0, db) > 0 }
+        mine && /s user, .* s system, .* s elapsed/ {
+            sub(/^[ \t]*![ \t]*/, ""); cpu += $1 + $4
+        }
+        END { printf "%.2f", cpu }' "$pgdir/log"
+}
 restore_check() { # DB: the restored row counts must match; then drop it
     local got
     got=$(rows_of "$1")
@@ -481,20 +497,20 @@ for ((r = 1; r <= RESTORE_RUNS; r++)); do
             res=$(timed env SUM_ROOT="$root" "$BIN/sum-restore" bench "$last_backup" \
                 --i-know-this-will-overwrite --into "$db")
             read -r t _ <<<"$res"
-            sr_t+=("$t")
+            sr_t+=("$t") sr_c+=("$(backend_cpu "$db")")
         elif [[ $which == floor ]]; then
             note "restore run $r/$RESTORE_RUNS: psql --single-transaction -f FILE.sql"
             res=$(timed psql -X --single-transaction -v ON_ERROR_STOP=1 -q --dbname="$(url_of "$db")" \
                 -f "$out/restore.sql")
             read -r t _ <<<"$res"
-            pr_t+=("$t")
+            pr_t+=("$t") pr_c+=("$(backend_cpu "$db")")
         else
             note "restore run $r/$RESTORE_RUNS: gunzip -c | psql --single-transaction"
             # shellcheck disable=SC2016 # expanded by the inner bash
             res=$(timed bash -c 'set -o pipefail; gunzip -c "$1" | psql -X --single-transaction -v ON_ERROR_STOP=1 -q --dbname="$2"' \
                 _ "$last_backup" "$(url_of "$db")")
             read -r t _ <<<"$res"
-            gr_t+=("$t")
+            gr_t+=("$t") gr_c+=("$(backend_cpu "$db")")
         fi
         restore_check "$db"
     done
@@ -556,6 +572,7 @@ fi
 echo "  sum-restore --into  time ${sr_t[*]}"
 echo "  gunzip -c | psql    time ${gr_t[*]}"
 echo "  psql -f (floor)     time ${pr_t[*]}"
+echo "  the load's backend, CPU seconds: sum-restore ${sr_c[*]}; gunzip | psql ${gr_c[*]}; psql -f ${pr_c[*]}"
 echo
 printf '%-34s %12s %12s %8s %10s  %s\n' "measure" "sum" "baseline" "ratio" "target" "verdict"
 printf '%-34s %12s %12s %8s %10s  %s\n' "backup time vs floor (s)" "$SB_T" "$FL_T" \
@@ -580,6 +597,16 @@ printf '%-34s %12s %12s %8s %10s  %s\n' "restore --into wall time (s)" "$SR_T" "
     "$(ratio "$SR_T" "$GR_T")" "<= $T_RESTORE_TIME" "$(verdict "$(ratio "$SR_T" "$GR_T")" "$T_RESTORE_TIME")"
 printf '%-34s %12s %12s %8s %10s  %s\n' "restore vs floor (s)" "$SR_T" "$PR_T" \
     "$(ratio "$SR_T" "$PR_T")" "-" ""
+echo
+echo "restores, the server's side (log_statement_stats: the CPU of the load's backend; medians):"
+busy() { # CPU WALL: "CPU s of WALL s wall, PCT% busy; WALL - CPU s not"
+    awk -v c="$1" -v w="$2" 'BEGIN { printf "%6.2f s of %6.2f s wall, %5.1f%% busy; %5.2f s not", c, w, 100 * c / w, w - c }'
+}
+printf '  %-20s %s\n' "sum-restore --into" "$(busy "$(median "${sr_c[@]}")" "$SR_T")"
+printf '  %-20s %s\n' "gunzip -c | psql" "$(busy "$(median "${gr_c[@]}")" "$GR_T")"
+printf '  %-20s %s\n' "psql -f (floor)" "$(busy "$(median "${pr_c[@]}")" "$PR_T")"
+echo "  (the backend's CPU excludes the parallel workers of CREATE INDEX; 'not' is"
+echo "   connecting, the client's own work before and after, and those workers)"
 echo
 echo "floor for backups: pg_dump --format=plain --no-owner --no-acl -f file"
 echo "baseline for backups: pg_dump --format=plain --no-owner --no-acl | gzip -6 > file (%M: largest of pg_dump and gzip)"
