@@ -705,8 +705,8 @@ e2e_on_exit() {
 
 # The request loop, inside the container: GET https://HOST/ through Caddy,
 # one request at a time, until OUT.stop appears. Each line of OUT is the
-# status (000: no answer), the time, and curl's exit code and message. It is bounded
-# (30000 requests, 15 minutes) and stops by itself.
+# status (000: no answer), the time, and curl's exit code and message. It
+# is bounded (30000 requests, 15 minutes) and stops by itself.
 E2E_LOAD_SCRIPT='#!/bin/bash
 if [ "$1" = --summary ]; then # --summary LOG: "requests failed slowest"
     exec awk "{ n++; if (\$1 != \"200\") f++; if (\$2 > m) m = \$2 }

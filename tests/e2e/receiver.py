@@ -1,7 +1,7 @@
 """The end-to-end tests' webhook receiver (tests/e2e/monitor.sh and
 runbook.sh): every POST's JSON body, one line each, appended to
 /root/alerts.jsonl (which a test may empty) and /root/all-alerts.jsonl."""
-import http.server, json, sys
+import http.server, json
 class Hook(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
